@@ -1,0 +1,59 @@
+// Package store is mpcfs's view of an S3-compatible object store: a small
+// interface (Store) with two implementations, one over minio-go for MinIO,
+// AWS S3 and Huawei OBS, and one over a local directory whose sub-folders are
+// buckets (the embedded default).
+//
+// Everything above this package (the FUSE layer, the task manager) talks to a
+// Store only, so both backends behave the same to users and tests.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotExist is returned (possibly wrapped) when a bucket or object does not
+// exist. Test with errors.Is.
+var ErrNotExist = errors.New("does not exist")
+
+// ErrUnavailable wraps errors that mean the store could not be reached (network
+// down, server stopped), as opposed to a definite answer from it.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ObjectInfo describes one object.
+type ObjectInfo struct {
+	Key     string    // full key inside the bucket, no leading "/"
+	Size    int64     // exact size in bytes
+	ETag    string    // opaque version tag; changes when the content changes
+	ModTime time.Time // last modification
+}
+
+// Listing is the immediate content of one "folder" (prefix) of a bucket.
+type Listing struct {
+	Objects  []ObjectInfo // objects directly under the prefix, Key is the full key
+	Prefixes []string     // sub-prefixes directly under it, full, each ending in "/"
+}
+
+// Store is an S3-compatible object store.
+//
+// Keys never start with "/"; prefixes passed to List are "" (bucket root) or
+// end with "/". Implementations are safe for concurrent use.
+type Store interface {
+	// Buckets lists the bucket names, sorted.
+	Buckets(ctx context.Context) ([]string, error)
+	// BucketExists reports whether the bucket exists.
+	BucketExists(ctx context.Context, bucket string) (bool, error)
+	// List returns the objects and sub-prefixes directly under prefix.
+	List(ctx context.Context, bucket, prefix string) (Listing, error)
+	// Stat describes one object; ErrNotExist if it is missing.
+	Stat(ctx context.Context, bucket, key string) (ObjectInfo, error)
+	// Open reads length bytes of the object from offset off (length < 0: to
+	// the end) as one ranged request. The caller closes the reader.
+	Open(ctx context.Context, bucket, key string, off, length int64) (io.ReadCloser, error)
+	// Put stores a whole object (used for the task store).
+	Put(ctx context.Context, bucket, key string, data []byte) error
+	// Delete removes an object; deleting a missing object is not an error.
+	Delete(ctx context.Context, bucket, key string) error
+}
