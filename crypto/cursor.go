@@ -3,58 +3,172 @@ package crypto
 import (
 	"context"
 	stdcipher "crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 )
 
-// Read-ahead windows: a sequential reader's first ranged GET covers 1 MiB,
-// each next one twice as much, up to 16 MiB. A small random read never
-// fetches more than it needs (rounded to the cipher block and checkpoint).
+// Source windows: the first ranged read of a stream covers at least
+// firstWindow, each next one twice the last, up to maxWindow, all capped
+// at the end of the part. Few requests for a long sequential read, and no
+// unbounded GET for a short one.
 const (
 	firstWindow = 1 << 20
 	maxWindow   = 16 << 20
 )
 
-// cursor encrypts one part sequentially from a block-aligned position,
-// pulling plaintext through ranged reads of growing windows.
+// cursor encrypts a File sequentially from a 16-aligned position, part
+// after part, pulling plaintext through ranged reads of growing windows.
+// It is used by one goroutine at a time.
 type cursor struct {
-	fp     *filePart
-	ctx    context.Context // for opening windows
-	pos    int64           // output offset of the next byte (16-aligned)
-	chain  [blockSize]byte // CBC: the previous ciphertext block
+	f      *File
+	ctx    context.Context // the source windows' lifetime
+	cancel context.CancelFunc
+	idx    int       // the part
+	fp     *filePart // nil past the last part
+	pos    int64     // part-relative output offset of the next byte
+	chain  [blockSize]byte
 	src    io.ReadCloser
 	srcPos int64 // plaintext offset src is at
 	srcEnd int64 // end of src's window
 	window int64 // size of the next window
 }
 
-func newCursor(ctx context.Context, fp *filePart, pos int64, chain [blockSize]byte, window int64) *cursor {
-	return &cursor{fp: fp, ctx: ctx, pos: pos, chain: chain, srcPos: pos, window: window}
+// newCursor returns a cursor that can produce part idx from output offset
+// pos on: it starts at the block holding pos, or for CBC at the checkpoint
+// at or before it (advance to pos with skipTo).
+func newCursor(parent context.Context, f *File, idx int, pos int64) *cursor {
+	ctx, cancel := context.WithCancel(parent)
+	c := &cursor{f: f, ctx: ctx, cancel: cancel}
+	c.enter(idx)
+	if c.fp != nil {
+		c.pos, c.chain = c.fp.start(pos - pos%blockSize)
+		c.srcPos = c.pos
+	}
+	return c
 }
 
-// next encrypts the next at most max bytes (a multiple of 16) into buf,
-// which must have room for max+16 bytes (the CBC padding block), and
-// returns the ciphertext. At the end of the part it returns io.EOF.
-func (c *cursor) next(buf []byte, max int) ([]byte, error) {
-	fp := c.fp
-	if c.pos >= fp.outSize {
-		return nil, io.EOF
+// enter moves to the start of part idx.
+func (c *cursor) enter(idx int) {
+	c.closeSrc()
+	c.idx, c.fp, c.pos, c.srcPos, c.window = idx, nil, 0, 0, firstWindow
+	if idx < len(c.f.parts) {
+		c.fp = c.f.parts[idx]
+		c.chain = c.fp.iv
 	}
-	n, final := int64(max), false
-	if rest := fp.PlainSize - c.pos; rest <= n {
-		n, final = rest, true
+}
+
+// fileOff is the File offset of the next byte.
+func (c *cursor) fileOff() int64 {
+	if c.fp == nil {
+		return c.f.size
 	}
-	plain := buf[:n]
-	if err := c.fill(plain); err != nil {
-		return nil, err
+	return c.fp.outOff + c.pos
+}
+
+// next encrypts the next chunk, at most len(buf) bytes (a multiple of 16),
+// into buf and returns its File offset. A chunk never spans two parts. At
+// the end of the File it returns io.EOF.
+func (c *cursor) next(buf []byte) (int64, []byte, error) {
+	for c.fp != nil && c.pos >= c.fp.outSize {
+		c.enter(c.idx + 1)
 	}
-	out := c.encrypt(buf, plain, final)
+	if c.fp == nil {
+		return 0, nil, io.EOF
+	}
+	off := c.fileOff()
+	out := buf[:min(int64(len(buf)), c.fp.outSize-c.pos)]
+	if err := c.produce(out); err != nil {
+		return 0, nil, err // never half-encrypted bytes
+	}
+	return off, out, nil
+}
+
+// skipTo encrypts and discards up to File offset target (CBC: from a
+// checkpoint, recording the ones it crosses), moving across parts. target
+// is at a block of its part and before that part's padding block, so only
+// the parts left whole are padded.
+func (c *cursor) skipTo(target int64, buf []byte) error {
+	for c.fp != nil && c.fileOff() < target {
+		if c.pos >= c.fp.outSize {
+			c.enter(c.idx + 1)
+			continue
+		}
+		n := min(int64(len(buf)), target-c.fileOff(), c.fp.outSize-c.pos)
+		if err := c.produce(buf[:n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunkAt moves to the block holding File offset pos and produces the
+// chunk from there to the end of the request, pos+want, at most one
+// buffer and within one part.
+func (c *cursor) chunkAt(pos, want int64, buf []byte) (int64, []byte, error) {
+	fp := c.f.parts[c.f.partAt(pos)]
+	rel := pos - fp.outOff
+	target := rel - rel%blockSize
+	if err := c.skipTo(fp.outOff+target, buf); err != nil {
+		return 0, nil, err
+	}
+	end := min(alignUp(rel+want), fp.outSize)
+	return c.next(buf[:min(end-target, int64(len(buf)))])
+}
+
+func alignUp(n int64) int64 { return (n + blockSize - 1) / blockSize * blockSize }
+
+// produce turns the plaintext at c.pos into the ciphertext out, in place.
+// out ends before the part's end or exactly at it (then it holds the CBC
+// padding).
+func (c *cursor) produce(out []byte) error {
+	nPlain := min(int64(len(out)), c.fp.plainSize-c.pos)
+	if err := c.fill(out[:nPlain]); err != nil {
+		return err
+	}
+	c.encrypt(out, int(nPlain))
 	c.pos += int64(len(out))
-	return out, nil
+	return nil
 }
 
-// fill reads len(p) plaintext bytes at c.pos, opening windows as needed.
+// encrypt encrypts out in place; out[:nPlain] is plaintext, the rest is
+// the PKCS#7 padding to write.
+func (c *cursor) encrypt(out []byte, nPlain int) {
+	fp := c.fp
+	switch {
+	case fp.block == nil: // clear
+	case fp.alg.cbc():
+		pad := byte(len(out) - nPlain)
+		for i := nPlain; i < len(out); i++ {
+			out[i] = pad
+		}
+		stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)
+		fp.cps.record(c.pos, out[:nPlain-nPlain%blockSize])
+		c.chain = [blockSize]byte(out[len(out)-blockSize:])
+	default:
+		ctr := fp.counter(c.pos / blockSize)
+		stdcipher.NewCTR(fp.block, ctr[:]).XORKeyStream(out, out)
+	}
+}
+
+// counter is the CTR counter block of block i: IV + i mod 2^128, carrying
+// from the low 64 bits into the high ones as openssl does.
+func (fp *filePart) counter(i int64) [blockSize]byte {
+	hi := binary.BigEndian.Uint64(fp.iv[:8])
+	lo := binary.BigEndian.Uint64(fp.iv[8:])
+	sum := lo + uint64(i)
+	if sum < lo {
+		hi++
+	}
+	var ctr [blockSize]byte
+	binary.BigEndian.PutUint64(ctr[:8], hi)
+	binary.BigEndian.PutUint64(ctr[8:], sum)
+	return ctr
+}
+
+// fill reads len(p) plaintext bytes at c.srcPos, opening windows as
+// needed. A source that ends early is an error, never padding.
 func (c *cursor) fill(p []byte) error {
 	for len(p) > 0 {
 		if c.src == nil || c.srcPos >= c.srcEnd {
@@ -65,10 +179,7 @@ func (c *cursor) fill(p []byte) error {
 		k := min(int64(len(p)), c.srcEnd-c.srcPos)
 		if _, err := io.ReadFull(c.src, p[:k]); err != nil {
 			c.closeSrc()
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return fmt.Errorf("source ended early: reading %d bytes at %d of %d: %w", k, c.srcPos, c.fp.PlainSize, io.ErrUnexpectedEOF)
-			}
-			return fmt.Errorf("reading source at %d: %w", c.srcPos, err)
+			return c.readErr(err, k)
 		}
 		c.srcPos += k
 		p = p[k:]
@@ -76,12 +187,24 @@ func (c *cursor) fill(p []byte) error {
 	return nil
 }
 
+func (c *cursor) readErr(err error, k int64) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("part %d: source ended early reading plaintext [%d, %d) of %d bytes: %w",
+			c.idx, c.srcPos, c.srcPos+k, c.fp.plainSize, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("part %d: reading plaintext at %d: %w", c.idx, c.srcPos, err)
+}
+
+// openWindow opens the next window at c.srcPos and doubles the next one.
 func (c *cursor) openWindow() error {
 	c.closeSrc()
-	n := min(c.window, c.fp.PlainSize-c.srcPos)
-	src, err := c.fp.Src(c.ctx, c.srcPos, n)
+	n := min(c.window, c.fp.plainSize-c.srcPos)
+	src, err := c.fp.src(c.ctx, c.srcPos, n)
+	if err == nil && src == nil {
+		err = errors.New("source returned no reader")
+	}
 	if err != nil {
-		return fmt.Errorf("opening source at %d: %w", c.srcPos, err)
+		return fmt.Errorf("part %d: opening plaintext [%d, %d): %w", c.idx, c.srcPos, c.srcPos+n, err)
 	}
 	c.src, c.srcEnd = src, c.srcPos+n
 	c.window = min(c.window*2, maxWindow)
@@ -95,29 +218,8 @@ func (c *cursor) closeSrc() {
 	}
 }
 
-// encrypt turns plaintext (a prefix of buf) into ciphertext in place.
-func (c *cursor) encrypt(buf, plain []byte, final bool) []byte {
-	fp := c.fp
-	switch {
-	case fp.Alg == "":
-		return plain
-	case fp.Alg.cbc():
-		out := plain
-		if final {
-			pad := blockSize - len(plain)%blockSize
-			out = buf[:len(plain)+pad]
-			for i := len(plain); i < len(out); i++ {
-				out[i] = byte(pad)
-			}
-		}
-		if len(out) > 0 {
-			stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)
-			c.chain = [blockSize]byte(out[len(out)-blockSize:])
-			fp.record(c.pos, out)
-		}
-		return out
-	default:
-		stdcipher.NewCTR(fp.block, fp.ctrBlock(c.pos/blockSize)).XORKeyStream(plain, plain)
-		return plain
-	}
+// close releases the open window and the cursor's context.
+func (c *cursor) close() {
+	c.closeSrc()
+	c.cancel()
 }

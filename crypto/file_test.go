@@ -5,226 +5,382 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"math/rand"
-	"os"
-	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// memSource serves a byte slice as ranged reads, counting bytes served.
-type memSource struct {
-	data   []byte
-	served atomic.Int64
-	opens  atomic.Int64
-}
-
-func (m *memSource) open(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-	if off < 0 || off+n > int64(len(m.data)) {
-		return nil, errors.New("range outside source")
-	}
-	m.opens.Add(1)
-	m.served.Add(n)
-	return io.NopCloser(bytes.NewReader(m.data[off : off+n])), nil
-}
-
-func randBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	r.Read(b)
-	return b
-}
-
-var (
-	testKey = []byte("0123456789abcdef")
-	testIV  = []byte("fedcba9876543210")
-)
-
-// openssl encrypts with the openssl command line, the reference.
-func openssl(t *testing.T, cipher string, key, iv, plain []byte) []byte {
-	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl missing in CI")
+func TestParseAlgorithm(t *testing.T) {
+	for in, want := range map[string]Algorithm{"": AES128CTR, "AES-128-CTR": AES128CTR, "AES-128-CBC": AES128CBC, "SM4CBC": SM4CBC} {
+		if got, err := ParseAlgorithm(in); got != want || err != nil {
+			t.Errorf("ParseAlgorithm(%q) = %q, %v", in, got, err)
 		}
-		t.Skip("openssl missing")
 	}
-	cmd := exec.Command("openssl", "enc", "-"+cipher, "-K", hex.EncodeToString(key), "-iv", hex.EncodeToString(iv))
-	cmd.Stdin = bytes.NewReader(plain)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("openssl %s: %v", cipher, err)
+	for _, in := range []string{"aes-128-cbc", "SM4-CBC", "AES-128", "AES-256-GCM"} {
+		if _, err := ParseAlgorithm(in); err == nil || !strings.Contains(err.Error(), in) {
+			t.Errorf("ParseAlgorithm(%q): error %v should name the value", in, err)
+		}
 	}
-	return out
 }
 
-var opensslNames = map[Algorithm]string{AES128CBC: "aes-128-cbc", AES128CTR: "aes-128-ctr", SM4CBC: "sm4-cbc"}
-
-func newTestFile(t testing.TB, parts ...Part) *File {
-	t.Helper()
-	f, err := NewFile(parts)
-	if err != nil {
-		t.Fatal(err)
+func TestHLSMethodAndSize(t *testing.T) {
+	for alg, method := range map[Algorithm]string{AES128CBC: "AES-128", AES128CTR: "AES-128-CTR", SM4CBC: "SM4-CBC"} {
+		if got := alg.HLSMethod(); got != method {
+			t.Errorf("%s.HLSMethod() = %q, want %q", alg, got, method)
+		}
 	}
-	return f
+	for n, want := range map[int64]int64{0: 16, 1: 16, 15: 16, 16: 32, 17: 32, 65536: 65552} {
+		for _, alg := range []Algorithm{AES128CBC, SM4CBC} {
+			if got := alg.EncryptedSize(n); got != want {
+				t.Errorf("%s.EncryptedSize(%d) = %d, want %d", alg, n, got, want)
+			}
+		}
+		if got := AES128CTR.EncryptedSize(n); got != n {
+			t.Errorf("CTR EncryptedSize(%d) = %d", n, got)
+		}
+	}
 }
 
-func readAll(t testing.TB, f *File) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if _, err := f.WriteTo(context.Background(), &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
+// TestMatchesOpenSSL compares whole outputs, written at once and read
+// sequentially through a Reader (the read-ahead path), with openssl's.
 func TestMatchesOpenSSL(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	for _, alg := range []Algorithm{AES128CBC, AES128CTR, SM4CBC} {
+	for _, alg := range allAlgs {
 		for _, size := range []int{0, 1, 15, 16, 17, 4095, 65536, 65537, 3<<20 + 5} {
-			src := &memSource{data: randBytes(r, size)}
-			f := newTestFile(t, Part{Src: src.open, PlainSize: int64(size), Alg: alg, Key: testKey, IV: testIV})
-			want := openssl(t, opensslNames[alg], testKey, testIV, src.data)
-			if f.Size() != int64(len(want)) {
+			f, src := onePart(t, r, alg, size, testIV)
+			want := openssl(t, alg, testKey, testIV, src.data)
+			if f.Size() != int64(len(want)) || alg.EncryptedSize(int64(size)) != int64(len(want)) {
 				t.Fatalf("%s size %d: Size() = %d, openssl wrote %d", alg, size, f.Size(), len(want))
 			}
-			if got := readAll(t, f); !bytes.Equal(got, want) {
-				t.Fatalf("%s size %d: ciphertext differs from openssl", alg, size)
+			if got := writeAll(t, f); !bytes.Equal(got, want) {
+				t.Fatalf("%s size %d: WriteTo differs from openssl", alg, size)
+			}
+			if got := readSeq(t, f, 128<<10); !bytes.Equal(got, want) {
+				t.Fatalf("%s size %d: sequential reads differ from openssl", alg, size)
 			}
 		}
 	}
 }
 
-// TestCTRCounterWraps: the counter is 128-bit, as openssl's.
+// TestCTRCounterWraps: the counter is 128 bits, as openssl's: it carries
+// from the low 64 bits into the high ones, and wraps at 2^128.
 func TestCTRCounterWraps(t *testing.T) {
-	iv, _ := hex.DecodeString("fffffffffffffffffffffffffffffffe")
-	src := &memSource{data: randBytes(rand.New(rand.NewSource(2)), 200000)}
-	f := newTestFile(t, Part{Src: src.open, PlainSize: 200000, Alg: AES128CTR, Key: testKey, IV: iv})
-	want := openssl(t, "aes-128-ctr", testKey, iv, src.data)
-	if got := readAll(t, f); !bytes.Equal(got, want) {
-		t.Fatal("ciphertext across the 128-bit counter wrap differs from openssl")
-	}
-	r := f.NewReader()
-	defer r.Close()
-	got := make([]byte, 100)
-	if _, err := r.ReadAt(context.Background(), got, 150001); err != nil || !bytes.Equal(got, want[150001:150101]) {
-		t.Fatalf("random read after the wrap: %v", err)
+	r := rand.New(rand.NewSource(2))
+	for _, ivHex := range []string{"fffffffffffffffffffffffffffffffe", "0123456789abcdefffffffffffffff00"} {
+		iv, _ := hex.DecodeString(ivHex)
+		f, src := onePart(t, r, AES128CTR, 200003, iv)
+		want := openssl(t, AES128CTR, testKey, iv, src.data)
+		if got := writeAll(t, f); !bytes.Equal(got, want) {
+			t.Fatalf("IV %s: ciphertext across the counter carry differs from openssl", ivHex)
+		}
+		rd := f.NewReader()
+		for i := 0; i < 100; i++ {
+			checkRead(t, rd, want, r.Int63n(f.Size()), 1+r.Intn(5000))
+		}
+		rd.Close()
 	}
 }
 
-// mixedFile is a clear part, a CBC part and a CTR part, as a single-file
-// byte-range output with an init section has.
+// mixedFile is a single-file byte-range output: clear parts (an init
+// section), parts of each algorithm with their own IVs, sizes that are and
+// are not multiples of 16 and of the checkpoint spacing, an empty part.
 func mixedFile(t testing.TB, r *rand.Rand) (*File, []byte) {
 	var parts []Part
 	var want []byte
 	for i, p := range []struct {
 		alg  Algorithm
 		size int
-	}{{"", 1000}, {AES128CBC, 300000}, {AES128CTR, 250001}, {SM4CBC, 70000}, {"", 17}} {
+	}{{"", 1000}, {AES128CBC, 300000}, {AES128CTR, 250001}, {SM4CBC, 70000}, {AES128CBC, 0},
+		{"", 17}, {AES128CBC, 2 * checkpointEvery}, {AES128CTR, 0}, {AES128CTR, 16}, {"", 5}} {
 		src := &memSource{data: randBytes(r, p.size)}
 		iv := append([]byte(nil), testIV...)
 		iv[0] = byte(i)
 		parts = append(parts, Part{Src: src.open, PlainSize: int64(p.size), Alg: p.alg, Key: testKey, IV: iv})
-		if p.alg == "" {
-			want = append(want, src.data...)
-		} else {
-			want = append(want, openssl(t.(*testing.T), opensslNames[p.alg], testKey, iv, src.data)...)
-		}
+		want = append(want, reference(t, p.alg, testKey, iv, src.data)...)
 	}
 	return newTestFile(t, parts...), want
 }
 
-func TestRandomAccess(t *testing.T) {
+func TestRandomAccessOnePart(t *testing.T) {
 	r := rand.New(rand.NewSource(3))
+	for _, alg := range allAlgs {
+		for _, size := range []int{300001, 3 * checkpointEvery} {
+			f, src := onePart(t, r, alg, size, testIV)
+			want := openssl(t, alg, testKey, testIV, src.data)
+			shared := f.NewReader()
+			for i := 0; i < 200; i++ {
+				off, n := r.Int63n(f.Size()+20), 1+r.Intn(100000)
+				checkRead(t, shared, want, off, n)
+				fresh := f.NewReader() // no stream, maybe no checkpoints yet
+				checkRead(t, fresh, want, off, n)
+				fresh.Close()
+			}
+			shared.Close()
+		}
+	}
+}
+
+func TestRandomAccessMixedParts(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
 	f, want := mixedFile(t, r)
 	if f.Size() != int64(len(want)) {
 		t.Fatalf("Size %d, want %d", f.Size(), len(want))
 	}
 	rd := f.NewReader()
 	defer rd.Close()
-	ctx := context.Background()
-	for i := 0; i < 500; i++ {
-		off := r.Int63n(int64(len(want)))
-		n := 1 + r.Intn(200000)
-		got := make([]byte, n)
-		k, err := rd.ReadAt(ctx, got, off)
-		end := min(off+int64(n), int64(len(want)))
-		if k != int(end-off) || (end < off+int64(n)) != errors.Is(err, io.EOF) || (err != nil && !errors.Is(err, io.EOF)) {
-			t.Fatalf("ReadAt(%d, %d) = %d, %v", n, off, k, err)
-		}
-		if !bytes.Equal(got[:k], want[off:end]) {
-			t.Fatalf("ReadAt(%d, %d): wrong bytes", n, off)
+	for i := 0; i < 1000; i++ {
+		checkRead(t, rd, want, r.Int63n(int64(len(want))), 1+r.Intn(200000))
+	}
+	// Every part boundary, a few bytes either side, from a fresh reader.
+	var bounds []int64
+	for _, fp := range f.parts {
+		bounds = append(bounds, fp.outOff)
+	}
+	for _, b := range bounds {
+		for _, d := range []int64{-17, -1, 0, 1, 16} {
+			if off := b + d; off >= 0 && off < f.Size() {
+				fresh := f.NewReader()
+				checkRead(t, fresh, want, off, 40)
+				fresh.Close()
+			}
 		}
 	}
-	if k, err := rd.ReadAt(ctx, make([]byte, 10), f.Size()); k != 0 || err != io.EOF {
-		t.Fatalf("read at end = %d, %v", k, err)
+	if got := readSeq(t, f, 4096); !bytes.Equal(got, want) {
+		t.Fatal("sequential 4 KiB reads across parts differ")
+	}
+	if got := writeAll(t, f); !bytes.Equal(got, want) {
+		t.Fatal("WriteTo across parts differs")
 	}
 }
 
-// TestSequentialReadAhead reads like the kernel: increasing offsets,
-// sometimes out of order within the read-ahead.
+// TestPaddingBlockFirst: the last block of a CBC part whose size is a
+// multiple of 16 is padding only; reading it first must not stop at the
+// plaintext's end.
+func TestPaddingBlockFirst(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	for _, alg := range []Algorithm{AES128CBC, SM4CBC} {
+		for _, size := range []int{16, 4096, 2 * checkpointEvery, 3<<20 + 16} {
+			f, src := onePart(t, r, alg, size, testIV)
+			want := openssl(t, alg, testKey, testIV, src.data)
+			for _, n := range []int{16, 1, 32} {
+				rd := f.NewReader()
+				checkRead(t, rd, want, int64(size), n)
+				checkRead(t, rd, want, max(0, int64(size)-int64(n)), n)
+				rd.Close()
+			}
+		}
+	}
+}
+
+func TestReadPastEnd(t *testing.T) {
+	f, src := onePart(t, rand.New(rand.NewSource(6)), AES128CBC, 1000, testIV)
+	want := openssl(t, AES128CBC, testKey, testIV, src.data)
+	rd := f.NewReader()
+	defer rd.Close()
+	ctx := context.Background()
+	for _, off := range []int64{f.Size(), f.Size() + 1, f.Size() + 1<<20} {
+		for _, n := range []int{0, 1, 100} {
+			if k, err := rd.ReadAt(ctx, make([]byte, n), off); k != 0 || err != io.EOF {
+				t.Errorf("ReadAt(len %d, off %d) = %d, %v; want 0, io.EOF", n, off, k, err)
+			}
+		}
+	}
+	checkRead(t, rd, want, f.Size()-10, 100) // short, with io.EOF
+	checkRead(t, rd, want, 0, int(f.Size())) // exactly all: no EOF
+	if _, err := rd.ReadAt(ctx, make([]byte, 1), -1); err == nil || err == io.EOF {
+		t.Errorf("negative offset: %v", err)
+	}
+	if k, err := rd.ReadAt(ctx, nil, 5); k != 0 || err != nil {
+		t.Errorf("empty read inside = %d, %v", k, err)
+	}
+}
+
+// TestSequentialReadAhead reads like the kernel: 128 KiB at increasing
+// offsets, sometimes swapped pairs. Windows must grow from 1 MiB by
+// doubling to 16 MiB, and each plaintext byte be read once.
 func TestSequentialReadAhead(t *testing.T) {
-	r := rand.New(rand.NewSource(4))
-	src := &memSource{data: randBytes(r, 20<<20+7)}
-	f := newTestFile(t, Part{Src: src.open, PlainSize: int64(len(src.data)), Alg: AES128CBC, Key: testKey, IV: testIV})
-	want := openssl(t, "aes-128-cbc", testKey, testIV, src.data)
+	r := rand.New(rand.NewSource(7))
+	f, src := onePart(t, r, AES128CBC, 40<<20+7, testIV)
+	want := openssl(t, AES128CBC, testKey, testIV, src.data)
 	rd := f.NewReader()
 	defer rd.Close()
 	const req = 128 << 10
-	// In order at first, then in swapped pairs, as concurrent kernel
-	// read-ahead requests can arrive.
 	offsets := []int64{0, req}
 	for off := int64(2 * req); off < f.Size(); off += 2 * req {
 		offsets = append(offsets, off+req, off)
 	}
 	for _, o := range offsets {
-		{
-			if o >= f.Size() {
-				continue
-			}
-			got := make([]byte, min(req, f.Size()-o))
-			if _, err := rd.ReadAt(context.Background(), got, o); err != nil && err != io.EOF {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want[o:o+int64(len(got))]) {
-				t.Fatalf("wrong bytes at %d", o)
-			}
+		if o < f.Size() {
+			checkRead(t, rd, want, o, req)
 		}
 	}
-	if served := src.served.Load(); served > int64(len(src.data))*11/10 {
-		t.Fatalf("read %d source bytes for a %d-byte sequential read", served, len(src.data))
+	if read := src.read.Load(); read != int64(len(src.data)) {
+		t.Errorf("read %d plaintext bytes for a %d-byte sequential read", read, len(src.data))
 	}
-	if opens := src.opens.Load(); opens > 8 {
-		t.Fatalf("%d ranged reads for one sequential read; windows should grow", opens)
+	wins := src.windows()
+	wantWin := int64(firstWindow)
+	var pos int64
+	for i, w := range wins {
+		if w[0] != pos || w[1] != min(wantWin, int64(len(src.data))-pos) {
+			t.Fatalf("window %d = [%d, +%d); want [%d, +%d) (all: %v)", i, w[0], w[1], pos, wantWin, wins)
+		}
+		pos += w[1]
+		wantWin = min(2*wantWin, maxWindow)
+	}
+	if pos != int64(len(src.data)) {
+		t.Fatalf("windows end at %d of %d", pos, len(src.data))
 	}
 }
 
-// TestCheckpointsBoundRereads: once a CBC part has been read through, a
-// random read near its end re-encrypts at most one checkpoint interval.
-func TestCheckpointsBoundRereads(t *testing.T) {
-	r := rand.New(rand.NewSource(5))
-	src := &memSource{data: randBytes(r, 8<<20)}
-	f := newTestFile(t, Part{Src: src.open, PlainSize: int64(len(src.data)), Alg: AES128CBC, Key: testKey, IV: testIV})
-	want := readAll(t, f)
-	rd := f.NewReader()
-	defer rd.Close()
-	for i := 0; i < 20; i++ {
-		before := src.served.Load()
-		off := int64(len(src.data)) - 1 - r.Int63n(4<<20)
-		got := make([]byte, 4096)
-		k, err := rd.ReadAt(context.Background(), got, off)
-		if err != nil && err != io.EOF || !bytes.Equal(got[:k], want[off:off+int64(k)]) {
-			t.Fatalf("read at %d: %v", off, err)
+// TestSmallReadOpensBoundedWindow: one small read never asks for the whole
+// of a large object.
+func TestSmallReadOpensBoundedWindow(t *testing.T) {
+	r := rand.New(rand.NewSource(8))
+	for _, alg := range []Algorithm{"", AES128CTR} {
+		f, src := onePart(t, r, alg, 64<<20, testIV)
+		rd := f.NewReader()
+		if _, err := rd.ReadAt(context.Background(), make([]byte, 4096), 10<<20); err != nil {
+			t.Fatal(err)
 		}
-		if read := src.served.Load() - before; read > checkpointEvery+4096+2*blockSize {
-			t.Fatalf("a 4 KiB read at %d fetched %d plaintext bytes; checkpoints should bound it to ~%d", off, read, checkpointEvery+4096)
+		rd.Close()
+		if w := src.windows(); len(w) != 1 || w[0][0] != 10<<20 || w[0][1] != firstWindow {
+			t.Errorf("%q: a 4 KiB read opened %v, want one 1 MiB window at 10 MiB", alg, w)
+		}
+		if read := src.read.Load(); read > 4096+blockSize {
+			t.Errorf("%q: a 4 KiB read read %d bytes", alg, read)
+		}
+	}
+}
+
+// multiPart is a File of large parts of every algorithm, with sources.
+func multiPart(t *testing.T, r *rand.Rand) (*File, []byte, []*memSource) {
+	var parts []Part
+	var srcs []*memSource
+	var want []byte
+	for i, size := range []int{700000, 3<<20 + 1, 1, 0, 2 << 20, 999999, 300000} {
+		alg := []Algorithm{AES128CBC, AES128CTR, SM4CBC, ""}[i%4]
+		src := &memSource{data: randBytes(r, size)}
+		srcs = append(srcs, src)
+		parts = append(parts, Part{Src: src.open, PlainSize: int64(size), Alg: alg, Key: testKey, IV: testIV})
+		want = append(want, reference(t, alg, testKey, testIV, src.data)...)
+	}
+	return newTestFile(t, parts...), want, srcs
+}
+
+// TestSequentialAcrossParts: one Reader reading a multi-part File through
+// keeps streaming from part to part: every plaintext byte read once.
+func TestSequentialAcrossParts(t *testing.T) {
+	f, want, srcs := multiPart(t, rand.New(rand.NewSource(9)))
+	if got := readSeq(t, f, 128<<10); !bytes.Equal(got, want) {
+		t.Fatal("sequential read across parts differs")
+	}
+	for i, src := range srcs {
+		if read := src.read.Load(); read != int64(len(src.data)) {
+			t.Errorf("part %d: read %d plaintext bytes of %d", i, read, len(src.data))
+		}
+	}
+}
+
+// TestNearSequential reads forward with random sizes and short gaps (the
+// stream continues: no plaintext byte is fetched twice), then with small
+// steps back as well (correct bytes, whatever path).
+func TestNearSequential(t *testing.T) {
+	r := rand.New(rand.NewSource(15))
+	for _, back := range []bool{false, true} {
+		f, want, srcs := multiPart(t, r)
+		rd := f.NewReader()
+		for off := int64(0); off < f.Size(); {
+			n := 1 + r.Intn(200000)
+			checkRead(t, rd, want, off, n)
+			off += int64(n)
+			switch k := r.Intn(10); {
+			case k < 3:
+				off += r.Int63n(idleSkip)
+			case k == 3 && back:
+				off -= r.Int63n(int64(n) + 100000)
+			}
+			off = max(off, 0)
+		}
+		rd.Close()
+		if back {
+			continue
+		}
+		for i, src := range srcs {
+			var end int64
+			for _, w := range src.windows() {
+				if w[0] < end {
+					t.Fatalf("part %d: window %v reads again before %d", i, w, end)
+				}
+				end = w[0] + w[1]
+			}
+		}
+	}
+}
+
+// TestIdleStreamSkips: after a seek, reads a little further on continue
+// the same source window (no new request, nothing fetched twice), within
+// a part and into the next one.
+func TestIdleStreamSkips(t *testing.T) {
+	r := rand.New(rand.NewSource(16))
+	for _, alg := range allAlgs {
+		a := &memSource{data: randBytes(r, 300000)}
+		b := &memSource{data: randBytes(r, 3<<20)}
+		f := newTestFile(t, Part{Src: a.open, PlainSize: 300000, Alg: alg, Key: testKey, IV: testIV},
+			Part{Src: b.open, PlainSize: 3 << 20, Alg: alg, Key: testKey, IV: testIV})
+		want := append(openssl(t, alg, testKey, testIV, a.data), openssl(t, alg, testKey, testIV, b.data)...)
+		rd := f.NewReader()
+		for _, read := range [][2]int64{{0, 4096}, {100000, 4096}, {200000, 5000}, {f.parts[1].outOff + 1000, 4096}, {f.parts[1].outOff + 200000, 100}} {
+			checkRead(t, rd, want, read[0], int(read[1]))
+		}
+		rd.Close()
+		if wa, wb := a.windows(), b.windows(); len(wa) != 1 || len(wb) != 1 {
+			t.Errorf("%s: windows %v and %v, want one each", alg, wa, wb)
+		}
+	}
+}
+
+// TestCheckpointsBoundRereads: the first read deep into a CBC part
+// encrypts the prefix once; later reads there, by any reader, start at a
+// checkpoint and read at most 64 KiB more than they return.
+func TestCheckpointsBoundRereads(t *testing.T) {
+	r := rand.New(rand.NewSource(10))
+	for _, alg := range []Algorithm{AES128CBC, SM4CBC} {
+		size := 8 << 20
+		f, src := onePart(t, r, alg, size, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		const req = 4096
+		first := f.Size() - 5000 // a never-read part: the prefix is encrypted once
+		rd := f.NewReader()
+		checkRead(t, rd, want, first, req)
+		rd.Close()
+		if read := src.read.Load(); read < first {
+			t.Fatalf("%s: the first read at %d read only %d bytes: how?", alg, first, read)
+		}
+		for i := 0; i < 50; i++ {
+			rd := f.NewReader() // a new reader: checkpoints are the File's
+			before := src.read.Load()
+			off := f.Size() - 1 - r.Int63n(f.Size()/2)
+			if i%5 == 0 {
+				off = f.Size() - 1 - r.Int63n(200) // the tail, padding included
+			}
+			checkRead(t, rd, want, off, req)
+			rd.Close()
+			if read := src.read.Load() - before; read > checkpointEvery+req+blockSize {
+				t.Fatalf("%s: a %d-byte read at %d read %d plaintext bytes; checkpoints bound it to %d",
+					alg, req, off, read, checkpointEvery+req+blockSize)
+			}
 		}
 	}
 }
 
 func TestConcurrentReaders(t *testing.T) {
-	r := rand.New(rand.NewSource(6))
+	r := rand.New(rand.NewSource(11))
 	f, want := mixedFile(t, r)
 	var wg sync.WaitGroup
 	for g := 0; g < 16; g++ {
@@ -234,6 +390,11 @@ func TestConcurrentReaders(t *testing.T) {
 			rr := rand.New(rand.NewSource(seed))
 			rd := f.NewReader()
 			defer rd.Close()
+			if seed%2 == 0 { // half read through, the others jump around
+				if got := readSeq(t, f, 64<<10); !bytes.Equal(got, want) {
+					t.Errorf("reader %d: sequential read differs", seed)
+				}
+			}
 			for i := 0; i < 50; i++ {
 				off := rr.Int63n(f.Size())
 				got := make([]byte, 1+rr.Intn(300000))
@@ -248,19 +409,45 @@ func TestConcurrentReaders(t *testing.T) {
 	wg.Wait()
 }
 
-// failingSource fails or ends early after limit bytes.
+// TestConcurrentReadsOneReader: a Reader shared by goroutines (the kernel
+// can issue reads of one handle in parallel) serializes them correctly.
+func TestConcurrentReadsOneReader(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	f, src := onePart(t, r, AES128CBC, 5<<20, testIV)
+	want := openssl(t, AES128CBC, testKey, testIV, src.data)
+	rd := f.NewReader()
+	defer rd.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := int64(g) * 128 << 10; off < f.Size(); off += 4 * 128 << 10 {
+				got := make([]byte, 128<<10)
+				k, err := rd.ReadAt(context.Background(), got, off)
+				if err != nil && err != io.EOF || !bytes.Equal(got[:k], want[off:off+int64(k)]) {
+					t.Errorf("read at %d: %v", off, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// failingSource serves data but breaks at byte limit: with err (a network
+// failure) or, when err is nil, by ending early (the object shrank).
 type failingSource struct {
 	data  []byte
 	limit int64
-	err   error // nil: a short read (the object shrank)
+	err   error
 }
 
 func (s *failingSource) open(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-	end := min(off+n, s.limit)
 	if off >= s.limit && s.err != nil {
 		return nil, s.err
 	}
-	var rd io.Reader = bytes.NewReader(s.data[off:max(off, end)])
+	var rd io.Reader = bytes.NewReader(s.data[off:max(off, min(off+n, s.limit))])
 	if s.err != nil {
 		rd = io.MultiReader(rd, errReader{s.err})
 	}
@@ -272,23 +459,126 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestSourceErrors(t *testing.T) {
-	data := randBytes(rand.New(rand.NewSource(7)), 3<<20)
+	data := randBytes(rand.New(rand.NewSource(13)), 3<<20)
 	boom := errors.New("connection reset")
-	for _, s := range []*failingSource{{data: data, limit: 1 << 20, err: boom}, {data: data, limit: 2<<20 + 3}} {
-		for _, alg := range []Algorithm{"", AES128CBC, AES128CTR} {
+	for _, s := range []*failingSource{
+		{data: data, limit: 1<<20 + 5, err: boom}, // fails mid-way
+		{data: data, limit: 2<<20 + 3},            // returns short data
+		{data: data, limit: 0, err: boom},         // cannot open
+	} {
+		wantErr := boom
+		if s.err == nil {
+			wantErr = io.ErrUnexpectedEOF
+		}
+		for _, alg := range []Algorithm{"", AES128CBC, AES128CTR, SM4CBC} {
 			f := newTestFile(t, Part{Src: s.open, PlainSize: int64(len(data)), Alg: alg, Key: testKey, IV: testIV})
+			want := reference(t, alg, testKey, testIV, data)
 			var buf bytes.Buffer
-			_, err := f.WriteTo(context.Background(), &buf)
-			if err == nil {
-				t.Fatalf("%s: no error from a failing source", alg)
+			if _, err := f.WriteTo(context.Background(), &buf); !errors.Is(err, wantErr) {
+				t.Errorf("%q limit %d: WriteTo error %v, want %v", alg, s.limit, err, wantErr)
 			}
-			if s.err != nil && !errors.Is(err, boom) {
-				t.Fatalf("%s: error %v does not wrap the source's", alg, err)
-			}
-			if s.err == nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("%s: short source gave %v", alg, err)
+			checkFailingReads(t, f, want, s.limit, wantErr)
+		}
+	}
+}
+
+// checkFailingReads: sequential and random reads over a broken source
+// return the error, and only correct bytes before it.
+func checkFailingReads(t *testing.T, f *File, want []byte, limit int64, wantErr error) {
+	t.Helper()
+	ctx := context.Background()
+	rd := f.NewReader()
+	defer rd.Close()
+	buf := make([]byte, 128<<10)
+	var err error
+	var off int64
+	for ; err == nil; off += int64(len(buf)) {
+		var k int
+		k, err = rd.ReadAt(ctx, buf, off)
+		if !bytes.Equal(buf[:k], want[off:off+int64(k)]) {
+			t.Fatalf("sequential read at %d returned wrong bytes with %v", off, err)
+		}
+	}
+	if failed := off - int64(len(buf)); !errors.Is(err, wantErr) || failed > limit {
+		t.Errorf("sequential reads: error %v at %d, want %v by %d", err, failed, wantErr, limit)
+	}
+	fresh := f.NewReader()
+	defer fresh.Close()
+	deep := int64(len(want)) - 1000
+	if k, err := fresh.ReadAt(ctx, buf, deep); !errors.Is(err, wantErr) || !bytes.Equal(buf[:k], want[deep:deep+int64(k)]) {
+		t.Errorf("read at %d past the break: %d, %v; want %v", deep, k, err, wantErr)
+	}
+}
+
+// TestCloseStopsReadAhead: Close ends the producer goroutine, and reads
+// after Close fail.
+func TestCloseStopsReadAhead(t *testing.T) {
+	f, _ := onePart(t, rand.New(rand.NewSource(14)), AES128CBC, 16<<20, testIV)
+	base := runtime.NumGoroutine()
+	var readers []*Reader
+	for i := 0; i < 8; i++ {
+		rd := f.NewReader()
+		for off := int64(0); off < 3*128<<10; off += 128 << 10 {
+			if _, err := rd.ReadAt(context.Background(), make([]byte, 128<<10), off); err != nil {
+				t.Fatal(err)
 			}
 		}
+		readers = append(readers, rd)
+	}
+	if n := runtime.NumGoroutine(); n < base+8 {
+		t.Fatalf("%d goroutines, want producers running (base %d)", n, base)
+	}
+	for _, rd := range readers {
+		rd.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > base; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, want %d", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := readers[0].ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("read after Close: %v", err)
+	}
+}
+
+// blockingSource hands out readers that block until their context ends,
+// like a stalled connection.
+func blockingSource(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	return io.NopCloser(ctxReader{ctx}), nil
+}
+
+type ctxReader struct{ ctx context.Context }
+
+func (r ctxReader) Read([]byte) (int, error) {
+	<-r.ctx.Done()
+	return 0, r.ctx.Err()
+}
+
+// TestCanceledRequest: a read stuck on the source returns when its request
+// is canceled, and Close unblocks a stuck read.
+func TestCanceledRequest(t *testing.T) {
+	f := newTestFile(t, Part{Src: blockingSource, PlainSize: 1 << 20, Alg: AES128CBC, Key: testKey, IV: testIV})
+	rd := f.NewReader()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := rd.ReadAt(ctx, make([]byte, 100), 5000); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("canceled read: %v", err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := rd.ReadAt(context.Background(), make([]byte, 100), 0)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	rd.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("read interrupted by Close succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock a stuck read")
 	}
 }
 
@@ -296,14 +586,30 @@ func TestBadParts(t *testing.T) {
 	src := &memSource{data: make([]byte, 10)}
 	for _, p := range []Part{
 		{Src: src.open, PlainSize: 10, Alg: AES128CBC, Key: []byte("short"), IV: testIV},
-		{Src: src.open, PlainSize: 10, Alg: AES128CBC, Key: testKey, IV: []byte("short")},
+		{Src: src.open, PlainSize: 10, Alg: AES128CTR, Key: testKey, IV: []byte("short")},
 		{Src: src.open, PlainSize: 10, Alg: "AES-256-GCM", Key: testKey, IV: testIV},
+		{Src: src.open, PlainSize: -1},
 		{PlainSize: 10},
 	} {
 		if _, err := NewFile([]Part{p}); err == nil {
-			t.Errorf("NewFile accepted %+v", p.Alg)
-		} else if bytes.Contains([]byte(err.Error()), testKey) {
+			t.Errorf("NewFile accepted %v", p)
+		} else if strings.Contains(err.Error(), string(testKey)) || strings.Contains(err.Error(), hex.EncodeToString(testKey)) {
 			t.Errorf("error holds the key: %v", err)
+		}
+	}
+}
+
+// TestPartFormatHidesKey: no fmt verb prints a Part's key.
+func TestPartFormatHidesKey(t *testing.T) {
+	p := Part{PlainSize: 10, Alg: AES128CBC, Key: testKey, IV: testIV}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%d", "%q"} {
+		for _, arg := range []any{p, &p, []Part{p}} {
+			s := fmt.Sprintf(verb, arg)
+			for _, leak := range []string{string(testKey), hex.EncodeToString(testKey), strings.ToUpper(hex.EncodeToString(testKey)), fmt.Sprint(testKey[:4])[1:8]} {
+				if strings.Contains(s, leak) {
+					t.Errorf("Sprintf(%q, %T) = %s: shows the key", verb, arg, s)
+				}
+			}
 		}
 	}
 }

@@ -1,0 +1,51 @@
+package crypto
+
+import "sync"
+
+// checkpointEvery is the CBC checkpoint spacing: the most a read
+// re-encrypts once its part has been read past that point.
+const checkpointEvery = 64 << 10
+
+// checkpoints are the CBC chain values of one part at the multiples of
+// checkpointEvery that some reader has encrypted past; chains[k] is the
+// value at plaintext offset k*checkpointEvery (chains[0] is the IV).
+// A cursor only starts at a known checkpoint and records every boundary it
+// crosses, so the known ones always form a prefix: a slice, 16 bytes per
+// 64 KiB of plaintext at most, and O(1) to search.
+type checkpoints struct {
+	mu     sync.Mutex
+	chains [][blockSize]byte
+}
+
+func newCheckpoints(iv [blockSize]byte) *checkpoints {
+	return &checkpoints{chains: [][blockSize]byte{iv}}
+}
+
+// at returns the highest known checkpoint at or before pos and its chain
+// value.
+func (cp *checkpoints) at(pos int64) (int64, [blockSize]byte) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	k := min(pos/checkpointEvery, int64(len(cp.chains)-1))
+	return k * checkpointEvery, cp.chains[k]
+}
+
+// record notes the checkpoints inside ct, whole ciphertext blocks of
+// plaintext (no padding) starting at plaintext offset pos: the chain value
+// at boundary b is the ciphertext block that ends at b.
+func (cp *checkpoints) record(pos int64, ct []byte) {
+	end := pos + int64(len(ct))
+	first := pos/checkpointEvery + 1 // the first boundary after pos
+	if first*checkpointEvery > end {
+		return // a small chunk between two boundaries: no lock taken
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	// Start at the first unknown boundary; a gap (first > len) cannot
+	// happen since cursors start at known checkpoints, but would record
+	// nothing rather than break the prefix.
+	for k := max(first, int64(len(cp.chains))); k == int64(len(cp.chains)) && k*checkpointEvery <= end; k++ {
+		b := k*checkpointEvery - pos
+		cp.chains = append(cp.chains, [blockSize]byte(ct[b-blockSize:b]))
+	}
+}
