@@ -1,0 +1,252 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Config says where an S3-compatible store is and how to sign requests.
+type S3Config struct {
+	Endpoint  string // "http://127.0.0.1:9000" or "https://obs.example.com"
+	Region    string
+	AccessKey string
+	SecretKey string
+}
+
+// S3ConfigFromEnv reads the credentials from AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY: secrets never come from the command line.
+func S3ConfigFromEnv(endpoint, region string) S3Config {
+	return S3Config{Endpoint: endpoint, Region: region,
+		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+}
+
+// S3 is a Store over an S3-compatible service (MinIO, AWS S3, Huawei OBS).
+// It is safe for concurrent use; all requests share one pooled transport.
+type S3 struct {
+	core *minio.Core
+}
+
+// maxRetries bounds minio-go's retry loop (default 10, ~8 s of back-off) so
+// a vanished server is reported as ErrUnavailable within about a second.
+const maxRetries = 3
+
+// NewS3 makes a client; it does not contact the service.
+func NewS3(cfg S3Config) (*S3, error) {
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil {
+		return nil, fmt.Errorf("endpoint %q must be http://host[:port] or https://host[:port] (credentials go in the environment)", redact(cfg.Endpoint))
+	}
+	core, err := minio.NewCore(u.Host, &minio.Options{
+		Creds:      credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:     u.Scheme == "https",
+		Region:     cfg.Region,
+		Transport:  transport(),
+		MaxRetries: maxRetries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("S3 client for %s: %v", u.Host, err)
+	}
+	return &S3{core: core}, nil
+}
+
+// redact hides a user:password@ part of an endpoint so it never reaches an
+// error message or log.
+func redact(endpoint string) string {
+	if u, err := url.Parse(endpoint); err == nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndex(endpoint, "@"); i >= 0 {
+		return "xxxxx" + endpoint[i:]
+	}
+	return endpoint
+}
+
+// transport pools connections: the FUSE layer makes many concurrent ranged
+// GETs. Timeouts turn a vanished server into an error, not a hang.
+func transport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // ranges of media, byte for byte
+	}
+}
+
+// mapErr wraps a minio error with ErrNotExist or ErrUnavailable, keeping
+// the original in the chain (errors.Is/As see both, the message shows both).
+func mapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchBucket" || resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s: %w: %w", what, ErrNotExist, err)
+	case unavailable(err, resp):
+		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// unavailable reports errors that mean "could not reach the store" rather
+// than an answer from it: network and DNS errors, refused or reset
+// connections, timeouts, early EOF, and 5xx (server overloaded or starting).
+// A caller's own cancellation is not unavailability.
+func unavailable(err error, resp minio.ErrorResponse) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || minio.IsNetworkOrHostDown(err, true) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || resp.StatusCode >= 500
+}
+
+// Buckets lists every bucket.
+func (s *S3) Buckets(ctx context.Context) ([]string, error) {
+	bs, err := s.core.Client.ListBuckets(ctx)
+	if err != nil {
+		return nil, mapErr("listing buckets", err)
+	}
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Name
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// BucketExists reports whether the bucket exists.
+func (s *S3) BucketExists(ctx context.Context, bucket string) (bool, error) {
+	ok, err := s.core.Client.BucketExists(ctx, bucket)
+	if err != nil {
+		err = mapErr("bucket "+bucket, err)
+		if errors.Is(err, ErrNotExist) {
+			return false, nil
+		}
+	}
+	return ok, err
+}
+
+// MakeBucket creates a bucket (the task store's).
+func (s *S3) MakeBucket(ctx context.Context, bucket string) error {
+	return mapErr("creating bucket "+bucket, s.core.Client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}))
+}
+
+// List returns the objects and sub-prefixes directly under prefix (one
+// delimiter "/" listing, paged by minio-go). A folder-marker object equal to
+// the prefix itself is skipped.
+func (s *S3) List(ctx context.Context, bucket, prefix string) (Listing, error) {
+	ctx, cancel := context.WithCancel(ctx) // stops minio-go's lister if we return early
+	defer cancel()
+	var out Listing
+	opts := minio.ListObjectsOptions{Prefix: prefix, Recursive: false}
+	for o := range s.core.Client.ListObjects(ctx, bucket, opts) {
+		if o.Err != nil {
+			return Listing{}, mapErr("listing "+bucket+"/"+prefix, o.Err)
+		}
+		switch {
+		case strings.HasSuffix(o.Key, "/") && o.Key != prefix:
+			out.Prefixes = append(out.Prefixes, o.Key)
+		case !strings.HasSuffix(o.Key, "/"):
+			out.Objects = append(out.Objects, info(o))
+		}
+	}
+	sort.Slice(out.Objects, func(i, j int) bool { return out.Objects[i].Key < out.Objects[j].Key })
+	sort.Strings(out.Prefixes)
+	return out, nil
+}
+
+// info converts minio's ObjectInfo; ETags lose their quotes so both listing
+// and HEAD give the same string.
+func info(o minio.ObjectInfo) ObjectInfo {
+	return ObjectInfo{Key: o.Key, Size: o.Size, ETag: strings.Trim(o.ETag, `"`), ModTime: o.LastModified}
+}
+
+// Stat describes one object.
+func (s *S3) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	o, err := s.core.Client.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return ObjectInfo{}, mapErr(bucket+"/"+key, err)
+	}
+	return info(o), nil
+}
+
+// Open makes one ranged GET via minio.Core, which sends the request at once,
+// so a missing object or dead server is reported here rather than at the
+// first Read. length == 0 makes no request at all.
+func (s *S3) Open(ctx context.Context, bucket, key string, off, length int64) (io.ReadCloser, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("%s/%s: negative offset %d", bucket, key, off)
+	}
+	if length == 0 {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	var opts minio.GetObjectOptions
+	var err error
+	switch {
+	case length > 0:
+		err = opts.SetRange(off, off+length-1) // inclusive end
+	case off > 0:
+		err = opts.SetRange(off, 0) // "bytes=off-": to the end
+	} // off == 0, length < 0: whole object, no Range header
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", bucket, key, err)
+	}
+	body, _, _, err := s.core.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		return nil, mapErr(bucket+"/"+key, err)
+	}
+	return &s3Body{ReadCloser: body, what: bucket + "/" + key}, nil
+}
+
+// s3Body maps errors met while streaming a body (server gone mid-read).
+type s3Body struct {
+	io.ReadCloser
+	what string
+}
+
+func (b *s3Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = mapErr(b.what, err)
+	}
+	return n, err
+}
+
+// Put stores a whole object in one request (small objects: task records).
+func (s *S3) Put(ctx context.Context, bucket, key string, data []byte) error {
+	_, err := s.core.Client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	return mapErr("writing "+bucket+"/"+key, err)
+}
+
+// Delete removes an object; a missing one is not an error.
+func (s *S3) Delete(ctx context.Context, bucket, key string) error {
+	err := mapErr("deleting "+bucket+"/"+key, s.core.Client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}))
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+var _ Store = (*S3)(nil)
