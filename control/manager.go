@@ -1,0 +1,434 @@
+// Package control is mpcfs's control plane: it parses MPC encryption-task
+// requests, runs tasks (reading playlists, planning outputs), keeps tasks in
+// the task store, and tells the FUSE layer which output files exist.
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/fs/store"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Store     store.Store
+	Region    string          // requests' location must equal it
+	SysBucket string          // where tasks are kept (hidden from buckets/)
+	Master    *keywrap.Master // wraps task keys at rest
+	Log       *log.Logger     // never given a key
+	Workers   int             // tasks processed at once (default 2)
+}
+
+// Manager owns every task. It is safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	ctx   context.Context
+	stop  context.CancelFunc
+	queue chan string
+	wg    sync.WaitGroup
+
+	mu        sync.Mutex
+	tasks     map[string]*task
+	responses map[string][]byte // request file name -> its 202/400 body
+	cancels   []byte            // what control/cancel reads back
+	cancelFns map[string]context.CancelFunc
+
+	outputs outputs
+}
+
+// Store layout inside the system bucket.
+const (
+	tasksPrefix     = "tasks/"
+	responsesPrefix = "encryptions/"
+	maxCancelLog    = 16 << 10
+)
+
+// NewManager loads the task store and starts the workers. Tasks left
+// WAITING or PROCESSING by a previous run are processed again: planning only
+// reads, so doing it twice is safe.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Log == nil {
+		cfg.Log = log.New(io.Discard, "", 0)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
+		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}}
+	m.outputs.init()
+	if err := m.load(); err != nil {
+		stop()
+		return nil, err
+	}
+	for i := 0; i < cfg.Workers; i++ {
+		m.wg.Add(1)
+		go m.worker()
+	}
+	return m, nil
+}
+
+// Close stops the workers; unfinished tasks resume on the next start.
+func (m *Manager) Close() {
+	m.stop()
+	m.wg.Wait()
+}
+
+// Create submits a request written to control/encryptions/<name>; it
+// returns the body that file then reads back (202 or 400 shape).
+func (m *Manager) Create(name string, data []byte) []byte {
+	body := m.create(data)
+	m.mu.Lock()
+	m.responses[name] = body
+	m.mu.Unlock()
+	if err := m.cfg.Store.Put(m.ctx, m.cfg.SysBucket, responsesPrefix+name, body); err != nil {
+		m.cfg.Log.Printf("saving the response of %s: %v", name, err)
+	}
+	return body
+}
+
+func (m *Manager) create(data []byte) []byte {
+	params, apiErr := ParseRequest(data, m.cfg.Region)
+	if apiErr == nil {
+		apiErr = m.checkStore(params)
+	}
+	if apiErr != nil {
+		return apiErr.JSON()
+	}
+	t, err := m.newTask(params)
+	if err != nil {
+		return (&APIError{Code: CodeOperationFailed, Msg: err.Error()}).JSON()
+	}
+	m.cfg.Log.Printf("task %s created: %s/%s -> %s/%s (%s)", t.rec.TaskID, params.Input.Bucket, params.Input.Object, params.Output.Bucket, params.Output.Object, params.Algorithm)
+	m.queue <- t.rec.TaskID
+	return createdBody(t.rec.TaskID)
+}
+
+// checkStore makes the checks that need the store: buckets and input.
+func (m *Manager) checkStore(p *Params) *APIError {
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
+	for _, b := range []struct{ field, name string }{{"input.bucket", p.Input.Bucket}, {"output.bucket", p.Output.Bucket}} {
+		if b.name == m.cfg.SysBucket {
+			return badRequest("field %q: bucket %q is reserved for mpcfs's task store", b.field, b.name)
+		}
+		ok, err := m.cfg.Store.BucketExists(ctx, b.name)
+		if err != nil {
+			return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("checking %s %q: %v", b.field, b.name, err)}
+		}
+		if !ok {
+			return badRequest("field %q: bucket %q does not exist", b.field, b.name)
+		}
+	}
+	_, err := m.cfg.Store.Stat(ctx, p.Input.Bucket, p.Input.Object)
+	if errors.Is(err, store.ErrNotExist) {
+		return &APIError{Code: CodeInputNotExist, Msg: fmt.Sprintf("field \"input.object\": object %q does not exist in bucket %q", p.Input.Object, p.Input.Bucket)}
+	}
+	if err != nil {
+		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("checking input.object %q: %v", p.Input.Object, err)}
+	}
+	return nil
+}
+
+func (m *Manager) newTask(p *Params) (*task, error) {
+	t := &task{key: p.Key, rec: record{
+		TaskView: TaskView{Status: Waiting, CreateTime: mpcTime(time.Now()), Input: p.Input,
+			Output: p.Output, OutputFileName: p.Output.FileName, UserData: p.UserData},
+		Algorithm: p.Algorithm, KeyURL: p.KeyURL, IV: p.IV, PreviewDuration: p.PreviewDuration,
+		MultiDRM: p.MultiDRM, Nonce: newNonce()}}
+	m.mu.Lock()
+	t.rec.TaskID = m.newIDLocked()
+	m.tasks[t.rec.TaskID] = t
+	m.mu.Unlock()
+	t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
+	if err := m.save(t); err != nil {
+		m.mu.Lock()
+		delete(m.tasks, t.rec.TaskID)
+		m.mu.Unlock()
+		return nil, fmt.Errorf("could not save the task: %v", err)
+	}
+	return t, nil
+}
+
+// newIDLocked returns a fresh 16-digit task id. Random ids stay unique
+// across several mounts over the same task store without coordination.
+func (m *Manager) newIDLocked() string {
+	for {
+		n, err := rand.Int(rand.Reader, big.NewInt(9e15))
+		if err != nil {
+			panic("control: no randomness: " + err.Error())
+		}
+		id := fmt.Sprint(n.Int64() + 1e15)
+		if _, dup := m.tasks[id]; !dup {
+			return id
+		}
+	}
+}
+
+// newNonce is a task's random CTR nonce: 64 random high bits, low bits 0.
+func newNonce() []byte {
+	n := make([]byte, 16)
+	if _, err := rand.Read(n[:8]); err != nil {
+		panic("control: no randomness: " + err.Error())
+	}
+	return n
+}
+
+// save writes the task's current record to the task store.
+func (m *Manager) save(t *task) error {
+	m.mu.Lock()
+	rec := t.rec
+	m.mu.Unlock()
+	return m.saveRec(&rec)
+}
+
+// saveRec writes a record (with the sealed key only) to the task store.
+func (m *Manager) saveRec(rec *record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
+	return m.cfg.Store.Put(ctx, m.cfg.SysBucket, tasksPrefix+rec.TaskID+".json", data)
+}
+
+func (m *Manager) worker() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case id := <-m.queue:
+			m.process(id)
+		}
+	}
+}
+
+// process runs one task from WAITING to a final state.
+func (m *Manager) process(id string) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	defer cancel()
+	t := m.begin(id, cancel)
+	if t == nil {
+		return
+	}
+	plan, terr := buildPlan(ctx, m.cfg.Store, &t.rec)
+	if m.ctx.Err() != nil {
+		return // shutting down: the task stays PROCESSING and resumes on restart
+	}
+	m.finish(t, plan, terr)
+}
+
+// begin moves a WAITING task to PROCESSING; nil if it is not waiting.
+func (m *Manager) begin(id string, cancel context.CancelFunc) *task {
+	m.mu.Lock()
+	t := m.tasks[id]
+	m.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	if t.rec.Status.Final() {
+		m.mu.Unlock()
+		return nil
+	}
+	t.rec.Status = Processing
+	m.cancelFns[id] = cancel
+	rec := t.rec
+	m.mu.Unlock()
+	if err := m.saveRec(&rec); err != nil {
+		m.cfg.Log.Printf("task %s: saving PROCESSING: %v", id, err)
+	}
+	return t
+}
+
+// finish records a task's outcome. It is saved first, then made visible
+// together with its outputs: whoever reads SUCCEEDED can open them.
+func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	delete(m.cancelFns, t.rec.TaskID)
+	if t.rec.Status != Processing { // canceled meanwhile
+		m.mu.Unlock()
+		return
+	}
+	rec := t.rec
+	m.mu.Unlock()
+	rec.EndTime = mpcTime(time.Now())
+	if terr != nil {
+		rec.Status, rec.Description = Failed, terr.Error()
+	} else {
+		rec.Status, rec.Plan, rec.Description = Succeeded, plan, fmt.Sprintf("%d output files", len(plan.Files))
+	}
+	m.cfg.Log.Printf("task %s %s: %s", rec.TaskID, rec.Status, rec.Description)
+	if err := m.saveRec(&rec); err != nil {
+		m.cfg.Log.Printf("task %s: saving %s: %v", rec.TaskID, rec.Status, err)
+	}
+	m.mu.Lock()
+	t.rec = rec
+	old, cur := m.reindexLocked()
+	m.mu.Unlock()
+	m.notifyWithdrawn(old, cur)
+}
+
+// Cancel cancels a task: a waiting or running one stops, a SUCCEEDED one
+// withdraws its outputs. FAILED and CANCELED tasks cannot be canceled.
+func (m *Manager) Cancel(id string) *APIError {
+	m.mu.Lock()
+	t := m.tasks[id]
+	if t == nil {
+		m.mu.Unlock()
+		return &APIError{Code: CodeTaskNotExist, Msg: fmt.Sprintf("task %q does not exist", id)}
+	}
+	if fn := m.cancelFns[id]; fn != nil {
+		fn() // stop planning now; finish then sees CANCELED and keeps it
+	}
+	m.mu.Unlock()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	if st := t.rec.Status; st == Failed || st == Canceled {
+		m.mu.Unlock()
+		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s is already %s", id, st)}
+	}
+	// Outputs go first, and the kernel forgets their names, so whoever
+	// reads CANCELED no longer finds them.
+	t.withdrawn = true
+	old, cur := m.reindexLocked()
+	m.mu.Unlock()
+	m.notifyWithdrawn(old, cur)
+
+	m.mu.Lock()
+	t.rec.Status, t.rec.EndTime, t.rec.Plan = Canceled, mpcTime(time.Now()), nil
+	t.rec.Description = "canceled by request"
+	rec := t.rec
+	m.mu.Unlock()
+	m.cfg.Log.Printf("task %s CANCELED", id)
+	if err := m.saveRec(&rec); err != nil {
+		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s canceled but not saved: %v", id, err)}
+	}
+	return nil
+}
+
+// CancelLines handles text written to control/cancel: one task id a line.
+// It returns the first error; every line's result is kept for reading back.
+func (m *Manager) CancelLines(text string) *APIError {
+	var first *APIError
+	for _, line := range strings.Split(text, "\n") {
+		id := strings.TrimSpace(line)
+		if id == "" {
+			continue
+		}
+		err := m.Cancel(id)
+		if err != nil && first == nil {
+			first = err
+		}
+		m.logCancel(id, err)
+	}
+	return first
+}
+
+func (m *Manager) logCancel(id string, apiErr *APIError) {
+	entry := map[string]string{"task_id": id, "status": string(Canceled)}
+	if apiErr != nil {
+		entry = map[string]string{"task_id": id, "error_code": apiErr.Code, "error_msg": apiErr.Msg}
+	}
+	line, _ := json.Marshal(entry)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cancels = append(m.cancels, append(line, '\n')...)
+	if len(m.cancels) > maxCancelLog {
+		m.cancels = m.cancels[len(m.cancels)-maxCancelLog/2:]
+	}
+}
+
+// CancelLog is what reading control/cancel returns: one JSON line per
+// recent cancel, newest last.
+func (m *Manager) CancelLog() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]byte(nil), m.cancels...)
+}
+
+// Response returns the body of control/encryptions/<name>.
+func (m *Manager) Response(name string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.responses[name]
+	return b, ok
+}
+
+// ResponseNames lists control/encryptions/.
+func (m *Manager) ResponseNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return sortedKeys(m.responses)
+}
+
+// RemoveResponse forgets a request file; its task is kept.
+func (m *Manager) RemoveResponse(name string) bool {
+	m.mu.Lock()
+	_, ok := m.responses[name]
+	delete(m.responses, name)
+	m.mu.Unlock()
+	if ok {
+		if err := m.cfg.Store.Delete(m.ctx, m.cfg.SysBucket, responsesPrefix+name); err != nil {
+			m.cfg.Log.Printf("removing %s: %v", name, err)
+		}
+	}
+	return ok
+}
+
+// TaskJSON returns control/tasks/<id>.json.
+func (m *Manager) TaskJSON(id string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tasks[id]
+	if !ok {
+		return nil, false
+	}
+	return t.viewJSON(), true
+}
+
+// TaskIDs lists control/tasks/.
+func (m *Manager) TaskIDs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return sortedKeys(m.tasks)
+}
+
+// Status returns a task's status ("" if unknown); handy for tests and tools.
+func (m *Manager) Status(id string) Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.tasks[id]; ok {
+		return t.rec.Status
+	}
+	return ""
+}
+
+func sortedKeys[V any](mp map[string]V) []string {
+	keys := make([]string, 0, len(mp))
+	for k := range mp {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

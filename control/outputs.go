@@ -1,0 +1,217 @@
+package control
+
+import (
+	"context"
+	"hash/fnv"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mpcfs/mpcfs/crypto"
+)
+
+// Output is one output file of a SUCCEEDED task, as the FUSE layer sees it.
+type Output struct {
+	TaskID string
+	Bucket string
+	Key    string // full key in the output bucket
+	File   *OutFile
+	// Ino identifies the content: it changes with the task and the source
+	// ETags, so the kernel page cache kept across opens is never stale.
+	Ino uint64
+
+	task *task
+}
+
+// outIndex maps output buckets and folders to outputs. It is rebuilt whole
+// on every task change and swapped in atomically: readers never lock.
+type outIndex struct {
+	files map[string]*Output         // bucket + "/" + key
+	dirs  map[string]map[string]bool // bucket + "/" + folder ("" or "a/") -> child names, folders ending in "/"
+}
+
+type outputs struct {
+	idx   atomic.Pointer[outIndex]
+	mu    sync.Mutex
+	files map[uint64]*crypto.File // shared by every reader of an output
+
+	onWithdraw func(bucket, key string)
+}
+
+func (o *outputs) init() {
+	o.idx.Store(&outIndex{files: map[string]*Output{}, dirs: map[string]map[string]bool{}})
+	o.files = map[uint64]*crypto.File{}
+}
+
+// reindex rebuilds the output index from the SUCCEEDED tasks.
+func (m *Manager) reindex() {
+	m.mu.Lock()
+	old, cur := m.reindexLocked()
+	m.mu.Unlock()
+	m.notifyWithdrawn(old, cur)
+}
+
+// reindexLocked swaps in a new output index built from the SUCCEEDED tasks
+// and returns the old and new ones. It runs under m.mu so a task's status
+// and its outputs change together. When two tasks write the same output
+// path, the newer task wins.
+func (m *Manager) reindexLocked() (old, cur *outIndex) {
+	var done []*task
+	for _, t := range m.tasks {
+		if t.rec.Status == Succeeded && t.rec.Plan != nil && t.key != nil && !t.withdrawn {
+			done = append(done, t)
+		}
+	}
+	sort.Slice(done, func(i, j int) bool {
+		a, b := done[i].rec, done[j].rec
+		return a.CreateTime < b.CreateTime || (a.CreateTime == b.CreateTime && a.TaskID < b.TaskID)
+	})
+	cur = &outIndex{files: map[string]*Output{}, dirs: map[string]map[string]bool{}}
+	for _, t := range done {
+		cur.addTask(t)
+	}
+	old = m.outputs.idx.Swap(cur)
+	m.outputs.prune(cur)
+	return old, cur
+}
+
+// OnWithdraw registers fn to be told of every output path that went away
+// or changed content (a task canceled or replaced), so the FUSE layer can
+// drop the kernel's cached names at once. fn must not call the Manager.
+func (m *Manager) OnWithdraw(fn func(bucket, key string)) {
+	m.outputs.mu.Lock()
+	defer m.outputs.mu.Unlock()
+	m.outputs.onWithdraw = fn
+}
+
+// notifyWithdrawn runs the OnWithdraw callback for outputs in old but not
+// (or no longer the same) in cur. Called without m.mu: invalidating a
+// kernel name may wait for lookups, which read the index.
+func (m *Manager) notifyWithdrawn(old, cur *outIndex) {
+	m.outputs.mu.Lock()
+	fn := m.outputs.onWithdraw
+	m.outputs.mu.Unlock()
+	if fn == nil || old == nil {
+		return
+	}
+	for k, o := range old.files {
+		if n := cur.files[k]; n == nil || n.Ino != o.Ino {
+			fn(o.Bucket, o.Key)
+		}
+	}
+}
+
+func (idx *outIndex) addTask(t *task) {
+	for i := range t.rec.Plan.Files {
+		f := &t.rec.Plan.Files[i]
+		key := t.rec.Output.Object + "/" + f.Name
+		o := &Output{TaskID: t.rec.TaskID, Bucket: t.rec.Output.Bucket, Key: key, File: f, task: t, Ino: inoOf(t.rec.TaskID, f)}
+		idx.files[o.Bucket+"/"+key] = o
+		idx.addParents(o.Bucket, key)
+	}
+}
+
+// addParents registers key and every folder above it with its parent.
+func (idx *outIndex) addParents(bucket, key string) {
+	child := path.Base(key)
+	for dir := path.Dir(key); ; dir = path.Dir(dir) {
+		prefix := ""
+		if dir != "." {
+			prefix = dir + "/"
+		}
+		set := idx.dirs[bucket+"/"+prefix]
+		if set == nil {
+			set = map[string]bool{}
+			idx.dirs[bucket+"/"+prefix] = set
+		}
+		set[child] = true
+		if dir == "." {
+			return
+		}
+		child = path.Base(dir) + "/"
+	}
+}
+
+// inoOf hashes what determines an output's bytes.
+func inoOf(taskID string, f *OutFile) uint64 {
+	h := fnv.New64a()
+	io.WriteString(h, taskID+"\x00"+f.Name)
+	for _, p := range f.Parts {
+		io.WriteString(h, "\x00"+p.Key+"\x00"+p.ETag)
+	}
+	return h.Sum64() | 1<<63 // keep clear of small inode numbers
+}
+
+// prune drops shared crypto state of outputs no longer served.
+func (o *outputs) prune(idx *outIndex) {
+	live := map[uint64]bool{}
+	for _, out := range idx.files {
+		live[out.Ino] = true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for ino := range o.files {
+		if !live[ino] {
+			delete(o.files, ino)
+		}
+	}
+}
+
+// Output returns the output at bucket/key, or nil.
+func (m *Manager) Output(bucket, key string) *Output {
+	return m.outputs.idx.Load().files[bucket+"/"+key]
+}
+
+// OutputChildren lists the outputs directly under a folder of a bucket
+// (prefix "" or ending in "/"): names, folders ending in "/".
+func (m *Manager) OutputChildren(bucket, prefix string) []string {
+	set := m.outputs.idx.Load().dirs[bucket+"/"+prefix]
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// IsOutputDir reports whether some output lies under bucket/prefix/.
+func (m *Manager) IsOutputDir(bucket, prefix string) bool {
+	return len(m.outputs.idx.Load().dirs[bucket+"/"+strings.TrimSuffix(prefix, "/")+"/"]) > 0
+}
+
+// Open returns the shared random-access view of a segment output.
+func (m *Manager) Open(o *Output) (*crypto.File, error) {
+	m.outputs.mu.Lock()
+	defer m.outputs.mu.Unlock()
+	if f := m.outputs.files[o.Ino]; f != nil {
+		return f, nil
+	}
+	f, err := crypto.NewFile(m.parts(o))
+	if err != nil {
+		return nil, err
+	}
+	m.outputs.files[o.Ino] = f
+	return f, nil
+}
+
+func (m *Manager) parts(o *Output) []crypto.Part {
+	t := o.task
+	parts := make([]crypto.Part, len(o.File.Parts))
+	for i, p := range o.File.Parts {
+		parts[i] = crypto.Part{Src: m.source(t.rec.Input.Bucket, p), PlainSize: p.Len}
+		if p.Encrypt {
+			parts[i].Alg, parts[i].Key, parts[i].IV = t.rec.Algorithm, t.key, p.IV
+		}
+	}
+	return parts
+}
+
+// source reads plaintext of one part as ranged requests to the store.
+func (m *Manager) source(bucket string, p OutPart) crypto.RangeSource {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return m.cfg.Store.Open(ctx, bucket, p.Key, p.Off+off, n)
+	}
+}

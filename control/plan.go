@@ -1,0 +1,473 @@
+package control
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/mpcfs/mpcfs/control/hls"
+	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/fs/store"
+)
+
+// Plan lists every output file of a SUCCEEDED task. It is computed once,
+// when the task is processed, and stored with the task: outputs are then
+// served from it without re-reading any playlist.
+type Plan struct {
+	Files []OutFile `json:"files"`
+}
+
+// OutFile is one output file: a rewritten playlist (Playlist set) or a
+// segment file made of parts of one source object (Parts set).
+type OutFile struct {
+	Name     string    `json:"name"` // relative to the output folder
+	Playlist []byte    `json:"playlist,omitempty"`
+	Parts    []OutPart `json:"parts,omitempty"`
+	Size     int64     `json:"size"` // exact, before any byte is encrypted
+}
+
+// OutPart is a byte range of a source object, encrypted or clear.
+type OutPart struct {
+	Key     string `json:"key"` // source object in the input bucket
+	ETag    string `json:"etag"`
+	Off     int64  `json:"off"`
+	Len     int64  `json:"len"`
+	Encrypt bool   `json:"encrypt"`
+	IV      []byte `json:"iv,omitempty"` // CBC IV or CTR initial counter block
+}
+
+// Limits against hostile or runaway inputs.
+const (
+	maxPlaylistSize = 64 << 20
+	maxVariants     = 1000
+	maxOutputFiles  = 500000
+)
+
+// taskError is a FAILED task's reason: an MPC code and a description.
+type taskError struct{ code, msg string }
+
+func (e *taskError) Error() string { return e.code + ": " + e.msg }
+
+func failf(code, format string, args ...any) *taskError {
+	return &taskError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// planner builds a Plan for one task. It reads only playlists; segments are
+// only listed or stat'ed for their exact sizes and ETags.
+type planner struct {
+	ctx     context.Context
+	st      store.Store
+	rec     *record
+	bucket  string
+	baseDir string // folder of the input playlist, "" or ending in "/"
+
+	infos     map[string]store.ObjectInfo
+	listed    map[string]bool
+	files     map[string]*srcFile
+	fileOrder []string
+	media     []*mediaOut
+	ctrIndex  uint64
+	out       []OutFile
+}
+
+// srcFile collects how each referenced source object is used.
+type srcFile struct {
+	key    string
+	info   store.ObjectInfo
+	alg    crypto.Algorithm
+	whole  *OutPart // referenced as a whole segment
+	ranges []*OutPart
+	newOff map[[2]int64]int64 // source range -> offset in the output file
+}
+
+// mediaOut is a media playlist waiting to be rewritten once every file's
+// layout (and so every new byte range) is known.
+type mediaOut struct {
+	name string
+	data []byte
+	pl   *hls.Playlist
+	segs []*segRef
+	maps []*segRef
+}
+
+type segRef struct {
+	file *srcFile
+	part *OutPart
+	tag  *hls.KeyTag
+}
+
+func buildPlan(ctx context.Context, st store.Store, rec *record) (*Plan, *taskError) {
+	p := &planner{ctx: ctx, st: st, rec: rec, bucket: rec.Input.Bucket,
+		infos: map[string]store.ObjectInfo{}, listed: map[string]bool{}, files: map[string]*srcFile{}}
+	if d := path.Dir(rec.Input.Object); d != "." {
+		p.baseDir = d + "/"
+	}
+	if err := p.planInput(); err != nil {
+		return nil, err
+	}
+	if err := p.finish(); err != nil {
+		return nil, err
+	}
+	return &Plan{Files: p.out}, nil
+}
+
+func (p *planner) planInput() *taskError {
+	in := p.rec.Input.Object
+	if strings.EqualFold(path.Ext(in), ".mpd") {
+		return failf(CodeInputFormat, "input %q: DASH (.mpd) input is not supported yet; only HLS (.m3u8)", in)
+	}
+	data, pl, err := p.readPlaylist(in)
+	if err != nil {
+		return err
+	}
+	top := p.rec.Output.FileName
+	if top == "" {
+		top = path.Base(in)
+	}
+	if !pl.Master {
+		return p.planMedia(in, top, data, pl)
+	}
+	p.out = append(p.out, OutFile{Name: top, Playlist: data, Size: int64(len(data))})
+	if len(pl.Refs) > maxVariants {
+		return failf(CodeInputFormat, "master playlist %q references %d playlists (limit %d)", in, len(pl.Refs), maxVariants)
+	}
+	for _, ref := range pl.Refs {
+		if err := p.planRef(in, ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planRef plans one playlist referenced by the master playlist.
+func (p *planner) planRef(master, ref string) *taskError {
+	key, name, err := p.resolve(master, ref)
+	if err != nil {
+		return err
+	}
+	data, pl, err := p.readPlaylist(key)
+	if err != nil {
+		return err
+	}
+	if pl.Master {
+		return failf(CodeInputFormat, "playlist %q referenced by master %q is itself a master playlist", key, master)
+	}
+	return p.planMedia(key, name, data, pl)
+}
+
+// readPlaylist fetches and parses a playlist object.
+func (p *planner) readPlaylist(key string) ([]byte, *hls.Playlist, *taskError) {
+	data, err := p.readObject(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	pl, perr := hls.Parse(data)
+	if perr != nil {
+		return nil, nil, failf(CodeInputFormat, "playlist %q: %v", key, perr)
+	}
+	if pl.Encrypted {
+		return nil, nil, failf(CodeInputFormat, "playlist %q is already encrypted (it has an EXT-X-KEY)", key)
+	}
+	return data, pl, nil
+}
+
+func (p *planner) readObject(key string) ([]byte, *taskError) {
+	info, terr := p.stat(key)
+	if terr != nil {
+		return nil, terr
+	}
+	if info.Size > maxPlaylistSize {
+		return nil, failf(CodeInputFormat, "playlist %q is %d bytes (limit %d)", key, info.Size, maxPlaylistSize)
+	}
+	rc, err := p.st.Open(p.ctx, p.bucket, key, 0, -1)
+	if err != nil {
+		return nil, storeFailure(key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxPlaylistSize+1))
+	if err != nil {
+		return nil, storeFailure(key, err)
+	}
+	return data, nil
+}
+
+func storeFailure(key string, err error) *taskError {
+	if errors.Is(err, store.ErrNotExist) {
+		return failf(CodeInputNotExist, "object %q does not exist", key)
+	}
+	return failf(CodeOperationFailed, "reading %q: %v", key, err)
+}
+
+// resolve turns a playlist URI into a source key and an output name
+// relative to the output folder; the source must stay in the input folder.
+func (p *planner) resolve(playlistKey, uri string) (key, name string, terr *taskError) {
+	key, err := hls.ResolveURI(playlistKey, uri)
+	if err != nil {
+		return "", "", failf(CodeInputFormat, "playlist %q: %v", playlistKey, err)
+	}
+	if !strings.HasPrefix(key, p.baseDir) {
+		return "", "", failf(CodeInputFormat, "playlist %q: URI %q resolves to %q, outside the input folder %q", playlistKey, uri, key, p.baseDir)
+	}
+	return key, strings.TrimPrefix(key, p.baseDir), nil
+}
+
+// stat returns an object's size and ETag. It lists each folder once (one
+// request for up to 1000 objects) instead of one HEAD per segment.
+func (p *planner) stat(key string) (store.ObjectInfo, *taskError) {
+	if info, ok := p.infos[key]; ok {
+		return info, nil
+	}
+	dir := ""
+	if i := strings.LastIndex(key, "/"); i >= 0 {
+		dir = key[:i+1]
+	}
+	if !p.listed[dir] {
+		p.listed[dir] = true
+		if l, err := p.st.List(p.ctx, p.bucket, dir); err == nil {
+			for _, o := range l.Objects {
+				p.infos[o.Key] = o
+			}
+		}
+	}
+	if info, ok := p.infos[key]; ok {
+		return info, nil
+	}
+	info, err := p.st.Stat(p.ctx, p.bucket, key)
+	if err != nil {
+		return info, storeFailure(key, err)
+	}
+	p.infos[key] = info
+	return info, nil
+}
+
+func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *taskError {
+	if !pl.Ended {
+		return failf(CodeInputFormat, "playlist %q is live (no EXT-X-ENDLIST): only finished (VOD) playlists can be encrypted", key)
+	}
+	m := &mediaOut{name: name, data: data, pl: pl}
+	for _, mp := range pl.Maps {
+		ref, err := p.use(key, mp.URI, mp.ByteRange, false, nil)
+		if err != nil {
+			return err
+		}
+		m.maps = append(m.maps, ref)
+	}
+	for i := range pl.Segments {
+		ref, err := p.planSegment(key, &pl.Segments[i])
+		if err != nil {
+			return err
+		}
+		m.segs = append(m.segs, ref)
+	}
+	p.media = append(p.media, m)
+	return nil
+}
+
+func (p *planner) planSegment(plKey string, seg *hls.Segment) (*segRef, *taskError) {
+	if seg.Start < float64(p.rec.PreviewDuration) {
+		return p.use(plKey, seg.URI, seg.ByteRange, false, nil)
+	}
+	iv := p.segmentIV(seg.SeqNo)
+	ref, err := p.use(plKey, seg.URI, seg.ByteRange, true, iv)
+	if err != nil {
+		return nil, err
+	}
+	ref.tag = p.keyTag(ref.part.IV)
+	return ref, nil
+}
+
+// segmentIV is the IV of a segment: for CBC the request's iv or else the
+// media sequence number (RFC 8216 5.2); for CTR a counter block no other
+// segment of the task shares: the task nonce (or the request iv) plus the
+// segment's index in the high 64 bits, so keystreams never overlap.
+func (p *planner) segmentIV(seq int64) []byte {
+	iv := make([]byte, 16)
+	if p.rec.Algorithm != crypto.AES128CTR {
+		if p.rec.IV != nil {
+			return append(iv[:0], p.rec.IV...)
+		}
+		binary.BigEndian.PutUint64(iv[8:], uint64(seq))
+		return iv
+	}
+	base := p.rec.Nonce
+	if p.rec.IV != nil {
+		base = p.rec.IV
+	}
+	copy(iv, base)
+	hi := binary.BigEndian.Uint64(iv[:8]) + p.ctrIndex
+	binary.BigEndian.PutUint64(iv[:8], hi)
+	p.ctrIndex++
+	return iv
+}
+
+// keyTag is the EXT-X-KEY for an encrypted segment. CBC without a request
+// iv writes no IV attribute: players then use the media sequence number.
+func (p *planner) keyTag(iv []byte) *hls.KeyTag {
+	tag := &hls.KeyTag{Method: p.rec.Algorithm.HLSMethod(), URI: p.rec.KeyURL}
+	if p.rec.Algorithm == crypto.AES128CTR || p.rec.IV != nil {
+		tag.IV = "0x" + hex.EncodeToString(iv)
+	}
+	return tag
+}
+
+// use records that a playlist references (a range of) a source object.
+func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []byte) (*segRef, *taskError) {
+	key, name, err := p.resolve(plKey, uri)
+	if err != nil {
+		return nil, err
+	}
+	f, err := p.file(key, name)
+	if err != nil {
+		return nil, err
+	}
+	part := &OutPart{Key: key, ETag: f.info.ETag, Encrypt: encrypt, IV: iv}
+	if br == nil {
+		return f.useWhole(part, p.rec.Algorithm == crypto.AES128CTR)
+	}
+	part.Off, part.Len = br.Off, br.Len
+	if br.Off < 0 || br.Len < 0 || br.Off+br.Len > f.info.Size {
+		return nil, failf(CodeInputFormat, "playlist %q: byte range %d@%d is outside %q (%d bytes)", plKey, br.Len, br.Off, key, f.info.Size)
+	}
+	f.ranges = append(f.ranges, part)
+	return &segRef{file: f, part: part}, nil
+}
+
+func (p *planner) file(key, name string) (*srcFile, *taskError) {
+	if f, ok := p.files[key]; ok {
+		return f, nil
+	}
+	info, err := p.stat(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.files) >= maxOutputFiles {
+		return nil, failf(CodeInputFormat, "input references more than %d files", maxOutputFiles)
+	}
+	f := &srcFile{key: key, info: info, alg: p.rec.Algorithm, newOff: map[[2]int64]int64{}}
+	p.files[key] = f
+	p.fileOrder = append(p.fileOrder, name)
+	return f, nil
+}
+
+// useWhole records a whole-object reference. The same segment listed by two
+// playlists is encrypted once, so its references must agree on clear or
+// encrypted and, for CBC, on the IV; under CTR the later reference simply
+// reuses the first counter block.
+func (f *srcFile) useWhole(part *OutPart, ctr bool) (*segRef, *taskError) {
+	part.Len = f.info.Size
+	if f.whole == nil {
+		f.whole = part
+		return &segRef{file: f, part: part}, nil
+	}
+	if f.whole.Encrypt != part.Encrypt || (!ctr && string(f.whole.IV) != string(part.IV)) {
+		return nil, failf(CodeInputFormat, "segment %q is used twice with different encryption (clear and encrypted, or two IVs)", f.key)
+	}
+	return &segRef{file: f, part: f.whole}, nil
+}
+
+// finish lays out every source file's output, then rewrites the media
+// playlists with the new byte ranges.
+func (p *planner) finish() *taskError {
+	for _, name := range p.fileOrder {
+		out, err := p.files[p.baseDir+name].layout(name)
+		if err != nil {
+			return err
+		}
+		p.out = append(p.out, out)
+	}
+	for _, m := range p.media {
+		out, err := m.rewrite()
+		if err != nil {
+			return err
+		}
+		p.out = append(p.out, out)
+	}
+	return nil
+}
+
+// layout turns a source file's references into output parts. A whole
+// reference is one part. Byte-range references are sorted and encrypted one
+// by one; bytes no range covers are copied clear so every range keeps its
+// place, and each range's new offset is recorded for the playlist.
+func (f *srcFile) layout(name string) (OutFile, *taskError) {
+	alg := f.alg
+	out := OutFile{Name: name}
+	if f.whole != nil && len(f.ranges) > 0 {
+		return out, failf(CodeInputFormat, "object %q is referenced both whole and by byte range", f.key)
+	}
+	if f.whole != nil {
+		out.Parts = []OutPart{*f.whole}
+		out.Size = partSize(f.whole, alg)
+		return out, nil
+	}
+	sort.SliceStable(f.ranges, func(i, j int) bool { return f.ranges[i].Off < f.ranges[j].Off })
+	var pos int64
+	add := func(part OutPart) {
+		out.Parts = append(out.Parts, part)
+		out.Size += partSize(&part, alg)
+	}
+	for i, r := range f.ranges {
+		if i > 0 && sameRange(f.ranges[i-1], r) {
+			continue // e.g. one EXT-X-MAP listed twice
+		}
+		if r.Off < pos {
+			return out, failf(CodeInputFormat, "object %q: byte ranges overlap at offset %d (overlapping ranges, as in I-frame playlists, are not supported)", f.key, r.Off)
+		}
+		if r.Off > pos {
+			add(f.clearPart(pos, r.Off-pos))
+		}
+		f.newOff[[2]int64{r.Off, r.Len}] = out.Size
+		add(*r)
+		pos = r.Off + r.Len
+	}
+	if pos < f.info.Size {
+		add(f.clearPart(pos, f.info.Size-pos))
+	}
+	return out, nil
+}
+
+func sameRange(a, b *OutPart) bool {
+	return a.Off == b.Off && a.Len == b.Len && a.Encrypt == b.Encrypt && string(a.IV) == string(b.IV)
+}
+
+func (f *srcFile) clearPart(off, n int64) OutPart {
+	return OutPart{Key: f.key, ETag: f.info.ETag, Off: off, Len: n}
+}
+
+func partSize(part *OutPart, alg crypto.Algorithm) int64 {
+	if !part.Encrypt {
+		return part.Len
+	}
+	return alg.EncryptedSize(part.Len)
+}
+
+// rewrite renders a media playlist with its keys and new byte ranges.
+func (m *mediaOut) rewrite() (OutFile, *taskError) {
+	outs := make([]hls.SegmentOut, len(m.segs))
+	for i, ref := range m.segs {
+		outs[i] = hls.SegmentOut{Key: ref.tag, ByteRange: ref.newRange(m.pl.Segments[i].ByteRange)}
+	}
+	maps := make([]hls.MapOut, len(m.maps))
+	for i, ref := range m.maps {
+		maps[i] = hls.MapOut{ByteRange: ref.newRange(m.pl.Maps[i].ByteRange)}
+	}
+	data, err := hls.RewriteMedia(m.data, m.pl, outs, maps)
+	if err != nil {
+		return OutFile{}, failf(CodeInputFormat, "rewriting playlist %q: %v", m.name, err)
+	}
+	return OutFile{Name: m.name, Playlist: data, Size: int64(len(data))}, nil
+}
+
+// newRange is where a source byte range ended up in its output file.
+func (r *segRef) newRange(src *hls.ByteRange) *hls.ByteRange {
+	if src == nil {
+		return nil
+	}
+	return &hls.ByteRange{Len: partSize(r.part, r.file.alg), Off: r.file.newOff[[2]int64{src.Off, src.Len}]}
+}

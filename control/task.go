@@ -1,0 +1,75 @@
+package control
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto"
+)
+
+// Status is a task's state: WAITING -> PROCESSING -> SUCCEEDED | FAILED,
+// or CANCELED by a cancel request.
+type Status string
+
+// Task statuses, as the MPC API spells them.
+const (
+	Waiting    Status = "WAITING"
+	Processing Status = "PROCESSING"
+	Succeeded  Status = "SUCCEEDED"
+	Failed     Status = "FAILED"
+	Canceled   Status = "CANCELED"
+)
+
+// Final reports whether the status can no longer change by processing.
+func (s Status) Final() bool { return s == Succeeded || s == Failed || s == Canceled }
+
+// TaskView is what control/tasks/<id>.json shows: the MPC EachEncryptRsp
+// shape. It never holds the key.
+type TaskView struct {
+	TaskID         string   `json:"task_id"`
+	Status         Status   `json:"status"`
+	CreateTime     string   `json:"create_time"`
+	EndTime        string   `json:"end_time"`
+	Input          Location `json:"input"`
+	Output         Location `json:"output"`
+	OutputFileName string   `json:"output_file_name"`
+	UserData       string   `json:"user_data"`
+	Description    string   `json:"description"`
+}
+
+// record is a task as the task store keeps it. SealedKey is the content key
+// wrapped by the master key (keywrap); the clear key exists only in memory.
+type record struct {
+	TaskView
+	Algorithm       crypto.Algorithm `json:"algorithm"`
+	KeyURL          string           `json:"key_url"`
+	IV              []byte           `json:"iv,omitempty"` // not secret: it is written in the playlists
+	Nonce           []byte           `json:"ctr_nonce,omitempty"`
+	PreviewDuration int              `json:"preview_duration,omitempty"`
+	MultiDRM        *MultiDRM        `json:"multidrm,omitempty"`
+	SealedKey       string           `json:"sealed_key"`
+	Plan            *Plan            `json:"plan,omitempty"`
+}
+
+// task is a record plus its unwrapped key, held by the Manager.
+type task struct {
+	rec record
+	key []byte
+	// mu serializes a task's state changes with their saves, so the task
+	// store never ends on an older state than memory.
+	mu sync.Mutex
+	// withdrawn hides a SUCCEEDED task's outputs while it is being canceled.
+	withdrawn bool
+}
+
+// timeFormat is MPC's yyyymmddhhmmss, in UTC.
+const timeFormat = "20060102150405"
+
+func mpcTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// viewJSON renders the query body.
+func (t *task) viewJSON() []byte {
+	b, _ := json.MarshalIndent(t.rec.TaskView, "", "  ")
+	return append(b, '\n')
+}
