@@ -1,0 +1,281 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"io"
+	"strings"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/fs/store"
+)
+
+// storeTimeout bounds one metadata request so a store that went away gives
+// EIO instead of a hung ls.
+const storeTimeout = 30 * time.Second
+
+func isNotExist(err error) bool   { return errors.Is(err, store.ErrNotExist) }
+func isContextErr(err error) bool { return errors.Is(err, context.Canceled) }
+
+// bucketsNode is MOUNT/buckets: one folder per bucket of the store.
+type bucketsNode struct {
+	fusefs.Inode
+	opts *Options
+}
+
+var (
+	_ fusefs.NodeLookuper  = (*bucketsNode)(nil)
+	_ fusefs.NodeReaddirer = (*bucketsNode)(nil)
+	_ fusefs.NodeGetattrer = (*bucketsNode)(nil)
+)
+
+func (b *bucketsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	return 0
+}
+
+func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	names, err := b.opts.Store.Buckets(ctx)
+	if err != nil {
+		b.opts.Log.Printf("listing buckets: %v", err)
+		return nil, errno(err)
+	}
+	var entries []fuse.DirEntry
+	for _, n := range names {
+		if n != b.opts.SysBucket {
+			entries = append(entries, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR, Ino: dirIno(n, "")})
+		}
+	}
+	return fusefs.NewListDirStream(entries), 0
+}
+
+func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if name == b.opts.SysBucket {
+		return nil, syscall.ENOENT
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	ok, err := b.opts.Store.BucketExists(ctx, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	return newDir(ctx, &b.Inode, b.opts, name, "", out), 0
+}
+
+// dirNode is a folder of a bucket: the store's objects and sub-prefixes
+// under prefix, overlaid with task outputs (an output hides an object of the
+// same name).
+type dirNode struct {
+	fusefs.Inode
+	opts   *Options
+	bucket string
+	prefix string // "" or ending in "/"
+}
+
+var (
+	_ fusefs.NodeLookuper  = (*dirNode)(nil)
+	_ fusefs.NodeReaddirer = (*dirNode)(nil)
+	_ fusefs.NodeGetattrer = (*dirNode)(nil)
+)
+
+func newDir(ctx context.Context, parent *fusefs.Inode, opts *Options, bucket, prefix string, out *fuse.EntryOut) *fusefs.Inode {
+	d := &dirNode{opts: opts, bucket: bucket, prefix: prefix}
+	d.fill(&out.Attr)
+	return parent.NewInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(bucket, prefix)})
+}
+
+func (d *dirNode) fill(a *fuse.Attr) { a.Mode = syscall.S_IFDIR | 0o555 }
+
+func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.fill(&out.Attr)
+	return 0
+}
+
+func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
+	if err != nil && !isNotExist(err) {
+		d.opts.Log.Printf("listing %s/%s: %v", d.bucket, d.prefix, err)
+		return nil, errno(err)
+	}
+	seen := map[string]bool{}
+	var entries []fuse.DirEntry
+	add := func(name string, mode uint32) {
+		if name != "" && !seen[name] {
+			seen[name] = true
+			entries = append(entries, fuse.DirEntry{Name: name, Mode: mode})
+		}
+	}
+	for _, name := range d.opts.Manager.OutputChildren(d.bucket, d.prefix) {
+		if dir, ok := strings.CutSuffix(name, "/"); ok {
+			add(dir, syscall.S_IFDIR)
+		} else {
+			add(name, syscall.S_IFREG)
+		}
+	}
+	for _, p := range l.Prefixes {
+		add(strings.TrimSuffix(strings.TrimPrefix(p, d.prefix), "/"), syscall.S_IFDIR)
+	}
+	for _, o := range l.Objects {
+		add(strings.TrimPrefix(o.Key, d.prefix), syscall.S_IFREG)
+	}
+	return fusefs.NewListDirStream(entries), 0
+}
+
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	key := d.prefix + name
+	if o := d.opts.Manager.Output(d.bucket, key); o != nil {
+		return d.newOutput(ctx, o, out), 0
+	}
+	if d.opts.Manager.IsOutputDir(d.bucket, key) {
+		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	info, err := d.opts.Store.Stat(ctx, d.bucket, key)
+	if err == nil {
+		return d.newObject(ctx, info, out), 0
+	}
+	if !isNotExist(err) {
+		return nil, errno(err)
+	}
+	// Not an object: a folder if anything lies under key/.
+	l, err := d.opts.Store.List(ctx, d.bucket, key+"/")
+	if err != nil {
+		return nil, errno(err)
+	}
+	if len(l.Objects) == 0 && len(l.Prefixes) == 0 {
+		return nil, syscall.ENOENT
+	}
+	return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
+}
+
+func (d *dirNode) newObject(ctx context.Context, info store.ObjectInfo, out *fuse.EntryOut) *fusefs.Inode {
+	n := &objectNode{opts: d.opts, bucket: d.bucket, info: info}
+	n.fill(&out.Attr)
+	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: objectIno(d.bucket, info)})
+}
+
+func (d *dirNode) newOutput(ctx context.Context, o *control.Output, out *fuse.EntryOut) *fusefs.Inode {
+	n := &outputNode{opts: d.opts, out: o}
+	n.fill(&out.Attr)
+	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: o.Ino})
+}
+
+// objectNode is a store object, read as it is.
+type objectNode struct {
+	fusefs.Inode
+	opts   *Options
+	bucket string
+	info   store.ObjectInfo
+}
+
+var (
+	_ fusefs.NodeOpener    = (*objectNode)(nil)
+	_ fusefs.NodeGetattrer = (*objectNode)(nil)
+)
+
+func (n *objectNode) fill(a *fuse.Attr) {
+	fileAttr(a, n.info.Size, n.info.ModTime)
+}
+
+func (n *objectNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fill(&out.Attr)
+	return 0
+}
+
+func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	st, bucket, key := n.opts.Store, n.bucket, n.info.Key
+	f, err := crypto.NewFile([]crypto.Part{{PlainSize: n.info.Size, Src: func(ctx context.Context, off, len int64) (io.ReadCloser, error) {
+		return st.Open(ctx, bucket, key, off, len)
+	}}})
+	if err != nil {
+		return nil, 0, syscall.EIO
+	}
+	return newReadHandle(f, n.opts, bucket+"/"+key), fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// outputNode is an output of a SUCCEEDED task: a playlist held in memory or
+// a segment encrypted on the fly.
+type outputNode struct {
+	fusefs.Inode
+	opts *Options
+	out  *control.Output
+}
+
+var (
+	_ fusefs.NodeOpener    = (*outputNode)(nil)
+	_ fusefs.NodeGetattrer = (*outputNode)(nil)
+)
+
+func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.File.Size, time.Time{}) }
+
+func (n *outputNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fill(&out.Attr)
+	return 0
+}
+
+func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	// The kernel may still hold this name for a moment after the task was
+	// canceled or replaced: a withdrawn output must not open.
+	if cur := n.opts.Manager.Output(n.out.Bucket, n.out.Key); cur == nil || cur.Ino != n.out.Ino {
+		return nil, 0, syscall.ENOENT
+	}
+	if n.out.File.Playlist != nil {
+		return &bytesHandle{data: n.out.File.Playlist}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	f, err := n.opts.Manager.Open(n.out)
+	if err != nil {
+		n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
+		return nil, 0, syscall.EIO
+	}
+	return newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key), fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func fileAttr(a *fuse.Attr, size int64, mtime time.Time) {
+	a.Mode = syscall.S_IFREG | 0o444
+	a.Size = uint64(size)
+	a.Blocks = (uint64(size) + 511) / 512
+	if !mtime.IsZero() {
+		a.SetTimes(nil, &mtime, &mtime)
+	}
+}
+
+// dirIno keeps a folder's inode stable across lookups.
+func dirIno(bucket, prefix string) uint64 {
+	return hashIno("d", bucket, prefix)
+}
+
+// objectIno changes with the object's ETag, so a changed object gets a new
+// inode and never a stale kept page cache.
+func objectIno(bucket string, info store.ObjectInfo) uint64 {
+	return hashIno("o", bucket, info.Key, info.ETag)
+}
+
+func hashIno(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		io.WriteString(h, p)
+		h.Write([]byte{0})
+	}
+	return h.Sum64()>>1 | 1<<62 // clear of small numbers and of outputs' high bit
+}

@@ -1,0 +1,51 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/mpcfs/mpcfs/crypto"
+)
+
+// readHandle is one open object or segment output. Its crypto.Reader keeps
+// the sequential stream and read-ahead of this open file.
+type readHandle struct {
+	r    *crypto.Reader
+	opts *Options
+	name string // for log lines
+}
+
+func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
+	return &readHandle{r: f.NewReader(), opts: opts, name: name}
+}
+
+func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.r.ReadAt(ctx, dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		if ctx.Err() == nil {
+			h.opts.Log.Printf("reading %s at %d: %v", h.name, off, err)
+		}
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *readHandle) Release(ctx context.Context) syscall.Errno {
+	h.r.Close()
+	return 0
+}
+
+// bytesHandle serves an in-memory snapshot (playlists, control files).
+type bytesHandle struct{ data []byte }
+
+func (h *bytesHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(h.data)))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}
