@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/fs/store"
+)
+
+// mountConfig is everything `mpcfs mount` needs; the demo fills it too.
+type mountConfig struct {
+	Endpoint   string
+	StoreDir   string
+	Region     string
+	AllowOther bool
+	MasterKey  string
+	SysBucket  string
+	Debug      bool
+	Mountpoint string
+}
+
+func defaultStoreDir() string { return filepath.Join(dataHome(), "mpcfs", "store") }
+
+func defaultMasterKey() string {
+	if p := os.Getenv("MPCFS_MASTER_KEY_FILE"); p != "" {
+		return p
+	}
+	return filepath.Join(configHome(), "mpcfs", "master.key")
+}
+
+func parseMountFlags(args []string) (*mountConfig, error) {
+	c := &mountConfig{}
+	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+	fl.StringVar(&c.StoreDir, "store", defaultStoreDir(), "local-directory store (each sub-folder a bucket), used when no --endpoint is given")
+	fl.StringVar(&c.Region, "region", "region1", "the region that requests' location must equal")
+	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users read buckets/ (control/ stays owner-only)")
+	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
+	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
+	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
+	fl.Usage = func() {
+		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return nil, err
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return nil, errors.New("mount needs exactly one MOUNTPOINT")
+	}
+	c.Mountpoint = fl.Arg(0)
+	return c, nil
+}
+
+func runMount(args []string) error {
+	c, err := parseMountFlags(args)
+	if err != nil {
+		return err
+	}
+	m, err := startMount(c, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		m.log.Printf("%v: unmounting %s", s, c.Mountpoint)
+		m.unmount()
+	}()
+	m.server.Wait()
+	m.mgr.Close()
+	return nil
+}
+
+// mounted is a running mount.
+type mounted struct {
+	server *fuse.Server
+	mgr    *control.Manager
+	log    *log.Logger
+}
+
+// startMount opens the store and task store and mounts.
+func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
+	st, sys, err := openStore(c)
+	if err != nil {
+		return nil, err
+	}
+	master, err := keywrap.LoadOrCreate(c.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg})
+	if err != nil {
+		return nil, err
+	}
+	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg})
+	if err != nil {
+		mgr.Close()
+		return nil, fmt.Errorf("mounting %s: %w", c.Mountpoint, err)
+	}
+	lg.Printf("mounted %s (region %s)", c.Mountpoint, c.Region)
+	return &mounted{server: server, mgr: mgr, log: lg}, nil
+}
+
+func (m *mounted) unmount() {
+	if err := m.server.Unmount(); err != nil {
+		m.log.Printf("unmount: %v (is a file still open?)", err)
+	}
+}
+
+func openStore(c *mountConfig) (store.Store, string, error) {
+	if c.Endpoint != "" {
+		st, err := store.NewS3(store.S3ConfigFromEnv(c.Endpoint, c.Region))
+		return st, orDefault(c.SysBucket, "mpcfs-system"), err
+	}
+	if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {
+		return nil, "", err
+	}
+	st, err := store.NewLocal(c.StoreDir)
+	return st, orDefault(c.SysBucket, ".mpcfs"), err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func dataHome() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share")
+}
+
+func configHome() string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return d
+	}
+	return "."
+}
+
+func waitForSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+}
