@@ -1,6 +1,9 @@
 package crypto
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // checkpointEvery is the CBC checkpoint spacing: the most a read
 // re-encrypts once its part has been read past that point.
@@ -15,10 +18,31 @@ const checkpointEvery = 64 << 10
 type checkpoints struct {
 	mu     sync.Mutex
 	chains [][blockSize]byte
+	// walk lets one reader at a time encrypt a stretch of the chain that
+	// no checkpoint covers yet. Readers landing deep in a part nobody has
+	// read wait for it, then start from the checkpoints it recorded,
+	// instead of each encrypting the same prefix.
+	walk chan struct{}
 }
 
 func newCheckpoints(iv [blockSize]byte) *checkpoints {
-	return &checkpoints{chains: [][blockSize]byte{iv}}
+	return &checkpoints{chains: [][blockSize]byte{iv}, walk: make(chan struct{}, 1)}
+}
+
+// claimWalk is called before a seek to part-relative offset pos. If the
+// nearest checkpoint is more than one interval before pos, it waits for
+// its turn to walk the chain (or ctx) and returns the release function;
+// otherwise it returns at once with a no-op release.
+func (cp *checkpoints) claimWalk(ctx context.Context, pos int64) (func(), error) {
+	if start, _ := cp.at(pos); pos-start <= checkpointEvery {
+		return func() {}, nil
+	}
+	select {
+	case cp.walk <- struct{}{}:
+		return func() { <-cp.walk }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // at returns the highest known checkpoint at or before pos and its chain

@@ -19,7 +19,10 @@
 // past that point. A read starts at the nearest checkpoint at or before it
 // and so re-encrypts at most 64 KiB. The first read deep into a part no
 // reader has been through yet must encrypt the whole prefix once: that is
-// inherent to CBC. Checkpoints cost 16 bytes per 64 KiB of plaintext.
+// inherent to CBC. Readers that land there at the same time share that
+// work: one walks the chain, recording checkpoints, while the others wait
+// for it and then start from the nearest one. Checkpoints cost 16 bytes
+// per 64 KiB of plaintext.
 //
 // # Sequential reads and their bound
 //

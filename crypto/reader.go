@@ -147,12 +147,21 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 
 // seek produces the chunk holding pos from the checkpoint (CBC) or block
 // at or before it, with a new stream whose first window reaches from there
-// to the end of the request, and at least firstWindow.
+// to the end of the request, and at least firstWindow. A CBC seek far past
+// the known checkpoints waits for other readers walking the same chain, so
+// concurrent readers encrypt a part's prefix once between them.
 func (r *Reader) seek(ctx context.Context, pos, want int64) error {
 	r.stop()
 	idx := r.f.partAt(pos)
 	fp := r.f.parts[idx]
 	rel := pos - fp.outOff
+	if fp.cps != nil {
+		release, err := fp.cps.claimWalk(ctx, rel-rel%blockSize)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	c := newCursor(r.ctx, r.f, idx, rel)
 	c.window = max(min(alignUp(rel+want), fp.outSize)-c.pos, firstWindow)
 	return r.advance(ctx, c, pos, want)
