@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
@@ -74,16 +75,21 @@ type planner struct {
 	media     []*mediaOut
 	ctrIndex  uint64
 	out       []OutFile
+	extra     []*srcFile // I-frame copies of segments (see placeIFrames)
 }
 
 // srcFile collects how each referenced source object is used.
 type srcFile struct {
 	key    string
+	name   string // output name
 	info   store.ObjectInfo
 	alg    crypto.Algorithm
 	whole  *OutPart // referenced as a whole segment
 	ranges []*OutPart
 	newOff map[[2]int64]int64 // source range -> offset in the output file
+	// I-frame playlists' byte ranges of this object, placed by
+	// placeIFrames: in this output, or in a copy of their own.
+	iframes []*segRef
 }
 
 // mediaOut is a media playlist waiting to be rewritten once every file's
@@ -100,6 +106,9 @@ type segRef struct {
 	file *srcFile
 	part *OutPart
 	tag  *hls.KeyTag
+	// An I-frame range moved to a copy: the playlist and URI it came
+	// from, and the URI that names the copy (empty: not moved).
+	plKey, srcURI, uri string
 }
 
 func buildPlan(ctx context.Context, st store.Store, rec *record) (*Plan, *taskError) {
@@ -252,14 +261,14 @@ func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *ta
 	}
 	m := &mediaOut{name: name, data: data, pl: pl}
 	for _, mp := range pl.Maps {
-		ref, err := p.use(key, mp.URI, mp.ByteRange, false, nil)
+		ref, err := p.use(key, mp.URI, mp.ByteRange, false, nil, false)
 		if err != nil {
 			return err
 		}
 		m.maps = append(m.maps, ref)
 	}
 	for i := range pl.Segments {
-		ref, err := p.planSegment(key, &pl.Segments[i])
+		ref, err := p.planSegment(key, &pl.Segments[i], pl.IFramesOnly)
 		if err != nil {
 			return err
 		}
@@ -269,12 +278,12 @@ func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *ta
 	return nil
 }
 
-func (p *planner) planSegment(plKey string, seg *hls.Segment) (*segRef, *taskError) {
+func (p *planner) planSegment(plKey string, seg *hls.Segment, iframes bool) (*segRef, *taskError) {
 	if seg.Start < float64(p.rec.PreviewDuration) {
-		return p.use(plKey, seg.URI, seg.ByteRange, false, nil)
+		return p.use(plKey, seg.URI, seg.ByteRange, false, nil, iframes)
 	}
 	iv := p.segmentIV(seg.SeqNo)
-	ref, err := p.use(plKey, seg.URI, seg.ByteRange, true, iv)
+	ref, err := p.use(plKey, seg.URI, seg.ByteRange, true, iv, iframes)
 	if err != nil {
 		return nil, err
 	}
@@ -316,8 +325,9 @@ func (p *planner) keyTag(iv []byte) *hls.KeyTag {
 	return tag
 }
 
-// use records that a playlist references (a range of) a source object.
-func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []byte) (*segRef, *taskError) {
+// use records that a playlist references (a range of) a source object;
+// iframes: the playlist is an I-frame playlist (EXT-X-I-FRAMES-ONLY).
+func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []byte, iframes bool) (*segRef, *taskError) {
 	key, name, err := p.resolve(plKey, uri)
 	if err != nil {
 		return nil, err
@@ -334,8 +344,14 @@ func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []b
 	if br.Off < 0 || br.Len < 0 || br.Off+br.Len > f.info.Size {
 		return nil, failf(CodeInputFormat, "playlist %q: byte range %d@%d is outside %q (%d bytes)", plKey, br.Len, br.Off, key, f.info.Size)
 	}
+	ref := &segRef{file: f, part: part}
+	if iframes {
+		ref.plKey, ref.srcURI = plKey, uri
+		f.iframes = append(f.iframes, ref)
+		return ref, nil
+	}
 	f.ranges = append(f.ranges, part)
-	return &segRef{file: f, part: part}, nil
+	return ref, nil
 }
 
 func (p *planner) file(key, name string) (*srcFile, *taskError) {
@@ -349,7 +365,7 @@ func (p *planner) file(key, name string) (*srcFile, *taskError) {
 	if len(p.files) >= maxOutputFiles {
 		return nil, failf(CodeInputFormat, "input references more than %d files", maxOutputFiles)
 	}
-	f := &srcFile{key: key, info: info, alg: p.rec.Algorithm, newOff: map[[2]int64]int64{}}
+	f := &srcFile{key: key, name: name, info: info, alg: p.rec.Algorithm, newOff: map[[2]int64]int64{}}
 	p.files[key] = f
 	p.fileOrder = append(p.fileOrder, name)
 	return f, nil
@@ -374,8 +390,15 @@ func (f *srcFile) useWhole(part *OutPart, ctr bool) (*segRef, *taskError) {
 // finish lays out every source file's output, then rewrites the media
 // playlists with the new byte ranges.
 func (p *planner) finish() *taskError {
+	if err := p.placeIFrames(); err != nil {
+		return err
+	}
+	files := make([]*srcFile, 0, len(p.fileOrder)+len(p.extra))
 	for _, name := range p.fileOrder {
-		out, err := p.files[p.baseDir+name].layout(name)
+		files = append(files, p.files[p.baseDir+name])
+	}
+	for _, f := range append(files, p.extra...) {
+		out, err := f.layout(f.name)
 		if err != nil {
 			return err
 		}
@@ -391,6 +414,56 @@ func (p *planner) finish() *taskError {
 	return nil
 }
 
+// placeIFrames decides where I-frame playlists' byte ranges are served.
+// An object only I-frame playlists use (ffmpeg writes I-frames to a file
+// of their own) keeps its name: its ranges are encrypted one by one like
+// any single-file playlist's. An object another playlist also uses, whole
+// (Apple's layout: I-frame ranges inside the media segments) or by its
+// own ranges, cannot serve both: a segment encrypted whole cannot be
+// decrypted range by range. Its I-frame ranges then go to a copy of their
+// own, "<name>.iframes<ext>" next to it (the source bytes with each
+// I-frame range encrypted on its own, the rest clear), and the I-frame
+// playlist's URIs are rewritten to name that copy.
+func (p *planner) placeIFrames() *taskError {
+	for _, name := range p.fileOrder {
+		f := p.files[p.baseDir+name]
+		if len(f.iframes) == 0 {
+			continue
+		}
+		if f.whole == nil && len(f.ranges) == 0 {
+			for _, ref := range f.iframes {
+				f.ranges = append(f.ranges, ref.part)
+			}
+			continue
+		}
+		if err := p.iframeCopy(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// iframeCopy moves f's I-frame ranges to an output of their own.
+func (p *planner) iframeCopy(f *srcFile) *taskError {
+	ext := path.Ext(f.name)
+	name := strings.TrimSuffix(f.name, ext) + ".iframes" + ext
+	if _, taken := p.files[p.baseDir+name]; taken {
+		return failf(CodeInputFormat, "I-frame ranges of %q need an output %q, but the input uses an object of that name", f.key, name)
+	}
+	cp := &srcFile{key: f.key, name: name, info: f.info, alg: f.alg, newOff: map[[2]int64]int64{}}
+	for _, ref := range f.iframes {
+		uri := ref.srcURI[:strings.LastIndex(ref.srcURI, "/")+1] + url.PathEscape(path.Base(name))
+		if key, err := hls.ResolveURI(ref.plKey, uri); err != nil || key != p.baseDir+name {
+			return failf(CodeInputFormat, "playlist %q: cannot name the I-frame copy of %q from URI %q", ref.plKey, f.key, ref.srcURI)
+		}
+		ref.file, ref.uri = cp, uri
+		cp.ranges = append(cp.ranges, ref.part)
+	}
+	p.files[p.baseDir+name] = cp // a later copy must not take the name
+	p.extra = append(p.extra, cp)
+	return nil
+}
+
 // layout turns a source file's references into output parts. A whole
 // reference is one part. Byte-range references are sorted and encrypted one
 // by one; bytes no range covers are copied clear so every range keeps its
@@ -399,7 +472,11 @@ func (f *srcFile) layout(name string) (OutFile, *taskError) {
 	alg := f.alg
 	out := OutFile{Name: name}
 	if f.whole != nil && len(f.ranges) > 0 {
-		return out, failf(CodeInputFormat, "object %q is referenced both whole and by byte range", f.key)
+		// Two media playlists disagree (I-frame playlists were given a
+		// copy by placeIFrames): a segment encrypted whole cannot be
+		// decrypted range by range, so no output could serve both.
+		return out, failf(CodeInputFormat, "object %q is used both as a whole segment and by EXT-X-BYTERANGE "+
+			"in media playlists: a segment encrypted whole cannot be decrypted range by range", f.key)
 	}
 	if f.whole != nil {
 		out.Parts = []OutPart{*f.whole}
@@ -451,7 +528,7 @@ func partSize(part *OutPart, alg crypto.Algorithm) int64 {
 func (m *mediaOut) rewrite() (OutFile, *taskError) {
 	outs := make([]hls.SegmentOut, len(m.segs))
 	for i, ref := range m.segs {
-		outs[i] = hls.SegmentOut{Key: ref.tag, ByteRange: ref.newRange(m.pl.Segments[i].ByteRange)}
+		outs[i] = hls.SegmentOut{Key: ref.tag, ByteRange: ref.newRange(m.pl.Segments[i].ByteRange), URI: ref.uri}
 	}
 	maps := make([]hls.MapOut, len(m.maps))
 	for i, ref := range m.maps {

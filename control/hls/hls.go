@@ -5,8 +5,9 @@
 // those drop details (a second EXT-X-MAP, unknown tags, comments) that players
 // or the author may rely on. Instead every source line is copied verbatim and
 // only what encryption requires is touched: EXT-X-KEY lines are inserted,
-// EXT-X-BYTERANGE values and EXT-X-MAP BYTERANGE attributes are replaced, and
-// EXT-X-VERSION may be raised. Master playlists are served verbatim, so this
+// EXT-X-BYTERANGE values and EXT-X-MAP BYTERANGE attributes are replaced,
+// segment URIs are replaced where the caller moves ranges to another file
+// (I-frame copies), and EXT-X-VERSION may be raised. Master playlists are served verbatim, so this
 // package only lists what they reference.
 package hls
 
@@ -76,6 +77,11 @@ type KeyTag struct{ Method, URI, IV string }
 type SegmentOut struct {
 	Key       *KeyTag    // nil: the segment stays clear
 	ByteRange *ByteRange // non-nil: the new EXT-X-BYTERANGE value (always written as len@off)
+	// URI, when not "", replaces the segment's URI line: its ranges are
+	// served from another file (an I-frame playlist's own copy of
+	// segments that another playlist encrypts whole). A segment with a
+	// new URI must have a byte range and get a new one.
+	URI string
 }
 
 // MapOut says how RewriteMedia must present one EXT-X-MAP.

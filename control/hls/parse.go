@@ -19,6 +19,7 @@ const (
 	roleMap              // EXT-X-MAP number idx
 	roleSrcKey           // an EXT-X-KEY of the source (METHOD=NONE if rewritable)
 	roleRange            // EXT-X-BYTERANGE of segment idx
+	roleURI              // the URI line of segment idx
 )
 
 type role struct {
@@ -241,6 +242,7 @@ func (p *parser) segment(i int, uri string) error {
 	if p.pend.rng != nil {
 		p.lay.roles[p.pend.rngLine-1] = role{roleRange, n}
 	}
+	p.lay.roles[i] = role{roleURI, n}
 	keyAt := p.block
 	if keyAt < 0 {
 		keyAt = i

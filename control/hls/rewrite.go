@@ -27,6 +27,7 @@ import (
 //     A clear segment after an encrypted one gets the same.
 //   - EXT-X-BYTERANGE lines and EXT-X-MAP BYTERANGE attributes are replaced
 //     where outs or maps give a new range (written len@off).
+//   - A segment's URI line is replaced where its SegmentOut gives a URI.
 //   - If an IV is written and the version is below 2, EXT-X-VERSION becomes 2
 //     (inserted after #EXTM3U if absent).
 //
@@ -87,6 +88,24 @@ func checkOuts(src *Playlist, lay *layout, outs []SegmentOut) error {
 		if err := checkNewRange(o.ByteRange, src.Segments[i].ByteRange != nil); err != nil {
 			return fmt.Errorf("hls: segment %d: %v", i, err)
 		}
+		if err := checkNewURI(o); err != nil {
+			return fmt.Errorf("hls: segment %d: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// checkNewURI refuses a new URI that would not survive as one URI line, or
+// that moves a segment without giving its byte range a new place: the old
+// range means nothing in another file.
+func checkNewURI(o SegmentOut) error {
+	switch {
+	case o.URI == "":
+		return nil
+	case o.ByteRange == nil:
+		return fmt.Errorf("new URI %q without a new byte range", o.URI)
+	case o.URI[0] == '#' || checkChars(o.URI, true) != nil:
+		return fmt.Errorf("new URI %q is not writable as a URI line", o.URI)
 	}
 	return nil
 }
@@ -207,6 +226,10 @@ func (w *rewriter) line(i int, ln string) {
 	case roleRange:
 		if br := w.outs[r.idx].ByteRange; br != nil {
 			ln = "#EXT-X-BYTERANGE:" + rangeString(br)
+		}
+	case roleURI:
+		if u := w.outs[r.idx].URI; u != "" {
+			ln = u
 		}
 	}
 	w.write(ln)

@@ -321,3 +321,36 @@ func needsKey(outs []SegmentOut, maps []MapOut) bool {
 	}
 	return false
 }
+
+// TestRewriteURIs: an I-frame playlist's segments can be moved to another
+// file (new URI and range); other lines stay, and a new URI without a new
+// range, or one that is not a URI line, is refused.
+func TestRewriteURIs(t *testing.T) {
+	data := []byte("#EXTM3U\n#EXT-X-I-FRAMES-ONLY\n#EXTINF:1,\n#EXT-X-BYTERANGE:100@376\nv/seg0.ts\n" +
+		"#EXTINF:1,\n#EXT-X-BYTERANGE:50\nv/seg0.ts\n#EXT-X-ENDLIST\n")
+	p := mustParse(t, data)
+	outs := []SegmentOut{
+		{Key: k1, ByteRange: &ByteRange{112, 376}, URI: "v/seg0.iframes.ts"},
+		{Key: k1, ByteRange: &ByteRange{64, 488}, URI: "v/seg0.iframes.ts"},
+	}
+	out, err := RewriteMedia(data, p, outs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "#EXTM3U\n#EXT-X-I-FRAMES-ONLY\n" + wantKeyLine(k1) + "\n#EXTINF:1,\n#EXT-X-BYTERANGE:112@376\nv/seg0.iframes.ts\n" +
+		"#EXTINF:1,\n#EXT-X-BYTERANGE:64@488\nv/seg0.iframes.ts\n#EXT-X-ENDLIST\n"
+	if string(out) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+	for _, bad := range []SegmentOut{
+		{URI: "v/other.ts"},
+		{ByteRange: &ByteRange{16, 0}, URI: "#EXTINF:1,"},
+		{ByteRange: &ByteRange{16, 0}, URI: "a\nb.ts"},
+		{ByteRange: &ByteRange{16, 0}, URI: " a.ts"},
+	} {
+		outs := []SegmentOut{bad, {ByteRange: &ByteRange{64, 488}}}
+		if _, err := RewriteMedia(data, p, outs, nil); err == nil {
+			t.Errorf("new URI %q with range %v accepted", bad.URI, bad.ByteRange)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 // Package sample makes real HLS media with ffmpeg, for the demo and the
-// tests: a small adaptive ladder (master playlist, two variants of MPEG-TS
-// segments) from ffmpeg's test sources, so no media has to be shipped.
+// tests, from ffmpeg's test sources, so no media has to be shipped: a small
+// adaptive ladder (master playlist, two variants of MPEG-TS segments) and
+// the other playlist shapes (shapes.go): fMP4 with EXT-X-MAP, single-file
+// EXT-X-BYTERANGE (TS and fMP4), EXT-X-MEDIA audio and subtitle renditions
+// with an I-frame playlist, discontinuities and several EXT-X-MAPs.
 package sample
 
 import (
