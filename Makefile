@@ -10,7 +10,7 @@ MPCFS_CACHE ?= $(HOME)/.cache/mpcfs
 MINIO       ?= $(MPCFS_CACHE)/bin/minio
 export MPCFS_MINIO_BIN = $(MINIO)
 
-.PHONY: all build test demo bench deps sysdeps minio clean
+.PHONY: all build test demo bench deps sysdeps minio clean fuzz
 
 all: build
 
@@ -40,6 +40,19 @@ $(MINIO):
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m ./...
+	$(MAKE) fuzz
+
+# fuzz runs every Fuzz* target of every package for FUZZTIME each, one
+# target per go test run (go test takes one -fuzz at a time). Seed corpora
+# and past failures live in each package's testdata/fuzz/.
+FUZZTIME ?= 8s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 demo: sysdeps build
 	$(BIN)/mpcfs demo --dir demo-work

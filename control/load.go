@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -17,28 +18,27 @@ type bucketMaker interface {
 	MakeBucket(ctx context.Context, bucket string) error
 }
 
+// DefaultRefresh is how often a Manager re-reads the task store to see
+// tasks created, finished or canceled by other mounts of the same store.
+const DefaultRefresh = 2 * time.Second
+
+// validID is what a task id looks like; anything else is never looked up
+// in the store (no path games with control/tasks/<name>).
+var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
+
 // load reads every task and response from the task store. A task whose key
 // does not open with this master key is kept (its record is not touched)
-// but serves no outputs; the log says why.
+// but serves no outputs; the log says why. Tasks left WAITING or PROCESSING
+// by a previous run (or a killed daemon) are queued again.
 func (m *Manager) load() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 2*time.Minute)
 	defer cancel()
 	if err := m.ensureSysBucket(ctx); err != nil {
 		return err
 	}
-	names, err := m.listAll(ctx, tasksPrefix)
-	if err != nil {
+	if err := m.sync(ctx, true); err != nil {
 		return fmt.Errorf("reading the task store: %w", err)
 	}
-	for _, key := range names {
-		if err := m.loadTask(ctx, key); err != nil {
-			m.cfg.Log.Printf("task store: skipping %s: %v", key, err)
-		}
-	}
-	if err := m.loadResponses(ctx); err != nil {
-		return err
-	}
-	m.reindex()
 	return nil
 }
 
@@ -56,20 +56,79 @@ func (m *Manager) ensureSysBucket(ctx context.Context) error {
 	return nil // local stores create folders on Put
 }
 
+// refresher re-reads the task store every cfg.Refresh until Close.
+func (m *Manager) refresher() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Refresh)
+	defer tick.Stop()
+	failing := false // log when refreshing starts and stops failing, not every tick
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+			err := m.sync(ctx, false)
+			cancel()
+			switch {
+			case err != nil && !failing && m.ctx.Err() == nil:
+				m.cfg.Log.Printf("refreshing the task store: %v (retrying every %v)", err, m.cfg.Refresh)
+			case err == nil && failing:
+				m.cfg.Log.Printf("refreshing the task store works again")
+			}
+			failing = err != nil
+		}
+	}
+}
+
+// sync reads the task records and responses that changed in the store
+// since they were last read (by ETag) and merges them. One LIST per prefix
+// plus one GET per changed object: bounded work per refresh.
+func (m *Manager) sync(ctx context.Context, startup bool) error {
+	objs, err := m.listAll(ctx, tasksPrefix)
+	if err != nil {
+		return err
+	}
+	changed := false
+	for _, o := range m.unseen(objs) {
+		ok, err := m.syncTask(ctx, o, startup)
+		if err != nil {
+			m.cfg.Log.Printf("task store: skipping %s: %v", o.Key, err)
+		}
+		changed = changed || ok
+	}
+	if changed {
+		m.reindex()
+	}
+	return m.syncResponses(ctx)
+}
+
+// unseen returns the listed objects whose ETag differs from the one read.
+func (m *Manager) unseen(objs []store.ObjectInfo) []store.ObjectInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.ObjectInfo
+	for _, o := range objs {
+		if m.seen[o.Key] != o.ETag {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (m *Manager) markSeen(o store.ObjectInfo) {
+	m.mu.Lock()
+	m.seen[o.Key] = o.ETag
+	m.mu.Unlock()
+}
+
 // listAll lists the objects under prefix, one level deep.
-func (m *Manager) listAll(ctx context.Context, prefix string) ([]string, error) {
+func (m *Manager) listAll(ctx context.Context, prefix string) ([]store.ObjectInfo, error) {
 	l, err := m.cfg.Store.List(ctx, m.cfg.SysBucket, prefix)
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(l.Objects))
-	for _, o := range l.Objects {
-		keys = append(keys, o.Key)
-	}
-	return keys, nil
+	return l.Objects, err
 }
 
 func (m *Manager) readSys(ctx context.Context, key string) ([]byte, error) {
@@ -81,42 +140,165 @@ func (m *Manager) readSys(ctx context.Context, key string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(rc, 256<<20))
 }
 
-func (m *Manager) loadTask(ctx context.Context, key string) error {
+// readTask reads and checks one task record and unwraps its key (nil,
+// logged, if this master key does not open it).
+func (m *Manager) readTask(ctx context.Context, key string) (*task, error) {
 	data, err := m.readSys(ctx, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := &task{}
 	if err := json.Unmarshal(data, &t.rec); err != nil {
-		return fmt.Errorf("malformed task record: %v", err)
+		return nil, fmt.Errorf("malformed task record: %v", err)
 	}
-	if t.rec.TaskID == "" || tasksPrefix+t.rec.TaskID+".json" != key {
-		return fmt.Errorf("task record does not match its name")
+	if !validID.MatchString(t.rec.TaskID) || tasksPrefix+t.rec.TaskID+".json" != key {
+		return nil, fmt.Errorf("task record does not match its name")
 	}
 	t.key, err = m.cfg.Master.Open(t.rec.SealedKey, t.rec.TaskID)
 	if err != nil {
 		m.cfg.Log.Printf("task %s: %v; its outputs are not served", t.rec.TaskID, err)
 	}
-	m.tasks[t.rec.TaskID] = t
-	if !t.rec.Status.Final() && t.key != nil {
-		t.rec.Status = Waiting
-		m.queue <- t.rec.TaskID
+	return t, nil
+}
+
+// syncTask reads one changed record and merges it; at startup an
+// unfinished task is queued again.
+func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool) (bool, error) {
+	nt, err := m.readTask(ctx, o.Key)
+	if err != nil {
+		m.markSeen(o) // do not re-read a bad record every refresh
+		return false, err
+	}
+	m.markSeen(o)
+	changed, isNew := m.adopt(nt)
+	if startup && isNew && !nt.rec.Status.Final() && nt.key != nil {
+		m.mu.Lock()
+		nt.rec.Status = Waiting
+		m.mu.Unlock()
+		m.queue <- nt.rec.TaskID
+	}
+	return changed, nil
+}
+
+// adopt merges a record read from the store: an unknown task is added; a
+// known one takes the store's state only if that is a step forward (another
+// mount finished or canceled it), never back. It reports whether the
+// outputs may have changed and whether the task was new.
+func (m *Manager) adopt(nt *task) (changed, isNew bool) {
+	id := nt.rec.TaskID
+	m.mu.Lock()
+	t := m.tasks[id]
+	if t == nil {
+		m.tasks[id] = nt
+		m.mu.Unlock()
+		return nt.rec.Status == Succeeded, true
+	}
+	m.mu.Unlock()
+	t.mu.Lock() // after the task's own save, if one is running
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !forward(t.rec.Status, nt.rec.Status) {
+		return false, false
+	}
+	if nt.rec.Status == Canceled {
+		t.withdrawn = true
+		if fn := m.cancelFns[id]; fn != nil {
+			fn() // another mount canceled what this one is processing
+		}
+	}
+	t.rec = nt.rec
+	if t.key == nil {
+		t.key = nt.key
+	}
+	return true, false
+}
+
+// forward reports whether a task may move from status a to b: the order
+// is WAITING, PROCESSING, a final state; only SUCCEEDED can still become
+// CANCELED.
+func forward(a, b Status) bool {
+	switch a {
+	case Waiting:
+		return b != Waiting && b != ""
+	case Processing:
+		return b.Final()
+	case Succeeded:
+		return b == Canceled
+	}
+	return false
+}
+
+// syncResponses reads the changed control/encryptions/ responses and drops
+// the ones another mount deleted (only names once seen in a listing, so a
+// response this mount is saving right now is kept).
+func (m *Manager) syncResponses(ctx context.Context) error {
+	objs, err := m.listAll(ctx, responsesPrefix)
+	if err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	for _, o := range objs {
+		listed[o.Key] = true
+	}
+	for _, o := range m.unseen(objs) {
+		data, err := m.readSys(ctx, o.Key)
+		if err != nil {
+			m.cfg.Log.Printf("task store: skipping %s: %v", o.Key, err)
+			continue
+		}
+		m.mu.Lock()
+		m.responses[strings.TrimPrefix(o.Key, responsesPrefix)] = data
+		m.seen[o.Key] = o.ETag
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key := range m.seen {
+		if strings.HasPrefix(key, responsesPrefix) && !listed[key] {
+			delete(m.seen, key)
+			delete(m.responses, strings.TrimPrefix(key, responsesPrefix))
+		}
 	}
 	return nil
 }
 
-func (m *Manager) loadResponses(ctx context.Context) error {
-	keys, err := m.listAll(ctx, responsesPrefix)
+// lookupStore reads a task this mount does not know yet (created by
+// another mount since the last refresh), so control/tasks/<id>.json works
+// at once on every mount.
+func (m *Manager) lookupStore(id string) *task {
+	if !validID.MatchString(id) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	nt, err := m.readTask(ctx, tasksPrefix+id+".json")
 	if err != nil {
-		return fmt.Errorf("reading the task store: %w", err)
-	}
-	for _, key := range keys {
-		data, err := m.readSys(ctx, key)
-		if err != nil {
-			m.cfg.Log.Printf("task store: skipping %s: %v", key, err)
-			continue
+		if !errors.Is(err, store.ErrNotExist) {
+			m.cfg.Log.Printf("task store: reading task %s: %v", id, err)
 		}
-		m.responses[strings.TrimPrefix(key, responsesPrefix)] = data
+		return nil
 	}
-	return nil
+	if changed, _ := m.adopt(nt); changed {
+		m.reindex()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tasks[id]
+}
+
+// storeCanceled reports whether the store holds the task as CANCELED
+// (canceled by another mount while this one processed it).
+func (m *Manager) storeCanceled(id string) (*record, bool) {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	data, err := m.readSys(ctx, tasksPrefix+id+".json")
+	if err != nil {
+		return nil, false
+	}
+	var rec record
+	if json.Unmarshal(data, &rec) != nil || rec.Status != Canceled {
+		return nil, false
+	}
+	return &rec, true
 }

@@ -29,6 +29,9 @@ type Config struct {
 	Master    *keywrap.Master // wraps task keys at rest
 	Log       *log.Logger     // never given a key
 	Workers   int             // tasks processed at once (default 2)
+	// Refresh is how often the task store is re-read for other mounts'
+	// changes (default DefaultRefresh; < 0: never).
+	Refresh time.Duration
 }
 
 // Manager owns every task. It is safe for concurrent use.
@@ -44,6 +47,7 @@ type Manager struct {
 	responses map[string][]byte // request file name -> its 202/400 body
 	cancels   []byte            // what control/cancel reads back
 	cancelFns map[string]context.CancelFunc
+	seen      map[string]string // task-store key -> ETag last read
 
 	outputs outputs
 }
@@ -65,9 +69,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Log == nil {
 		cfg.Log = log.New(io.Discard, "", 0)
 	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = DefaultRefresh
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
-		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}}
+		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}}
 	m.outputs.init()
 	if err := m.load(); err != nil {
 		stop()
@@ -76,6 +83,10 @@ func NewManager(cfg Config) (*Manager, error) {
 	for i := 0; i < cfg.Workers; i++ {
 		m.wg.Add(1)
 		go m.worker()
+	}
+	if cfg.Refresh > 0 {
+		m.wg.Add(1)
+		go m.refresher()
 	}
 	return m, nil
 }
@@ -148,10 +159,7 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 			Output: p.Output, OutputFileName: p.Output.FileName, UserData: p.UserData},
 		Algorithm: p.Algorithm, KeyURL: p.KeyURL, IV: p.IV, PreviewDuration: p.PreviewDuration,
 		MultiDRM: p.MultiDRM, Nonce: newNonce()}}
-	m.mu.Lock()
-	t.rec.TaskID = m.newIDLocked()
-	m.tasks[t.rec.TaskID] = t
-	m.mu.Unlock()
+	m.addWithNewID(t)
 	t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
 	if err := m.save(t); err != nil {
 		m.mu.Lock()
@@ -162,19 +170,36 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 	return t, nil
 }
 
-// newIDLocked returns a fresh 16-digit task id. Random ids stay unique
-// across several mounts over the same task store without coordination.
-func (m *Manager) newIDLocked() string {
+// addWithNewID gives t a fresh random 16-digit id and adds it. Random ids
+// stay unique across mounts sharing a task store without coordination; the
+// store is asked too, in case another mount made the same id since the
+// last refresh (a failing store is reported by the save that follows).
+func (m *Manager) addWithNewID(t *task) {
 	for {
-		n, err := rand.Int(rand.Reader, big.NewInt(9e15))
-		if err != nil {
-			panic("control: no randomness: " + err.Error())
+		id := randomID()
+		ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+		_, err := m.cfg.Store.Stat(ctx, m.cfg.SysBucket, tasksPrefix+id+".json")
+		cancel()
+		if err == nil {
+			continue // taken in the store
 		}
-		id := fmt.Sprint(n.Int64() + 1e15)
+		m.mu.Lock()
 		if _, dup := m.tasks[id]; !dup {
-			return id
+			t.rec.TaskID = id
+			m.tasks[id] = t
+			m.mu.Unlock()
+			return
 		}
+		m.mu.Unlock()
 	}
+}
+
+func randomID() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(9e15))
+	if err != nil {
+		panic("control: no randomness: " + err.Error())
+	}
+	return fmt.Sprint(n.Int64() + 1e15)
 }
 
 // newNonce is a task's random CTR nonce: 64 random high bits, low bits 0.
@@ -225,11 +250,37 @@ func (m *Manager) process(id string) {
 	if t == nil {
 		return
 	}
-	plan, terr := buildPlan(ctx, m.cfg.Store, &t.rec)
+	plan, terr := m.plan(ctx, t)
 	if m.ctx.Err() != nil {
 		return // shutting down: the task stays PROCESSING and resumes on restart
 	}
 	m.finish(t, plan, terr)
+}
+
+// planRetries are the waits before planning again after a store failure
+// (MPC.10212: unreachable, 5xx...): a store restarting should not fail a
+// task. After the last one the task is FAILED with the store's reason.
+var planRetries = []time.Duration{time.Second, 3 * time.Second}
+
+// plan builds the task's plan, retrying store failures.
+func (m *Manager) plan(ctx context.Context, t *task) (*Plan, *taskError) {
+	m.mu.Lock()
+	rec := t.rec // buildPlan reads the record outside m.mu
+	m.mu.Unlock()
+	plan, terr := buildPlan(ctx, m.cfg.Store, &rec)
+	for _, wait := range planRetries {
+		if terr == nil || terr.code != CodeOperationFailed {
+			break
+		}
+		m.cfg.Log.Printf("task %s: %v; retrying in %v", rec.TaskID, terr, wait)
+		select {
+		case <-ctx.Done():
+			return nil, terr
+		case <-time.After(wait):
+		}
+		plan, terr = buildPlan(ctx, m.cfg.Store, &rec)
+	}
+	return plan, terr
 }
 
 // begin moves a WAITING task to PROCESSING; nil if it is not waiting.
@@ -270,6 +321,15 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 	}
 	rec := t.rec
 	m.mu.Unlock()
+	if cr, ok := m.storeCanceled(rec.TaskID); ok {
+		// Another mount canceled it meanwhile: keep that, do not
+		// overwrite it with this outcome.
+		m.mu.Lock()
+		t.rec, t.withdrawn = *cr, true
+		m.mu.Unlock()
+		m.cfg.Log.Printf("task %s was CANCELED by another mount while processing", rec.TaskID)
+		return
+	}
 	rec.EndTime = mpcTime(time.Now())
 	if terr != nil {
 		rec.Status, rec.Description = Failed, terr.Error()
@@ -396,14 +456,22 @@ func (m *Manager) RemoveResponse(name string) bool {
 	return ok
 }
 
-// TaskJSON returns control/tasks/<id>.json.
+// TaskJSON returns control/tasks/<id>.json. A task this mount does not
+// know yet is looked for in the task store: another mount may have just
+// created it.
 func (m *Manager) TaskJSON(id string) ([]byte, bool) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	t, ok := m.tasks[id]
-	if !ok {
+	if ok {
+		defer m.mu.Unlock()
+		return t.viewJSON(), true
+	}
+	m.mu.Unlock()
+	if t = m.lookupStore(id); t == nil {
 		return nil, false
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return t.viewJSON(), true
 }
 

@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"path"
@@ -11,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/fs/store"
 )
 
 // Output is one output file of a SUCCEEDED task, as the FUSE layer sees it.
@@ -185,23 +188,35 @@ func (m *Manager) IsOutputDir(bucket, prefix string) bool {
 // Open returns the shared random-access view of a segment output.
 func (m *Manager) Open(o *Output) (*crypto.File, error) {
 	m.outputs.mu.Lock()
-	defer m.outputs.mu.Unlock()
-	if f := m.outputs.files[o.Ino]; f != nil {
+	f := m.outputs.files[o.Ino]
+	m.outputs.mu.Unlock()
+	if f != nil {
 		return f, nil
 	}
-	f, err := crypto.NewFile(m.parts(o))
+	// The task's fields are read under m.mu, which is never taken while
+	// holding outputs.mu (reindexLocked takes them the other way round).
+	m.mu.Lock()
+	parts := m.parts(o)
+	m.mu.Unlock()
+	f, err := crypto.NewFile(parts)
 	if err != nil {
 		return nil, err
+	}
+	m.outputs.mu.Lock()
+	defer m.outputs.mu.Unlock()
+	if prev := m.outputs.files[o.Ino]; prev != nil {
+		return prev, nil // another opener was first: share its checkpoints
 	}
 	m.outputs.files[o.Ino] = f
 	return f, nil
 }
 
+// parts builds a segment output's crypto parts; called under m.mu.
 func (m *Manager) parts(o *Output) []crypto.Part {
 	t := o.task
 	parts := make([]crypto.Part, len(o.File.Parts))
 	for i, p := range o.File.Parts {
-		parts[i] = crypto.Part{Src: m.source(t.rec.Input.Bucket, p), PlainSize: p.Len}
+		parts[i] = crypto.Part{Src: m.source(t, t.rec.TaskID, t.rec.Input.Bucket, p), PlainSize: p.Len}
 		if p.Encrypt {
 			parts[i].Alg, parts[i].Key, parts[i].IV = t.rec.Algorithm, t.key, p.IV
 		}
@@ -209,9 +224,63 @@ func (m *Manager) parts(o *Output) []crypto.Part {
 	return parts
 }
 
-// source reads plaintext of one part as ranged requests to the store.
-func (m *Manager) source(bucket string, p OutPart) crypto.RangeSource {
+// source reads plaintext of one part as ranged requests to the store, on
+// condition that the object is still the version the task planned
+// (recorded ETag): sizes in the playlists and CBC checkpoints come from
+// that version, so bytes of another one must never be encrypted.
+func (m *Manager) source(t *task, id, bucket string, p OutPart) crypto.RangeSource {
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-		return m.cfg.Store.Open(ctx, bucket, p.Key, p.Off+off, n)
+		rc, err := m.cfg.Store.OpenMatch(ctx, bucket, p.Key, p.ETag, p.Off+off, n)
+		if errors.Is(err, store.ErrChanged) || errors.Is(err, store.ErrNotExist) {
+			m.noteStale(t, id, bucket+"/"+p.Key, errors.Is(err, store.ErrNotExist))
+			what := "changed"
+			if errors.Is(err, store.ErrNotExist) {
+				what = "deleted"
+			}
+			// Not ErrNotExist: the reader gets EIO, the output's name stays.
+			return nil, fmt.Errorf("%w: source %s/%s was %s after task %s ran", store.ErrChanged, bucket, p.Key, what, id)
+		}
+		return rc, err
+	}
+}
+
+// noteStale records, once per source, that a SUCCEEDED task's source
+// changed or was deleted: the log says so and the task's description
+// (saved, so every mount shows it) tells to create the task again. The
+// task stays SUCCEEDED; outputs that need the source fail with EIO,
+// others (playlists, untouched segments) are still served.
+func (m *Manager) noteStale(t *task, id, src string, deleted bool) {
+	m.mu.Lock()
+	if t.stale[src] {
+		m.mu.Unlock()
+		return
+	}
+	if t.stale == nil {
+		t.stale = map[string]bool{}
+	}
+	t.stale[src] = true
+	m.mu.Unlock()
+	what := "changed"
+	if deleted {
+		what = "deleted"
+	}
+	m.cfg.Log.Printf("task %s: source %s was %s after the task ran; outputs made from it fail with EIO until the task is created again", id, src, what)
+	go m.saveStale(t, fmt.Sprintf("; source %s was %s after the task ran: outputs made from it fail with EIO, create the task again", src, what))
+}
+
+// saveStale appends a note to a SUCCEEDED task's description and saves it.
+func (m *Manager) saveStale(t *task, note string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	if t.rec.Status != Succeeded || strings.Contains(t.rec.Description, note) || len(t.rec.Description) > 4096 {
+		m.mu.Unlock()
+		return
+	}
+	t.rec.Description += note
+	rec := t.rec
+	m.mu.Unlock()
+	if err := m.saveRec(&rec); err != nil {
+		m.cfg.Log.Printf("task %s: saving the note on its source: %v", rec.TaskID, err)
 	}
 }

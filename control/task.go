@@ -61,6 +61,9 @@ type task struct {
 	mu sync.Mutex
 	// withdrawn hides a SUCCEEDED task's outputs while it is being canceled.
 	withdrawn bool
+	// stale names sources found changed or deleted after the task ran
+	// (under Manager.mu), so each is reported once.
+	stale map[string]bool
 }
 
 // timeFormat is MPC's yyyymmddhhmmss, in UTC.

@@ -27,6 +27,7 @@ func isContextErr(err error) bool { return errors.Is(err, context.Canceled) }
 // bucketsNode is MOUNT/buckets: one folder per bucket of the store.
 type bucketsNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts *Options
 }
 
@@ -79,6 +80,7 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 // same name).
 type dirNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts   *Options
 	bucket string
 	prefix string // "" or ending in "/"
@@ -178,6 +180,7 @@ func (d *dirNode) newOutput(ctx context.Context, o *control.Output, out *fuse.En
 // objectNode is a store object, read as it is.
 type objectNode struct {
 	fusefs.Inode
+	readOnlyFile
 	opts   *Options
 	bucket string
 	info   store.ObjectInfo
@@ -201,9 +204,12 @@ func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	st, bucket, key := n.opts.Store, n.bucket, n.info.Key
+	// Reads are conditioned on the ETag seen at lookup: the size is that
+	// version's, and a replaced object gets a new inode (objectIno), so an
+	// open file never mixes bytes of two versions: it fails with EIO.
+	st, bucket, key, etag := n.opts.Store, n.bucket, n.info.Key, n.info.ETag
 	f, err := crypto.NewFile([]crypto.Part{{PlainSize: n.info.Size, Src: func(ctx context.Context, off, len int64) (io.ReadCloser, error) {
-		return st.Open(ctx, bucket, key, off, len)
+		return st.OpenMatch(ctx, bucket, key, etag, off, len)
 	}}})
 	if err != nil {
 		return nil, 0, syscall.EIO
@@ -215,6 +221,7 @@ func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 // a segment encrypted on the fly.
 type outputNode struct {
 	fusefs.Inode
+	readOnlyFile
 	opts *Options
 	out  *control.Output
 }

@@ -17,6 +17,7 @@ const maxRequestFile = 1 << 20
 // controlNode is MOUNT/control, usable by the mount's owner only.
 type controlNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts *Options
 }
 
@@ -42,6 +43,7 @@ func (c *controlNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fus
 // task; each file then reads back the 202 or 400 body.
 type encryptionsNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts *Options
 }
 
@@ -174,6 +176,7 @@ func (w *requestWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.
 // tasksNode is control/tasks: one <task_id>.json per task.
 type tasksNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts *Options
 }
 
@@ -207,6 +210,7 @@ func (t *tasksNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // taskNode is control/tasks/<id>.json, rendered when opened.
 type taskNode struct {
 	fusefs.Inode
+	readOnlyFile
 	opts *Options
 	id   string
 }

@@ -29,9 +29,19 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		if ctx.Err() == nil {
 			h.opts.Log.Printf("reading %s at %d: %v", h.name, off, err)
 		}
-		return nil, errno(err)
+		return nil, readErrno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readErrno is what read(2) returns: EINTR when the reader gave up, else
+// EIO (store unreachable, source changed or deleted since the task ran):
+// never ENOENT for a file that is open, never wrong bytes.
+func readErrno(err error) syscall.Errno {
+	if isContextErr(err) {
+		return syscall.EINTR
+	}
+	return syscall.EIO
 }
 
 func (h *readHandle) Release(ctx context.Context) syscall.Errno {

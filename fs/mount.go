@@ -13,6 +13,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"log"
 	"os"
 	"strings"
@@ -74,6 +75,7 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 // rootNode holds the two fixed folders.
 type rootNode struct {
 	fusefs.Inode
+	readOnlyDir
 	opts *Options
 }
 
@@ -108,11 +110,13 @@ func (r *rootNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.A
 	return 0
 }
 
-// errno maps store errors to what a reader should see.
+// errno maps store errors to what a lookup or listing should see.
 func errno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, store.ErrChanged):
+		return syscall.EIO
 	case isNotExist(err):
 		return syscall.ENOENT
 	case isContextErr(err):

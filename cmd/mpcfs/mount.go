@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -27,6 +28,7 @@ type mountConfig struct {
 	MasterKey  string
 	SysBucket  string
 	Debug      bool
+	Refresh    time.Duration
 	Mountpoint string
 }
 
@@ -48,6 +50,7 @@ func parseMountFlags(args []string) (*mountConfig, error) {
 	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users read buckets/ (control/ stays owner-only)")
 	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
 	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
+	fl.DurationVar(&c.Refresh, "refresh", control.DefaultRefresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
@@ -102,7 +105,7 @@ func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg})
+	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Refresh: c.Refresh})
 	if err != nil {
 		return nil, err
 	}

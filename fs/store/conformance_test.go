@@ -87,6 +87,50 @@ func conformance(t *testing.T, b backend) {
 	t.Run("Missing", func(t *testing.T) { testMissing(t, b) })
 	t.Run("PutDelete", func(t *testing.T) { testPutDelete(t, b) })
 	t.Run("Unicode", func(t *testing.T) { testUnicode(t, b) })
+	t.Run("OpenMatch", func(t *testing.T) { testOpenMatch(t, b) })
+}
+
+// testOpenMatch: a read conditioned on the recorded ETag gets that
+// version's bytes, ErrChanged once the object is replaced (even by one of
+// the same size), and ErrNotExist once it is deleted.
+func testOpenMatch(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	if err := b.st.Put(ctx, "beta", "cond", pattern(100)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := b.st.Stat(ctx, "beta", "cond")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.st.OpenMatch(ctx, "beta", "cond", fi.ETag, 10, 5)
+	if err != nil {
+		t.Fatalf("OpenMatch with the current ETag: %v", err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, pattern(100)[10:15]) {
+		t.Errorf("OpenMatch read %v", got)
+	}
+	other := pattern(100)
+	other[0] ^= 0xff
+	if err := b.st.Put(ctx, "beta", "cond", other); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.st.OpenMatch(ctx, "beta", "cond", fi.ETag, 0, 10); !errors.Is(err, store.ErrChanged) {
+		if r != nil {
+			r.Close()
+		}
+		t.Errorf("OpenMatch after a same-size overwrite = %v, want ErrChanged", err)
+	}
+	if err := b.st.Delete(ctx, "beta", "cond"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.st.OpenMatch(ctx, "beta", "cond", fi.ETag, 0, 10); !errors.Is(err, store.ErrNotExist) {
+		if r != nil {
+			r.Close()
+		}
+		t.Errorf("OpenMatch after Delete = %v, want ErrNotExist", err)
+	}
 }
 
 func testBuckets(t *testing.T, b backend) {

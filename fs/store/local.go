@@ -221,6 +221,13 @@ func (l *Local) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error
 // Open reads [off, off+length) of the object (length < 0: to the end). The
 // range is clipped at the end of the file, as an S3 ranged GET would be.
 func (l *Local) Open(ctx context.Context, bucket, key string, off, length int64) (io.ReadCloser, error) {
+	return l.OpenMatch(ctx, bucket, key, "", off, length)
+}
+
+// OpenMatch is Open on condition that the opened file's ETag (see Local) is
+// etag; it is checked on the open descriptor, so the bytes read are those of
+// that version unless another program rewrites the file in place meanwhile.
+func (l *Local) OpenMatch(ctx context.Context, bucket, key, etag string, off, length int64) (io.ReadCloser, error) {
 	p, err := l.path(bucket, key)
 	if err != nil {
 		return nil, err
@@ -232,6 +239,11 @@ func (l *Local) Open(ctx context.Context, bucket, key string, off, length int64)
 	info, err := f.Stat()
 	if err == nil && !info.Mode().IsRegular() {
 		err = fmt.Errorf("not a file: %w", ErrNotExist)
+	}
+	if err == nil && etag != "" {
+		if now := objectInfo(key, info).ETag; now != etag {
+			err = fmt.Errorf("%w: ETag %s, expected %s", ErrChanged, now, etag)
+		}
 	}
 	if err == nil && (off < 0 || off > info.Size()) {
 		err = fmt.Errorf("offset %d outside the object (%d bytes)", off, info.Size())

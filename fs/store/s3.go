@@ -101,6 +101,8 @@ func mapErr(what string, err error) error {
 	switch {
 	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchBucket" || resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%s: %w: %w", what, ErrNotExist, err)
+	case resp.Code == "PreconditionFailed" || resp.StatusCode == http.StatusPreconditionFailed:
+		return fmt.Errorf("%s: %w: %w", what, ErrChanged, err)
 	case unavailable(err, resp):
 		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
 	}
@@ -196,6 +198,12 @@ func (s *S3) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error) {
 // so a missing object or dead server is reported here rather than at the
 // first Read. length == 0 makes no request at all.
 func (s *S3) Open(ctx context.Context, bucket, key string, off, length int64) (io.ReadCloser, error) {
+	return s.OpenMatch(ctx, bucket, key, "", off, length)
+}
+
+// OpenMatch is Open with If-Match: the service answers 412 (ErrChanged)
+// when the object was replaced, so no byte of another version is read.
+func (s *S3) OpenMatch(ctx context.Context, bucket, key, etag string, off, length int64) (io.ReadCloser, error) {
 	if off < 0 {
 		return nil, fmt.Errorf("%s/%s: negative offset %d", bucket, key, off)
 	}
@@ -210,6 +218,9 @@ func (s *S3) Open(ctx context.Context, bucket, key string, off, length int64) (i
 	case off > 0:
 		err = opts.SetRange(off, 0) // "bytes=off-": to the end
 	} // off == 0, length < 0: whole object, no Range header
+	if err == nil && etag != "" {
+		err = opts.SetMatchETag(etag)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", bucket, key, err)
 	}

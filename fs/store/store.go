@@ -18,6 +18,11 @@ import (
 // exist. Test with errors.Is.
 var ErrNotExist = errors.New("does not exist")
 
+// ErrChanged is returned (possibly wrapped) by OpenMatch when the object no
+// longer has the ETag the caller recorded: its content changed since. Callers
+// that laid out output from the old version must not mix in new bytes.
+var ErrChanged = errors.New("object changed")
+
 // ErrUnavailable wraps errors that mean the store could not be reached (network
 // down, server stopped), as opposed to a definite answer from it.
 var ErrUnavailable = errors.New("store unavailable")
@@ -52,6 +57,10 @@ type Store interface {
 	// Open reads length bytes of the object from offset off (length < 0: to
 	// the end) as one ranged request. The caller closes the reader.
 	Open(ctx context.Context, bucket, key string, off, length int64) (io.ReadCloser, error)
+	// OpenMatch is Open on condition that the object's ETag is still etag
+	// (HTTP If-Match): ErrChanged if it is not, ErrNotExist if the object
+	// is gone. An empty etag means no condition.
+	OpenMatch(ctx context.Context, bucket, key, etag string, off, length int64) (io.ReadCloser, error)
 	// Put stores a whole object (used for the task store).
 	Put(ctx context.Context, bucket, key string, data []byte) error
 	// Delete removes an object; deleting a missing object is not an error.

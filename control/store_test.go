@@ -1,0 +1,247 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/fs/store"
+)
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// taskStore is a local store holding a tiny VOD playlist (planning reads
+// playlists and sizes only, so the segments need not be media).
+func taskStore(t *testing.T) *store.Local {
+	dir := t.TempDir()
+	files := map[string]string{
+		"media/vod/master.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n#EXT-X-ENDLIST\n",
+		"media/vod/a.ts":        strings.Repeat("a", 1000),
+		"media/vod/b.ts":        strings.Repeat("b", 2000),
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "public"), 0o755)
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func newTestManager(t *testing.T, st store.Store, master *keywrap.Master, refresh time.Duration) (*Manager, *syncBuffer) {
+	t.Helper()
+	lb := &syncBuffer{}
+	m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
+		Log: log.New(lb, "", 0), Refresh: refresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m, lb
+}
+
+func testMaster(t *testing.T) *keywrap.Master {
+	m, err := keywrap.LoadOrCreate(filepath.Join(t.TempDir(), "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func createID(t *testing.T, m *Manager, name string) string {
+	t.Helper()
+	var r struct {
+		TaskID string `json:"task_id"`
+	}
+	body := m.Create(name, []byte(goodRequest))
+	if json.Unmarshal(body, &r) != nil || !validID.MatchString(r.TaskID) {
+		t.Fatalf("create: %s", body)
+	}
+	return r.TaskID
+}
+
+func waitStatus(t *testing.T, m *Manager, id string, want Status) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); m.Status(id) != want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s is %s, want %s", id, m.Status(id), want)
+		}
+	}
+}
+
+func TestForward(t *testing.T) {
+	all := []Status{Waiting, Processing, Succeeded, Failed, Canceled}
+	allowed := map[[2]Status]bool{
+		{Waiting, Processing}: true, {Waiting, Succeeded}: true, {Waiting, Failed}: true, {Waiting, Canceled}: true,
+		{Processing, Succeeded}: true, {Processing, Failed}: true, {Processing, Canceled}: true,
+		{Succeeded, Canceled}: true,
+	}
+	for _, a := range all {
+		for _, b := range all {
+			if got := forward(a, b); got != allowed[[2]Status{a, b}] {
+				t.Errorf("forward(%s, %s) = %v", a, b, got)
+			}
+		}
+	}
+}
+
+// TestRequeueOnLoad: a record left WAITING or PROCESSING (a killed daemon)
+// is processed on the next start; a malformed record is skipped with a log
+// line and does not stop the load.
+func TestRequeueOnLoad(t *testing.T) {
+	st := taskStore(t)
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	a.Close()
+
+	ctx := context.Background()
+	rc, err := st.Open(ctx, ".mpcfs", tasksPrefix+id+".json", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	var rec record
+	json.Unmarshal(data, &rec)
+	rec.Status, rec.Plan, rec.EndTime = Processing, nil, ""
+	data, _ = json.Marshal(rec)
+	st.Put(ctx, ".mpcfs", tasksPrefix+id+".json", data)
+	st.Put(ctx, ".mpcfs", tasksPrefix+"1000000000000000.json", []byte("{not json"))
+
+	b, lb := newTestManager(t, st, master, -1)
+	waitStatus(t, b, id, Succeeded)
+	if !strings.Contains(lb.String(), "1000000000000000.json") {
+		t.Errorf("the malformed record is not named in the log:\n%s", lb.String())
+	}
+	if b.Output("public", "out/a.ts") == nil {
+		t.Error("the requeued task serves no output")
+	}
+}
+
+// TestTwoManagers: a second Manager over the same store finds a new task
+// at once by id, sees it finish and be canceled within its refresh period.
+func TestTwoManagers(t *testing.T) {
+	st := taskStore(t)
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, 20*time.Millisecond)
+	b, _ := newTestManager(t, st, master, 20*time.Millisecond)
+	id := createID(t, a, "a.json")
+	if _, ok := b.TaskJSON(id); !ok {
+		t.Fatal("the second manager does not find a task created on the first")
+	}
+	waitStatus(t, a, id, Succeeded)
+	waitStatus(t, b, id, Succeeded)
+	for deadline := time.Now().Add(5 * time.Second); b.Output("public", "out/b.ts") == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("outputs never appear on the second manager")
+		}
+	}
+	if _, ok := b.Response("a.json"); !ok {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, ok := b.Response("a.json"); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the response never appears on the second manager")
+			}
+		}
+	}
+	if err := b.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, id, Canceled)
+	if a.Output("public", "out/b.ts") != nil {
+		t.Error("the first manager still serves a task canceled on the second")
+	}
+	// An unknown id is not found (and costs one read of the store).
+	if _, ok := a.TaskJSON("9999999999999999"); ok {
+		t.Error("an unknown id was found")
+	}
+}
+
+// flakyStore fails the first `fails` reads of the media bucket as an
+// unreachable store would.
+type flakyStore struct {
+	store.Store
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	f.mu.Lock()
+	fail := bucket == "media" && f.fails > 0
+	if fail {
+		f.fails--
+	}
+	f.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("test: connection refused: %w", store.ErrUnavailable)
+	}
+	return f.Store.Open(ctx, bucket, key, off, n)
+}
+
+// TestPlanRetriesStoreFailures: a store that is briefly unreachable while
+// a task is planned is retried; one that stays down fails the task with
+// MPC.10212 and the store's reason, never leaving it PROCESSING.
+func TestPlanRetriesStoreFailures(t *testing.T) {
+	saved := planRetries
+	planRetries = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	t.Cleanup(func() { planRetries = saved })
+	fs := &flakyStore{Store: taskStore(t)}
+	m, lb := newTestManager(t, fs, testMaster(t), -1)
+
+	fs.mu.Lock()
+	fs.fails = 2
+	fs.mu.Unlock()
+	id := createID(t, m, "flaky.json")
+	waitStatus(t, m, id, Succeeded)
+	if strings.Count(lb.String(), "retrying") != 2 {
+		t.Errorf("want two retries in the log:\n%s", lb.String())
+	}
+
+	fs.mu.Lock()
+	fs.fails = 100
+	fs.mu.Unlock()
+	id = createID(t, m, "down.json")
+	waitStatus(t, m, id, Failed)
+	view, _ := m.TaskJSON(id)
+	var v TaskView
+	json.Unmarshal(view, &v)
+	if !strings.HasPrefix(v.Description, CodeOperationFailed) || !strings.Contains(v.Description, "unavailable") || !strings.Contains(v.Description, "vod/master.m3u8") {
+		t.Errorf("description %q: want %s naming the playlist and the store's reason", v.Description, CodeOperationFailed)
+	}
+}
