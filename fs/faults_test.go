@@ -1,0 +1,239 @@
+package fs_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+)
+
+// mountOpts are the knobs the fault, durability and permission tests turn
+// beyond newFixture's defaults.
+type mountOpts struct {
+	allowOther bool
+	refresh    time.Duration // task-store refresh (0: control.DefaultRefresh)
+	masterKey  string        // share a master key with another fixture
+}
+
+// newFixtureOpts is newFixture with mountOpts.
+func newFixtureOpts(t *testing.T, st store.Store, sys string, o mountOpts) *fixture {
+	needFUSE(t)
+	dir := t.TempDir()
+	f := &fixture{t: t, st: st, sys: sys, masterKey: filepath.Join(dir, "master.key"),
+		mnt: filepath.Join(dir, "mnt"), logFile: filepath.Join(dir, "mpcfs.log")}
+	if o.masterKey != "" {
+		f.masterKey = o.masterKey
+	}
+	if err := os.Mkdir(f.mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.mountWith(o)
+	t.Cleanup(f.unmount)
+	return f
+}
+
+// mountWith is fixture.mount with mountOpts.
+func (f *fixture) mountWith(o mountOpts) {
+	f.t.Helper()
+	master, err := keywrap.LoadOrCreate(f.masterKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { lf.Close() })
+	lg := log.New(lf, "mpcfs: ", log.LstdFlags)
+	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Refresh: o.refresh})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: o.allowOther})
+	if err != nil {
+		f.mgr.Close()
+		f.t.Fatal(err)
+	}
+}
+
+// minioLadder starts MinIO with the test ladder in media/vod/ and an empty
+// public bucket.
+func minioLadder(t *testing.T) (*miniotest.Server, string) {
+	srcDir, _ := ladder(t)
+	needFUSE(t)
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, "media")
+	srv.MakeBucket(t, "public")
+	upload(t, srv.Store(), "media", "vod/", srcDir)
+	return srv, srcDir
+}
+
+// succeed creates a CBC task with a request iv and waits for SUCCEEDED.
+func (f *fixture) succeed(name, outObject string, s secret, iv []byte) string {
+	f.t.Helper()
+	id := f.create(name, request("AES-128-CBC", s, iv, outObject))
+	if v := f.wait(id); v.Status != control.Succeeded {
+		f.t.Fatalf("task %s: %s: %s", id, v.Status, v.Description)
+	}
+	return id
+}
+
+// readWithin reads a whole file through an open descriptor, failing the
+// test if the read does not return within limit (a hang).
+func readWithin(t *testing.T, fh *os.File, size int64, limit time.Duration) ([]byte, error) {
+	t.Helper()
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b := make([]byte, size)
+		n, err := fh.ReadAt(b, 0)
+		done <- result{b[:n], err}
+	}()
+	select {
+	case r := <-done:
+		return r.data, r.err
+	case <-time.After(limit):
+		t.Fatalf("reading %s did not return within %v", fh.Name(), limit)
+		return nil, nil
+	}
+}
+
+// TestReadWhileMinIODown: an output open while MinIO is stopped reads EIO
+// promptly (never garbage, never a hang), and the same open file reads
+// correct ciphertext once MinIO is back.
+func TestReadWhileMinIODown(t *testing.T) {
+	srv, srcDir := minioLadder(t)
+	need(t, "openssl", haveCmd("openssl"))
+	f := newFixture(t, srv.Store(), "mpcfs-system")
+	s := newSecret(t)
+	iv := []byte("0123456789abcdef")
+	f.succeed("down.json", "enc/down", s, iv)
+	out := f.path("buckets", "public", "enc", "down", "v0", "seg001.ts")
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.Open(out) // the output index needs no store: open works
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+
+	srv.Stop()
+	start := time.Now()
+	_, err = readWithin(t, fh, st.Size(), 60*time.Second)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read with MinIO stopped: %v, want EIO", err)
+	}
+	t.Logf("EIO after %v", time.Since(start).Round(time.Millisecond))
+	if _, err := os.ReadDir(f.path("control", "tasks")); err != nil {
+		t.Fatalf("control/ stopped serving while the store is down: %v", err)
+	}
+
+	srv.Restart(t)
+	ct, err := readWithin(t, fh, st.Size(), 60*time.Second)
+	if err != nil || int64(len(ct)) != st.Size() {
+		t.Fatalf("read after MinIO came back: %d bytes, %v", len(ct), err)
+	}
+	plain, _ := os.ReadFile(filepath.Join(srcDir, "v0", "seg001.ts"))
+	if got := opensslDecrypt(t, "aes-128-cbc", s.key, iv, ct); !bytes.Equal(got, plain) {
+		t.Fatal("after MinIO came back the output does not decrypt to the source")
+	}
+	if _, err := os.ReadFile(f.path("buckets", "media", "vod", "v0", "seg002.ts")); err != nil {
+		t.Fatalf("reading a plain object after MinIO came back: %v", err)
+	}
+}
+
+// TestCreateWhileMinIODown: a request made while the store is unreachable
+// is answered MPC.10212 naming the problem (no task is created, nothing is
+// left PROCESSING); once MinIO is back the same request succeeds.
+func TestCreateWhileMinIODown(t *testing.T) {
+	srv, _ := minioLadder(t)
+	f := newFixture(t, srv.Store(), "mpcfs-system")
+	body, _ := json.Marshal(validRequest())
+
+	srv.Stop()
+	resp := f.submit("down.json", body)
+	var e control.APIError
+	if err := json.Unmarshal(resp, &e); err != nil || e.Code != control.CodeOperationFailed {
+		t.Fatalf("response with the store down: %s, want %s", resp, control.CodeOperationFailed)
+	}
+	if !strings.Contains(e.Msg, "input.bucket") || !strings.Contains(e.Msg, "unavailable") {
+		t.Errorf("error_msg %q should name input.bucket and say the store is unavailable", e.Msg)
+	}
+	if ids := f.mgr.TaskIDs(); len(ids) != 0 {
+		t.Errorf("a task was created with the store down: %v", ids)
+	}
+
+	srv.Restart(t)
+	id := f.create("up.json", validRequest())
+	if v := f.wait(id); v.Status != control.Succeeded {
+		t.Fatalf("after MinIO came back: %s %s", v.Status, v.Description)
+	}
+}
+
+// TestSourceChangedAfterTask: a source segment replaced (same size, other
+// bytes) or deleted after its task ran makes that output fail with EIO -
+// never ciphertext of the new bytes - with a log line and a note in the
+// task naming the object. Other outputs of the task are still served.
+func TestSourceChangedAfterTask(t *testing.T) {
+	srv, srcDir := minioLadder(t)
+	need(t, "openssl", haveCmd("openssl"))
+	f := newFixture(t, srv.Store(), "mpcfs-system")
+	s := newSecret(t)
+	iv := []byte("0123456789abcdef")
+	id := f.succeed("changed.json", "enc/changed", s, iv)
+
+	orig, _ := os.ReadFile(filepath.Join(srcDir, "v0", "seg000.ts"))
+	changed := append([]byte(nil), orig...)
+	changed[len(changed)/2] ^= 0xff
+	srv.PutFile(t, "media", "vod/v0/seg000.ts", changed)
+	if err := srv.Store().Delete(t.Context(), "media", "vod/v0/seg001.ts"); err != nil {
+		t.Fatal(err)
+	}
+	out := f.path("buckets", "public", "enc", "changed")
+	for _, seg := range []string{"seg000.ts", "seg001.ts"} {
+		if data, err := os.ReadFile(filepath.Join(out, "v0", seg)); !errors.Is(err, syscall.EIO) {
+			t.Errorf("reading output v0/%s after its source changed: %d bytes, %v; want EIO", seg, len(data), err)
+		}
+	}
+	rel := filepath.Join("v0", "seg002.ts")
+	checkSegment(t, filepath.Join(srcDir, rel), filepath.Join(out, rel), s.key, iv)
+	if _, err := os.ReadFile(filepath.Join(out, "v0", "index.m3u8")); err != nil {
+		t.Errorf("playlist of the task: %v", err)
+	}
+
+	logData, _ := os.ReadFile(f.logFile)
+	for _, name := range []string{"media/vod/v0/seg000.ts was changed", "media/vod/v0/seg001.ts was deleted"} {
+		if !strings.Contains(string(logData), name) {
+			t.Errorf("the log does not say %q:\n%s", name, logData)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v := f.wait(id)
+		if v.Status == control.Succeeded && strings.Contains(v.Description, "seg000.ts was changed") &&
+			strings.Contains(v.Description, "seg001.ts was deleted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task description does not note the changed sources: %s %q", v.Status, v.Description)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
