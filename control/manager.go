@@ -154,8 +154,10 @@ func (m *Manager) checkStore(p *Params) *APIError {
 }
 
 func (m *Manager) newTask(p *Params) (*task, error) {
+	now := time.Now()
 	t := &task{key: p.Key, rec: record{
-		TaskView: TaskView{Status: Waiting, CreateTime: mpcTime(time.Now()), Input: p.Input,
+		Created: now.UnixNano(),
+		TaskView: TaskView{Status: Waiting, CreateTime: mpcTime(now), Input: p.Input,
 			Output: p.Output, OutputFileName: p.Output.FileName, UserData: p.UserData},
 		Algorithm: p.Algorithm, KeyURL: p.KeyURL, IV: p.IV, PreviewDuration: p.PreviewDuration,
 		MultiDRM: p.MultiDRM, Nonce: newNonce()}}

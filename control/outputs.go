@@ -70,7 +70,10 @@ func (m *Manager) reindexLocked() (old, cur *outIndex) {
 	}
 	sort.Slice(done, func(i, j int) bool {
 		a, b := done[i].rec, done[j].rec
-		return a.CreateTime < b.CreateTime || (a.CreateTime == b.CreateTime && a.TaskID < b.TaskID)
+		if a.CreateTime != b.CreateTime { // records saved before Created existed have 0
+			return a.CreateTime < b.CreateTime
+		}
+		return a.Created < b.Created || (a.Created == b.Created && a.TaskID < b.TaskID)
 	})
 	cur = &outIndex{files: map[string]*Output{}, dirs: map[string]map[string]bool{}}
 	for _, t := range done {

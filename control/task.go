@@ -49,7 +49,10 @@ type record struct {
 	PreviewDuration int              `json:"preview_duration,omitempty"`
 	MultiDRM        *MultiDRM        `json:"multidrm,omitempty"`
 	SealedKey       string           `json:"sealed_key"`
-	Plan            *Plan            `json:"plan,omitempty"`
+	// Created orders tasks finer than CreateTime's seconds, so the newer
+	// of two tasks writing one output path wins even within a second.
+	Created int64 `json:"created_unix_nano,omitempty"`
+	Plan    *Plan `json:"plan,omitempty"`
 }
 
 // task is a record plus its unwrapped key, held by the Manager.
