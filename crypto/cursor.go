@@ -11,7 +11,8 @@ import (
 
 // Source windows: the first ranged read of a stream covers at least
 // firstWindow, each next one twice the last, up to maxWindow, all capped
-// at the end of the part. Few requests for a long sequential read, and no
+// at the end of the part; a stream the Reader finds sequential jumps to
+// maxWindow at once. Few requests for a long sequential read, and no
 // unbounded GET for a short one.
 const (
 	firstWindow = 1 << 20

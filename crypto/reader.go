@@ -111,6 +111,10 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	case r.prod != nil && gap >= 0 && gap < skipAhead:
 		return r.receive(ctx, pos)
 	case r.idle != nil && gap == 0:
+		// Reading is sequential: the rest of the part is wanted, so the
+		// next window is the largest, not one of a doubling series (fewer
+		// GETs per segment; MinIO pays per request).
+		r.idle.window = maxWindow
 		r.prod = startProducer(r.idle)
 		r.idle = nil
 		return r.receive(ctx, pos)
