@@ -1,0 +1,93 @@
+// Command mpcfsbench measures mpcfs against what a user would use instead,
+// on the same media on the same MinIO, in one run, and prints every figure
+// as a ratio to a raw S3 GET of the same objects measured in that run.
+//
+// Rows: local file (disk / page cache), raw S3 GET, mpcfs plaintext, mpcfs
+// AES-128-CBC and AES-128-CTR outputs, s3fs, rclone crypt mount, gocryptfs
+// -reverse, openssl enc per segment, ffmpeg -hls_key_info_file. Then random
+// 64 KiB reads, 16 concurrent readers, task creation for a 1,000-segment
+// 2-variant ladder, the crypto package's go benchmarks and `openssl speed`.
+//
+// It needs root (drop_caches, clear_refs, FUSE), ffmpeg, a MinIO binary and
+// bin/mpcfs; `make bench` provides them. Everything it starts is stopped by
+// PID and every mount unmounted, also on error or SIGINT/SIGTERM.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	MB       int           // size of the media set
+	Runs     int           // runs per figure; the median is reported
+	Readers  int           // concurrent readers
+	Ladder   int           // segments per variant of the task-creation ladder
+	RandDur  time.Duration // length of one random-read run
+	Mpcfs    string        // the mpcfs binary
+	Minio    string        // the MinIO binary
+	Cache    string        // where generated media is kept between runs
+	Out      string        // folder for the results file
+	Repo     string        // module root, for `go test -bench ./crypto/`
+	MpcfsEnv string        // extra environment for the mpcfs daemon, e.g. "GOMEMLIMIT=64MiB"
+	Perf     string        // when set, perf-record the daemon's first cold pass into this folder
+	FuseRA   int           // experiment: read_ahead_kb of the mpcfs mount
+	GoBench  bool
+	Peers    bool
+}
+
+func parseFlags() *config {
+	home, _ := os.UserHomeDir()
+	c := &config{}
+	flag.IntVar(&c.MB, "mb", 500, "approximate size of the media set in MB (4-second ~20 Mb/s MPEG-TS segments)")
+	flag.IntVar(&c.Runs, "runs", 3, "runs per figure (medians are reported)")
+	flag.IntVar(&c.Readers, "readers", 16, "concurrent readers in the concurrency rows")
+	flag.IntVar(&c.Ladder, "ladder", 1000, "segments per variant in the task-creation ladder")
+	flag.DurationVar(&c.RandDur, "rand-dur", 2*time.Second, "length of one random 64 KiB read run")
+	flag.StringVar(&c.Mpcfs, "mpcfs", "bin/mpcfs", "the mpcfs binary (make build)")
+	flag.StringVar(&c.Minio, "minio", envOr("MPCFS_MINIO_BIN", filepath.Join(home, ".cache/mpcfs/bin/minio")), "the MinIO server binary")
+	flag.StringVar(&c.Cache, "cache", filepath.Join(home, ".cache/mpcfs/bench"), "where generated media is kept")
+	flag.StringVar(&c.Out, "out", "bench-out", "folder for bench-results.md")
+	flag.StringVar(&c.Repo, "repo", ".", "module root (for go test -bench ./crypto/)")
+	flag.StringVar(&c.MpcfsEnv, "mpcfs-env", "", "extra NAME=VALUE settings (space-separated) for the mpcfs daemon, e.g. GOMEMLIMIT=64MiB")
+	flag.IntVar(&c.FuseRA, "fuse-ra", 0, "experiment: set the mpcfs mount's read_ahead_kb (0 = leave the mount's own)")
+	flag.StringVar(&c.Perf, "perf", "", "folder for `perf record -g` profiles of each FUSE daemon's first cold pass (perf report -i FILE)")
+	flag.BoolVar(&c.GoBench, "gobench", true, "also run the crypto package's go benchmarks and openssl speed")
+	flag.BoolVar(&c.Peers, "peers", true, "also measure the peers (s3fs, rclone, gocryptfs, openssl, ffmpeg)")
+	flag.Parse()
+	if c.Runs < 1 || c.MB < 8 || c.Readers < 1 || c.Ladder < 1 {
+		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder must be >= 1 and -mb >= 8")
+		os.Exit(2)
+	}
+	return c
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	b := newBench(parseFlags())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "mpcfsbench: %v: stopping what was started\n", s)
+		b.cleanup()
+		os.Exit(130)
+	}()
+	err := b.run()
+	b.cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mpcfsbench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// mpcfsMount is bin/mpcfs mounted as its own process, so its RSS is its own.
+type mpcfsMount struct {
+	dir  string
+	proc *proc
+	seq  int // request file counter
+}
+
+func (b *bench) mountMpcfs() (*mpcfsMount, error) {
+	dir, err := b.mountDir("mnt-mpcfs")
+	if err != nil {
+		return nil, err
+	}
+	mpcfs, err := filepath.Abs(b.cfg.Mpcfs)
+	if err != nil {
+		return nil, err
+	}
+	env := append(b.awsEnv(), strings.Fields(b.cfg.MpcfsEnv)...)
+	p, err := b.start("mpcfs", env, mpcfs, "mount", "--endpoint", b.ep,
+		"--master-key-file", filepath.Join(b.tmp, "master.key"), dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitMounted(p, dir, "control/encryptions"); err != nil {
+		return nil, err
+	}
+	if b.cfg.FuseRA > 0 {
+		if err := setReadAhead(dir, b.cfg.FuseRA); err != nil {
+			return nil, err
+		}
+	}
+	return &mpcfsMount{dir: dir, proc: p}, nil
+}
+
+// setReadAhead sets a mount's read_ahead_kb through its bdi (0:MINOR).
+func setReadAhead(dir string, kb int) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			p := filepath.Join("/sys/class/bdi", f[2], "read_ahead_kb")
+			fmt.Fprintf(os.Stderr, "mpcfsbench: %s = %d\n", p, kb)
+			return os.WriteFile(p, []byte(fmt.Sprint(kb)), 0)
+		}
+	}
+	return fmt.Errorf("%s not in mountinfo", dir)
+}
+
+// task is what control/tasks/<id>.json says (the fields we need).
+type task struct {
+	TaskID      string `json:"task_id"`
+	Status      string `json:"status"`
+	Description string `json:"description"`
+}
+
+// runTask submits a request through control/encryptions and waits until
+// the task is SUCCEEDED; it returns the time from open(2) of the request
+// to the first read that shows SUCCEEDED.
+func (m *mpcfsMount) runTask(input, output, alg string) (time.Duration, error) {
+	key := make([]byte, 16)
+	rand.Read(key)
+	req := map[string]any{
+		"input":  map[string]string{"bucket": inputBucket(input), "location": "region1", "object": inputObject(input)},
+		"output": map[string]string{"bucket": outBucket, "location": "region1", "object": output},
+		"encryption": map[string]any{"hls_encrypt": map[string]string{
+			"key": base64.StdEncoding.EncodeToString(key), "url": "https://keys.example.com/bench", "algorithm": alg}},
+	}
+	data, _ := json.Marshal(req)
+	m.seq++
+	path := filepath.Join(m.dir, "control/encryptions", fmt.Sprintf("bench-%d.json", m.seq))
+	t := time.Now()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return 0, fmt.Errorf("submitting: %w", err)
+	}
+	resp, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var r struct {
+		TaskID string `json:"task_id"`
+	}
+	if json.Unmarshal(resp, &r) != nil || r.TaskID == "" {
+		return 0, fmt.Errorf("request refused: %s", resp)
+	}
+	if err := m.waitTask(r.TaskID); err != nil {
+		return 0, err
+	}
+	return time.Since(t), nil
+}
+
+func inputBucket(s string) string { b, _, _ := strings.Cut(s, "/"); return b }
+func inputObject(s string) string { _, o, _ := strings.Cut(s, "/"); return o }
+
+// waitTask polls the task file every millisecond for up to 2 minutes.
+func (m *mpcfsMount) waitTask(id string) error {
+	path := filepath.Join(m.dir, "control/tasks", id+".json")
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var t task
+		if json.Unmarshal(data, &t) != nil {
+			continue
+		}
+		switch t.Status {
+		case "SUCCEEDED":
+			return nil
+		case "FAILED", "CANCELED":
+			return fmt.Errorf("task %s %s: %s", id, t.Status, t.Description)
+		}
+	}
+	return fmt.Errorf("task %s not SUCCEEDED within 2 minutes", id)
+}
+
+// mpcfsRows measures plaintext, CBC and CTR sequentially, then random
+// reads, concurrent readers and task creation on the same mount.
+func (b *bench) mpcfsRows() error {
+	m, err := b.mountMpcfs()
+	if err != nil {
+		return err
+	}
+	defer b.stopMount(m.proc, m.dir)
+	for _, t := range []struct{ out, alg string }{{"cbc", "AES-128-CBC"}, {"ctr", "AES-128-CTR"}} {
+		if _, err := m.runTask(mediaBucket+"/"+mediaPrefix+"index.m3u8", t.out, t.alg); err != nil {
+			return fmt.Errorf("%s task: %w", t.alg, err)
+		}
+	}
+	outputs := []struct{ name, dir string }{
+		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix)},
+		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc")},
+		{"mpcfs AES-128-CTR output", filepath.Join(m.dir, "buckets", outBucket, "ctr")},
+	}
+	for _, o := range outputs {
+		paths := joinAll(o.dir, b.media.segs)
+		r := &row{name: o.name, daemon: m.proc}
+		m.proc.resetHWM()
+		if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
+			return err
+		}
+		r.rss = m.proc.hwmMB()
+		b.report.seq = append(b.report.seq, r)
+	}
+	for _, o := range outputs {
+		if err := b.randomRow(o.name, m.proc, joinAll(o.dir, b.media.segs)); err != nil {
+			return err
+		}
+	}
+	for _, o := range outputs {
+		if err := b.concRow(o.name, m.proc, joinAll(o.dir, b.media.segs)); err != nil {
+			return err
+		}
+	}
+	return b.taskRows(m)
+}
+
+// randomRow: single reader, cold cache before each run.
+func (b *bench) randomRow(name string, p *proc, paths []string) error {
+	readAt, sizes, closeAll, err := fileReadAt(paths)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	r := &row{name: name}
+	p.resetHWM()
+	for i := range b.cfg.Runs {
+		b.dropCaches()
+		rps, err := randomReads(int64(i+1), b.cfg.RandDur, sizes, readAt)
+		if err != nil {
+			return fmt.Errorf("%s random reads: %w", name, err)
+		}
+		r.cold = append(r.cold, rps)
+	}
+	r.rss = p.hwmMB()
+	fmt.Fprintf(os.Stderr, "  %-34s random 64 KiB %8.0f reads/s\n", name, median(r.cold))
+	b.report.random = append(b.report.random, r)
+	return nil
+}
+
+// concRow: Readers readers over all segments, cold cache before each run.
+func (b *bench) concRow(name string, p *proc, paths []string) error {
+	r := &row{name: name}
+	p.resetHWM()
+	for range b.cfg.Runs {
+		b.dropCaches()
+		mbs, err := concurrent(b.cfg.Readers, len(paths), func(i int, buf []byte) (int64, error) { return readFile(paths[i], buf) })
+		if err != nil {
+			return fmt.Errorf("%s with %d readers: %w", name, b.cfg.Readers, err)
+		}
+		r.cold = append(r.cold, mbs)
+	}
+	r.rss = p.hwmMB()
+	fmt.Fprintf(os.Stderr, "  %-34s %d readers %8.0f MB/s, peak RSS %.0f MB\n", name, b.cfg.Readers, median(r.cold), r.rss)
+	b.report.conc = append(b.report.conc, r)
+	return nil
+}
+
+// taskRows times creation to SUCCEEDED of the 2-variant ladder, CBC.
+func (b *bench) taskRows(m *mpcfsMount) error {
+	m.proc.resetHWM()
+	for i := range b.cfg.Runs {
+		d, err := m.runTask(ladderBucket+"/master.m3u8", fmt.Sprintf("ladder-%d", i), "AES-128-CBC")
+		if err != nil {
+			return fmt.Errorf("ladder task: %w", err)
+		}
+		b.report.taskMs = append(b.report.taskMs, float64(d.Microseconds())/1000)
+	}
+	b.report.taskRSS = m.proc.hwmMB()
+	fmt.Fprintf(os.Stderr, "  task creation, 2 x %d segments: median %.0f ms\n", b.cfg.Ladder, median(b.report.taskMs))
+	return nil
+}
+
+// stopMount unmounts and stops a FUSE daemon by its PID.
+func (b *bench) stopMount(p *proc, dir string) {
+	unmount(dir)
+	p.stop()
+}

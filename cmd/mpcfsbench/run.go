@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// run does everything in order; peers that fail are noted, not fatal.
+func (b *bench) run() error {
+	if err := b.setup(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "mpcfsbench: %d segments, %.0f MB, %d runs per figure\n", len(b.media.segs), float64(b.media.bytes)/1e6, b.cfg.Runs)
+	for _, step := range []func() error{b.localRow, b.rawRows, b.mpcfsRows} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	if b.cfg.Peers {
+		b.peers()
+	}
+	if b.cfg.GoBench {
+		b.goBench()
+		b.opensslSpeed()
+	}
+	return b.writeReport()
+}
+
+func (b *bench) setup() error {
+	b.loadStart = strings.Join(strings.Fields(readStr("/proc/loadavg"))[:3], " ")
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "mpcfsbench: not root: cold reads cannot drop the page cache, RSS peaks cannot be reset")
+	}
+	if _, err := os.Stat(b.cfg.Mpcfs); err != nil {
+		return fmt.Errorf("no mpcfs binary at %s: run `make build`", b.cfg.Mpcfs)
+	}
+	tmp, err := os.MkdirTemp("", "mpcfsbench-")
+	if err != nil {
+		return err
+	}
+	b.tmp = tmp
+	b.atExit(func() { removeUnlessMounted(tmp) })
+	b.logs = filepath.Join(b.cfg.Out, "logs")
+	if err := os.MkdirAll(b.logs, 0o755); err != nil {
+		return err
+	}
+	if err := b.makeMedia(); err != nil {
+		return err
+	}
+	if err := b.startMinio(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	t := time.Now()
+	if err := b.upload(ctx); err != nil {
+		return fmt.Errorf("uploading media: %w", err)
+	}
+	if err := b.uploadLadder(ctx, b.cfg.Ladder); err != nil {
+		return fmt.Errorf("uploading the ladder: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "mpcfsbench: uploaded in %v\n", time.Since(t).Round(100*time.Millisecond))
+	return nil
+}
+
+// peers measures each peer; one that fails gets its error as the note.
+func (b *bench) peers() {
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"s3fs mount", b.s3fsRow}, {"rclone crypt mount", b.rcloneRow}, {"gocryptfs -reverse (local)", b.gocryptfsRow},
+		{"openssl enc per segment (local)", b.opensslRow}, {"ffmpeg -hls_key_info_file (local)", b.ffmpegRow},
+	}
+	for _, s := range steps {
+		if err := s.f(); err != nil {
+			msg := strings.ReplaceAll(err.Error(), "\n", " ")
+			if len(msg) > 200 {
+				msg = msg[:200] + "..."
+			}
+			fmt.Fprintf(os.Stderr, "  %-34s failed: %s\n", s.name, msg)
+			b.report.seq = append(b.report.seq, &row{name: s.name, skipped: true, note: "failed: " + msg})
+		}
+	}
+}
+
+// removeUnlessMounted never walks into a mount that failed to go away.
+func removeUnlessMounted(dir string) {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(data), " "+dir+"/") {
+		fmt.Fprintf(os.Stderr, "mpcfsbench: %s still has a mount; left in place\n", dir)
+		return
+	}
+	os.RemoveAll(dir)
+}
