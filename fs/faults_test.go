@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,60 +12,8 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/crypto/keywrap"
-	"github.com/mpcfs/mpcfs/fs"
-	"github.com/mpcfs/mpcfs/fs/store"
 	"github.com/mpcfs/mpcfs/fs/store/miniotest"
 )
-
-// mountOpts are the knobs the fault, durability and permission tests turn
-// beyond newFixture's defaults.
-type mountOpts struct {
-	allowOther bool
-	refresh    time.Duration // task-store refresh (0: control.DefaultRefresh)
-	masterKey  string        // share a master key with another fixture
-}
-
-// newFixtureOpts is newFixture with mountOpts.
-func newFixtureOpts(t *testing.T, st store.Store, sys string, o mountOpts) *fixture {
-	needFUSE(t)
-	dir := t.TempDir()
-	f := &fixture{t: t, st: st, sys: sys, masterKey: filepath.Join(dir, "master.key"),
-		mnt: filepath.Join(dir, "mnt"), logFile: filepath.Join(dir, "mpcfs.log")}
-	if o.masterKey != "" {
-		f.masterKey = o.masterKey
-	}
-	if err := os.Mkdir(f.mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f.mountWith(o)
-	t.Cleanup(f.unmount)
-	return f
-}
-
-// mountWith is fixture.mount with mountOpts.
-func (f *fixture) mountWith(o mountOpts) {
-	f.t.Helper()
-	master, err := keywrap.LoadOrCreate(f.masterKey)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() { lf.Close() })
-	lg := log.New(lf, "mpcfs: ", log.LstdFlags)
-	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Refresh: o.refresh})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: o.allowOther})
-	if err != nil {
-		f.mgr.Close()
-		f.t.Fatal(err)
-	}
-}
 
 // minioLadder starts MinIO with the test ladder in media/vod/ and an empty
 // public bucket.

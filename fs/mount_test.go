@@ -47,13 +47,30 @@ type fixture struct {
 	logFile   string
 	server    *fuse.Server
 	mgr       *control.Manager
+	opts      mountOpts
 }
 
 func newFixture(t *testing.T, st store.Store, sys string) *fixture {
+	return newFixtureOpts(t, st, sys, mountOpts{})
+}
+
+// mountOpts are the knobs the fault, durability and permission tests turn
+// beyond newFixture's defaults.
+type mountOpts struct {
+	allowOther bool
+	refresh    time.Duration // task-store refresh (0: control.DefaultRefresh)
+	masterKey  string        // share a master key with another fixture
+}
+
+// newFixtureOpts is newFixture with mountOpts.
+func newFixtureOpts(t *testing.T, st store.Store, sys string, o mountOpts) *fixture {
 	needFUSE(t)
 	dir := t.TempDir()
-	f := &fixture{t: t, st: st, sys: sys, masterKey: filepath.Join(dir, "master.key"),
+	f := &fixture{t: t, st: st, sys: sys, opts: o, masterKey: filepath.Join(dir, "master.key"),
 		mnt: filepath.Join(dir, "mnt"), logFile: filepath.Join(dir, "mpcfs.log")}
+	if o.masterKey != "" {
+		f.masterKey = o.masterKey
+	}
 	if err := os.Mkdir(f.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +92,11 @@ func (f *fixture) mount() {
 	}
 	f.t.Cleanup(func() { lf.Close() })
 	lg := log.New(lf, "mpcfs: ", log.LstdFlags)
-	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg})
+	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Refresh: f.opts.refresh})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg})
+	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther})
 	if err != nil {
 		f.mgr.Close()
 		f.t.Fatal(err)
