@@ -64,7 +64,9 @@ func (a Algorithm) newBlock(key []byte) (stdcipher.Block, error) {
 		return nil, fmt.Errorf("key must be %d bytes, got %d", blockSize, len(key))
 	}
 	switch a {
-	case AES128CBC, AES128CTR:
+	case AES128CBC:
+		return newCBCBlock(key) // its CBC mode is an AES-NI loop: cbcasm_amd64.go
+	case AES128CTR:
 		return aes.NewCipher(key)
 	case SM4CBC:
 		return sm4.NewCipher(key)

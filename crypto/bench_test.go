@@ -26,6 +26,13 @@ func BenchmarkStdlibCBC(b *testing.B) {
 	benchBlockMode(b, func() stdcipher.BlockMode { return stdcipher.NewCBCEncrypter(block, testIV) })
 }
 
+// BenchmarkAsmCBC is BenchmarkStdlibCBC through the AES-128-CBC parts'
+// block (newCBCBlock: the AES-NI loop on amd64, cbcasm_amd64.s).
+func BenchmarkAsmCBC(b *testing.B) {
+	block, _ := newCBCBlock(testKey)
+	benchBlockMode(b, func() stdcipher.BlockMode { return stdcipher.NewCBCEncrypter(block, testIV) })
+}
+
 func BenchmarkStdlibCTR(b *testing.B) {
 	block, _ := aes.NewCipher(testKey)
 	buf := make([]byte, benchBuf)
