@@ -9,10 +9,10 @@ import (
 	"io"
 )
 
-// Source windows: the first ranged read of a stream covers at least
-// firstWindow, each next one twice the last, up to maxWindow, all capped
-// at the end of the part; a stream the Reader finds sequential jumps to
-// maxWindow at once. Few requests for a long sequential read, and no
+// Source windows: the first ranged read after a seek covers just that
+// request; each next one is twice the last but at least firstWindow, up to
+// maxWindow, all capped at the end of the part; a stream the Reader finds
+// sequential jumps to maxWindow at once. Few requests for a long sequential read, and no
 // unbounded GET for a short one.
 const (
 	firstWindow = 1 << 20
@@ -196,7 +196,7 @@ func (c *cursor) readErr(err error, k int64) error {
 	return fmt.Errorf("part %d: reading plaintext at %d: %w", c.idx, c.srcPos, err)
 }
 
-// openWindow opens the next window at c.srcPos and doubles the next one.
+// openWindow opens the next window at c.srcPos and grows the next one.
 func (c *cursor) openWindow() error {
 	c.closeSrc()
 	n := min(c.window, c.fp.plainSize-c.srcPos)
@@ -208,7 +208,7 @@ func (c *cursor) openWindow() error {
 		return fmt.Errorf("part %d: opening plaintext [%d, %d): %w", c.idx, c.srcPos, c.srcPos+n, err)
 	}
 	c.src, c.srcEnd = src, c.srcPos+n
-	c.window = min(c.window*2, maxWindow)
+	c.window = min(max(c.window*2, firstWindow), maxWindow)
 	return nil
 }
 

@@ -167,7 +167,11 @@ func (r *Reader) seek(ctx context.Context, pos, want int64) error {
 		defer release()
 	}
 	c := newCursor(r.ctx, r.f, idx, rel)
-	c.window = max(min(alignUp(rel+want), fp.outSize)-c.pos, firstWindow)
+	// The first window covers just this request: a random read fetches
+	// no more than it needs (and its body is read to the end, so the
+	// connection is reused). If reading goes on sequentially the next
+	// window is the largest (fetch).
+	c.window = max(min(alignUp(rel+want), fp.outSize)-c.pos, blockSize)
 	return r.advance(ctx, c, pos, want)
 }
 
