@@ -228,21 +228,41 @@ func (s *S3) OpenMatch(ctx context.Context, bucket, key, etag string, off, lengt
 	if err != nil {
 		return nil, mapErr(bucket+"/"+key, err)
 	}
-	return &s3Body{ReadCloser: body, what: bucket + "/" + key}, nil
+	left := length
+	if length < 0 {
+		left = -1
+	}
+	return &s3Body{ReadCloser: body, what: bucket + "/" + key, left: left}, nil
 }
 
 // s3Body maps errors met while streaming a body (server gone mid-read).
 type s3Body struct {
 	io.ReadCloser
 	what string
+	left int64 // bytes of the range not yet read; -1: unknown
 }
 
 func (b *s3Body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if b.left >= 0 {
+		b.left -= int64(n)
+	}
 	if err != nil && err != io.EOF {
 		err = mapErr(b.what, err)
 	}
 	return n, err
+}
+
+// Close lets the connection be reused when the whole range was read: Go's
+// HTTP client keeps a connection only if the body was read to EOF, and
+// with every byte read that last Read returns EOF without any I/O. (A body
+// left half read is not drained: that could wait on a stalled server.)
+func (b *s3Body) Close() error {
+	if b.left == 0 {
+		var one [1]byte
+		b.ReadCloser.Read(one[:])
+	}
+	return b.ReadCloser.Close()
 }
 
 // Put stores a whole object in one request (small objects: task records).
