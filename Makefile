@@ -9,6 +9,9 @@ BIN         ?= bin
 MPCFS_CACHE ?= $(HOME)/.cache/mpcfs
 MINIO       ?= $(MPCFS_CACHE)/bin/minio
 export MPCFS_MINIO_BIN = $(MINIO)
+# An exact version: it resolves on the module proxy even where listing
+# versions (@latest) is refused, and every machine tests the same server.
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
 .PHONY: all build test demo bench deps sysdeps minio clean fuzz
 
@@ -35,7 +38,7 @@ sysdeps:
 minio: $(MINIO)
 $(MINIO):
 	mkdir -p $(dir $(MINIO))
-	GOBIN=$(abspath $(dir $(MINIO))) $(GO) install github.com/minio/minio@latest
+	GOBIN=$(abspath $(dir $(MINIO))) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
 test: deps
 	$(GO) vet ./...
