@@ -73,6 +73,18 @@ func upload(t *testing.T, st store.Store, bucket, prefix, dir string) {
 	}
 }
 
+// minioLadder starts MinIO with the test ladder in media/vod/ and an empty
+// public bucket.
+func minioLadder(t *testing.T) (*miniotest.Server, string) {
+	srcDir, _ := ladder(t)
+	needFUSE(t)
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, "media")
+	srv.MakeBucket(t, "public")
+	upload(t, srv.Store(), "media", "vod/", srcDir)
+	return srv, srcDir
+}
+
 // localStore is a local-directory store with the given empty buckets.
 func localStore(t *testing.T, buckets ...string) (*store.Local, string) {
 	dir := t.TempDir()
@@ -334,12 +346,7 @@ func runCBCTask(t *testing.T, f *fixture, iv []byte) {
 // TestCBCOnMinIO is the whole path against a real MinIO: upload, mount,
 // task through control/, openssl and ffmpeg on the mounted output.
 func TestCBCOnMinIO(t *testing.T) {
-	srcDir, _ := ladder(t)
-	needFUSE(t)
-	srv := miniotest.Start(t)
-	srv.MakeBucket(t, "media")
-	srv.MakeBucket(t, "public")
-	upload(t, srv.Store(), "media", "vod/", srcDir)
+	srv, _ := minioLadder(t)
 	f := newFixture(t, srv.Store(), "mpcfs-system")
 	runCBCTask(t, f, []byte("0123456789abcdef"))
 }

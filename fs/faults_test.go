@@ -12,20 +12,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
 )
-
-// minioLadder starts MinIO with the test ladder in media/vod/ and an empty
-// public bucket.
-func minioLadder(t *testing.T) (*miniotest.Server, string) {
-	srcDir, _ := ladder(t)
-	needFUSE(t)
-	srv := miniotest.Start(t)
-	srv.MakeBucket(t, "media")
-	srv.MakeBucket(t, "public")
-	upload(t, srv.Store(), "media", "vod/", srcDir)
-	return srv, srcDir
-}
 
 // succeed creates a CBC task with a request iv and waits for SUCCEEDED.
 func (f *fixture) succeed(name, outObject string, s secret, iv []byte) string {
