@@ -37,6 +37,7 @@ func (p Part) Format(s fmt.State, verb rune) {
 type File struct {
 	parts []*filePart
 	size  int64
+	warm  warmSlot // a stream started ahead of the next reader (Warm)
 }
 
 // filePart is a validated Part laid out in its File. It keeps the key only

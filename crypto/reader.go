@@ -34,11 +34,19 @@ type Reader struct {
 	cur, prev chunk     // the last two chunks made, cur the newer
 	idle      *cursor   // the stream after a seek, at cur.end(), not yet read ahead
 	prod      *producer // the stream read ahead, at cur.end()
+	warm      bool      // prod was started by File.Warm and nothing read from it yet
 }
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
-// its source stream.
+// its source stream. It adopts the File's warm stream if there is one.
 func (f *File) NewReader() *Reader {
+	if r := f.takeWarm(); r != nil {
+		return r
+	}
+	return f.newReader()
+}
+
+func (f *File) newReader() *Reader {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Reader{f: f, ctx: ctx, cancel: cancel}
 }
@@ -109,7 +117,15 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	gap := pos - r.cur.end()
 	switch {
 	case r.prod != nil && gap >= 0 && gap < skipAhead:
-		return r.receive(ctx, pos)
+		err := r.receive(ctx, pos)
+		if err != nil && r.warm && ctx.Err() == nil {
+			// A warm stream failed before this reader asked for it
+			// (the store was away a moment ago): one fresh try.
+			r.warm = false
+			return r.fetch(ctx, pos, want)
+		}
+		r.warm = false
+		return err
 	case r.idle != nil && gap == 0:
 		// Reading is sequential: the rest of the part is wanted, so the
 		// next window is the largest, not one of a doubling series (fewer
@@ -118,12 +134,39 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 		r.prod = startProducer(r.idle)
 		r.idle = nil
 		return r.receive(ctx, pos)
+	case pos == 0 && r.fresh():
+		// The first read of a file at its start is nearly always the
+		// start of a sequential read (players, cat, nginx): stream at
+		// once, one request per segment instead of two.
+		r.startStream(0)
+		return r.receive(ctx, pos)
 	case r.idle != nil && gap > 0 && gap < idleSkip:
 		c := r.idle
 		r.idle = nil
 		return r.advance(ctx, c, pos, want)
 	}
 	return r.seek(ctx, pos, want)
+}
+
+// fresh reports whether r has made nothing yet.
+func (r *Reader) fresh() bool {
+	return r.prod == nil && r.idle == nil && r.cur.data == nil && r.prev.data == nil
+}
+
+// startStream starts the read-ahead at part idx's start, its windows the
+// largest from the first. Called with r.mu held (or r not yet shared).
+func (r *Reader) startStream(idx int) {
+	c := newCursor(r.ctx, r.f, idx, 0)
+	c.window = maxWindow
+	r.prod = startProducer(c)
+}
+
+// Streaming reports whether r is reading ahead: its reads have been
+// sequential.
+func (r *Reader) Streaming() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.prod != nil
 }
 
 // receive takes chunks from the producer until cur holds pos.

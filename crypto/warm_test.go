@@ -1,0 +1,108 @@
+package crypto
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestWarmIsAdopted: a warmed File is read from its source before anyone
+// opens it; the next Reader continues that stream, so every byte is read
+// once, in one stream, and the ciphertext is openssl's.
+func TestWarmIsAdopted(t *testing.T) {
+	for _, alg := range allAlgs {
+		f, src := onePart(t, rand.New(rand.NewSource(21)), alg, 3<<20+5, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		f.Warm()
+		f.Warm() // a second Warm of a warm File does nothing
+		waitFor(t, "the warm stream to read its source", func() bool { return src.read.Load() > 0 })
+		if n := warmHeld.Load(); n != 1 {
+			t.Fatalf("%s: %d warm streams held, want 1", alg, n)
+		}
+		got := readSeq(t, f, 128<<10)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: a warm stream's ciphertext differs from openssl's", alg)
+		}
+		if n := warmHeld.Load(); n != 0 {
+			t.Fatalf("%s: %d warm streams held after adoption, want 0", alg, n)
+		}
+		checkStreamWindows(t, src, 0, maxWindow)
+	}
+}
+
+// TestWarmExpires: a warm stream nobody adopts is stopped after warmTTL,
+// its goroutine gone, and the next Reader starts afresh.
+func TestWarmExpires(t *testing.T) {
+	defer func(d time.Duration) { warmTTL = d }(warmTTL)
+	warmTTL = 50 * time.Millisecond
+	f, src := onePart(t, rand.New(rand.NewSource(22)), AES128CBC, 4<<20, testIV)
+	base := runtime.NumGoroutine()
+	f.Warm()
+	waitFor(t, "the warm stream to expire", func() bool { return warmHeld.Load() == 0 && runtime.NumGoroutine() <= base })
+	want := openssl(t, AES128CBC, testKey, testIV, src.data)
+	if got := readSeq(t, f, 1<<20); !bytes.Equal(got, want) {
+		t.Fatal("ciphertext after an expired warm stream differs from openssl's")
+	}
+	if w := src.windows(); len(w) != 2 || w[1][0] != 0 {
+		t.Fatalf("windows %v, want the expired stream's and a new one from 0", w)
+	}
+}
+
+// TestWarmBounded: at most maxWarm streams are held, whatever is warmed.
+func TestWarmBounded(t *testing.T) {
+	r := rand.New(rand.NewSource(23))
+	var files []*File
+	for range maxWarm + 3 {
+		f, _ := onePart(t, r, AES128CTR, 1<<20, testIV)
+		f.Warm()
+		files = append(files, f)
+	}
+	if n := warmHeld.Load(); n != maxWarm {
+		t.Fatalf("%d warm streams held, want the bound %d", n, maxWarm)
+	}
+	for _, f := range files {
+		if rd := f.takeWarm(); rd != nil {
+			rd.Close()
+		}
+	}
+	if n := warmHeld.Load(); n != 0 {
+		t.Fatalf("%d warm streams held after taking them all", n)
+	}
+}
+
+// TestWarmFailureRetried: a warm stream whose source failed (the store was
+// away when it was warmed) is not what the reader gets: its first read
+// tries afresh and returns the right bytes.
+func TestWarmFailureRetried(t *testing.T) {
+	src := &memSource{data: randBytes(rand.New(rand.NewSource(24)), 1<<20)}
+	var opens atomic.Int32
+	flaky := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if opens.Add(1) == 1 {
+			return nil, errors.New("store unreachable")
+		}
+		return src.open(ctx, off, n)
+	}
+	f := newTestFile(t, Part{Src: flaky, PlainSize: int64(len(src.data)), Alg: AES128CBC, Key: testKey, IV: testIV})
+	f.Warm()
+	waitFor(t, "the warm stream to fail", func() bool { return opens.Load() == 1 })
+	want := openssl(t, AES128CBC, testKey, testIV, src.data)
+	if got := readSeq(t, f, 128<<10); !bytes.Equal(got, want) {
+		t.Fatal("wrong ciphertext after a failed warm stream")
+	}
+}
