@@ -25,6 +25,9 @@ type Output struct {
 	// Ino identifies the content: it changes with the task and the source
 	// ETags, so the kernel page cache kept across opens is never stale.
 	Ino uint64
+	// Next is the segment file after this one in the task's plan (playlist
+	// order), which a player reads next; nil for the last and for playlists.
+	Next *Output
 
 	task *task
 }
@@ -111,12 +114,19 @@ func (m *Manager) notifyWithdrawn(old, cur *outIndex) {
 }
 
 func (idx *outIndex) addTask(t *task) {
+	var prev *Output
 	for i := range t.rec.Plan.Files {
 		f := &t.rec.Plan.Files[i]
 		key := t.rec.Output.Object + "/" + f.Name
 		o := &Output{TaskID: t.rec.TaskID, Bucket: t.rec.Output.Bucket, Key: key, File: f, task: t, Ino: inoOf(t.rec.TaskID, f)}
 		idx.files[o.Bucket+"/"+key] = o
 		idx.addParents(o.Bucket, key)
+		if f.Playlist == nil {
+			if prev != nil {
+				prev.Next = o
+			}
+			prev = o
+		}
 	}
 }
 
@@ -169,6 +179,18 @@ func (o *outputs) prune(idx *outIndex) {
 // Output returns the output at bucket/key, or nil.
 func (m *Manager) Output(bucket, key string) *Output {
 	return m.outputs.idx.Load().files[bucket+"/"+key]
+}
+
+// WarmNext starts reading the segment after o ahead of its reader (see
+// crypto.File.Warm), when that segment is still published.
+func (m *Manager) WarmNext(o *Output) {
+	n := o.Next
+	if n == nil || m.Output(n.Bucket, n.Key) != n {
+		return
+	}
+	if f, err := m.Open(n); err == nil {
+		f.Warm()
+	}
 }
 
 // OutputChildren lists the outputs directly under a folder of a bucket

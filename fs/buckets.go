@@ -174,6 +174,8 @@ func (d *dirNode) newObject(ctx context.Context, info store.ObjectInfo, out *fus
 func (d *dirNode) newOutput(ctx context.Context, o *control.Output, out *fuse.EntryOut) *fusefs.Inode {
 	n := &outputNode{opts: d.opts, out: o}
 	n.fill(&out.Attr)
+	out.SetEntryTimeout(outputTTL)
+	out.SetAttrTimeout(outputTTL)
 	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: o.Ino})
 }
 
@@ -235,6 +237,7 @@ func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.File.Size, time.Time
 
 func (n *outputNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fill(&out.Attr)
+	out.SetTimeout(outputTTL)
 	return 0
 }
 
@@ -255,7 +258,12 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 		n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
 		return nil, 0, syscall.EIO
 	}
-	return newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key), fuse.FOPEN_KEEP_CACHE, 0
+	h := newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key)
+	if n.out.Next != nil {
+		out, m := n.out, n.opts.Manager
+		h.warmNext = func() { m.WarmNext(out) }
+	}
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func fileAttr(a *fuse.Attr, size int64, mtime time.Time) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -17,10 +18,20 @@ type readHandle struct {
 	r    *crypto.Reader
 	opts *Options
 	name string // for log lines
+	size int64
+
+	// warmNext, if set, starts the next segment of the playlist; called
+	// once, when a sequential read comes within warmLead of the end.
+	warmNext func()
+	warmed   atomic.Bool
 }
 
+// warmLead is how far before the end of a segment read in sequence the
+// next one is warmed: enough to hide its first request and chunk.
+const warmLead = 4 << 20
+
 func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
-	return &readHandle{r: f.NewReader(), opts: opts, name: name}
+	return &readHandle{r: f.NewReader(), opts: opts, name: name, size: f.Size()}
 }
 
 func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -30,6 +41,11 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 			h.opts.Log.Printf("reading %s at %d: %v", h.name, off, err)
 		}
 		return nil, readErrno(err)
+	}
+	if h.warmNext != nil && off+int64(n)+warmLead >= h.size && !h.warmed.Load() && h.r.Streaming() {
+		if !h.warmed.Swap(true) {
+			h.warmNext()
+		}
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

@@ -1,0 +1,55 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"testing"
+
+	"github.com/mpcfs/mpcfs/crypto"
+)
+
+// TestWarmNextOnceNearEnd: a segment read in sequence warms the next one
+// once, when the reads come within warmLead of its end; reads at random
+// places near the end (a probe for the duration, say) warm nothing.
+func TestWarmNextOnceNearEnd(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
+	f, err := crypto.NewFile([]crypto.Part{{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &Options{Log: log.New(io.Discard, "", 0)}
+	ctx := context.Background()
+	buf := make([]byte, 128<<10)
+
+	seek := newReadHandle(f, opts, "seek")
+	calls := 0
+	seek.warmNext = func() { calls++ }
+	for _, off := range []int64{f.Size() - 1<<20, f.Size() - 3<<20} {
+		if _, errno := seek.Read(ctx, buf, off); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	seek.Release(ctx)
+	if calls != 0 {
+		t.Fatalf("random reads near the end warmed the next segment %d times", calls)
+	}
+
+	seq := newReadHandle(f, opts, "seq")
+	var warmedAt []int64
+	var off int64
+	seq.warmNext = func() { warmedAt = append(warmedAt, off) }
+	for ; off < f.Size(); off += int64(len(buf)) {
+		if _, errno := seq.Read(ctx, buf, off); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	seq.Release(ctx)
+	// Once, by the first read ending within warmLead of the end.
+	if len(warmedAt) != 1 || warmedAt[0]+int64(len(buf))+warmLead < f.Size() || warmedAt[0]+warmLead >= f.Size() {
+		t.Fatalf("warmed at offsets %v of %d, want once, by the first read ending within %d of the end", warmedAt, f.Size(), warmLead)
+	}
+}
