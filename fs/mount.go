@@ -42,6 +42,13 @@ type Options struct {
 // through KEEP_CACHE, made safe by content-derived inode numbers.
 const cacheTTL = time.Second
 
+// outputTTL is how long the kernel may trust an output's name and
+// attributes. An output never changes under its inode (content-derived),
+// and a withdrawn or replaced one is invalidated at once (rootNode.forget),
+// so its entry can live long: a warm re-read of a segment then costs no
+// lookup or getattr round trip, only open and close.
+const outputTTL = time.Hour
+
 // Mount mounts mpcfs at dir and returns the serving FUSE server.
 func Mount(dir string, o Options) (*fuse.Server, error) {
 	if o.Log == nil {
