@@ -77,9 +77,18 @@ func (b *bench) seqRows(r *row, fn func() (int64, error)) error {
 		}
 	}
 	r.cpu, r.cpuWarm = coldCPU.perGB(coldBytes), warmCPU.perGB(warmBytes)
-	fmt.Fprintf(os.Stderr, "  %-34s cold %8.0f MB/s  warm %8.0f MB/s  (CPU s/GB daemon/MinIO/reader: cold %v, warm %v)\n",
-		r.name, median(r.cold), median(r.warm), r.cpu, r.cpuWarm)
+	fmt.Fprintf(os.Stderr, "  %-34s cold %8.0f MB/s  warm %8.0f MB/s  (runs: cold %s, warm %s; CPU s/GB daemon/MinIO/reader: cold %v, warm %v)\n",
+		r.name, median(r.cold), median(r.warm), runList(r.cold), runList(r.warm), r.cpu, r.cpuWarm)
 	return nil
+}
+
+// runList prints each run's figure, for the log: the spread is the noise.
+func runList(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 // readFiles reads each file through with one 1 MiB buffer.
