@@ -216,7 +216,7 @@ func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if err != nil {
 		return nil, 0, syscall.EIO
 	}
-	return newReadHandle(f, n.opts, bucket+"/"+key), fuse.FOPEN_KEEP_CACHE, 0
+	return newReadHandle(f, n.opts, bucket+"/"+key), readOnlyOpen, 0
 }
 
 // outputNode is an output of a SUCCEEDED task: a playlist held in memory or
@@ -251,7 +251,7 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 		return nil, 0, syscall.ENOENT
 	}
 	if n.out.File.Playlist != nil {
-		return &bytesHandle{data: n.out.File.Playlist}, fuse.FOPEN_KEEP_CACHE, 0
+		return &bytesHandle{data: n.out.File.Playlist}, readOnlyOpen, 0
 	}
 	f, err := n.opts.Manager.Open(n.out)
 	if err != nil {
@@ -263,7 +263,7 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 		out, m := n.out, n.opts.Manager
 		h.warmNext = func() { m.WarmNext(out) }
 	}
-	return h, fuse.FOPEN_KEEP_CACHE, 0
+	return h, readOnlyOpen, 0
 }
 
 func fileAttr(a *fuse.Attr, size int64, mtime time.Time) {

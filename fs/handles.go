@@ -12,6 +12,12 @@ import (
 	"github.com/mpcfs/mpcfs/crypto"
 )
 
+// readOnlyOpen are the open flags of every file read from buckets/: keep
+// the kernel's page cache across opens (the content of an inode never
+// changes), and no FLUSH request on close (nothing is ever written), one
+// round trip less per file.
+const readOnlyOpen = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+
 // readHandle is one open object or segment output. Its crypto.Reader keeps
 // the sequential stream and read-ahead of this open file.
 type readHandle struct {
