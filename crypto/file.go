@@ -115,10 +115,10 @@ func (f *File) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	c := newCursor(ctx, f, 0, 0)
 	defer c.close()
 	buf := getBuf()
-	defer putBuf(buf)
+	defer buf.unref()
 	var total int64
 	for {
-		_, out, err := c.next(*buf)
+		_, out, err := c.next(buf.b)
 		if errors.Is(err, io.EOF) {
 			return total, nil
 		}

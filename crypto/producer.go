@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // The read-ahead bound. A producer holds at most one chunk being made (or
@@ -16,16 +17,41 @@ const (
 )
 
 // bufPool recycles chunk buffers: a sequential read allocates none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, chunkSize)} }}
 
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
+// buffer is a pooled chunk buffer. It is counted: the Reader holds one
+// reference while the chunk is cur or prev, and each Data handed out (a
+// FUSE reply being written straight from it) holds one more, so a chunk
+// the Reader rotates out is not reused while the kernel still copies it.
+type buffer struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+// getBuf returns a buffer with one reference, the caller's.
+func getBuf() *buffer {
+	b := bufPool.Get().(*buffer)
+	b.refs.Store(1)
+	return b
+}
+
+func (b *buffer) ref() { b.refs.Add(1) }
+
+// unref drops a reference; the last one returns the buffer to the pool.
+func (b *buffer) unref() {
+	switch n := b.refs.Add(-1); {
+	case n == 0:
+		bufPool.Put(b)
+	case n < 0:
+		panic("crypto: chunk buffer released twice")
+	}
+}
 
 // chunk is ciphertext at File offset off, in a pooled buffer.
 type chunk struct {
 	off  int64
 	data []byte
-	buf  *[]byte
+	buf  *buffer
 	err  error // the producer failed here; data is empty
 }
 
@@ -38,7 +64,7 @@ func (c *chunk) end() int64 { return c.off + int64(len(c.data)) }
 // free returns the buffer and empties the chunk.
 func (c *chunk) free() {
 	if c.buf != nil {
-		putBuf(c.buf)
+		c.buf.unref()
 	}
 	*c = chunk{}
 }
@@ -67,15 +93,15 @@ func (p *producer) run() {
 	defer p.c.close()
 	for {
 		buf := getBuf()
-		off, data, err := p.c.next(*buf)
+		off, data, err := p.c.next(buf.b)
 		if errors.Is(err, io.EOF) {
-			putBuf(buf)
+			buf.unref()
 			return
 		}
 		select {
 		case p.ch <- chunk{off: off, data: data, buf: buf, err: err}:
 		case <-p.c.ctx.Done():
-			putBuf(buf)
+			buf.unref()
 			return
 		}
 		if err != nil {

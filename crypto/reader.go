@@ -68,32 +68,73 @@ func (r *Reader) Close() error {
 // contract: a short read only at the end of the File, with io.EOF. ctx
 // bounds this call; the read-ahead it starts lives until Close or a seek.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	d, err := r.ReadData(ctx, off, len(p))
+	defer d.Release()
+	n := 0
+	for _, s := range d.Slices {
+		n += copy(p[n:], s)
+	}
+	if err == nil && (n < len(p) || off >= r.f.size) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Data is ciphertext handed out without a copy: slices of the Reader's
+// chunk buffers, which stay valid (and are not reused) until Release.
+type Data struct {
+	Slices [][]byte
+	bufs   []*buffer
+}
+
+// Len is the number of bytes in d.
+func (d *Data) Len() int {
+	n := 0
+	for _, s := range d.Slices {
+		n += len(s)
+	}
+	return n
+}
+
+// Release gives the buffers back; d is empty afterwards. It may be called
+// from any goroutine, and more than once.
+func (d *Data) Release() {
+	for _, b := range d.bufs {
+		b.unref()
+	}
+	*d = Data{}
+}
+
+// ReadData is ReadAt without the copy: up to n bytes of ciphertext at off,
+// fewer only at the end of the File (then with no error: a Data shorter
+// than n means EOF). The caller must Release the Data, also on error (it
+// then holds what was read before the error). This is how the FUSE layer
+// replies: writev(2) straight from the chunks the cipher wrote.
+func (r *Reader) ReadData(ctx context.Context, off int64, n int) (Data, error) {
+	var d Data
 	if off < 0 {
-		return 0, fmt.Errorf("crypto: negative offset %d", off)
+		return d, fmt.Errorf("crypto: negative offset %d", off)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return 0, fmt.Errorf("crypto: read after Close: %w", fs.ErrClosed)
+		return d, fmt.Errorf("crypto: read after Close: %w", fs.ErrClosed)
 	}
-	if off >= r.f.size {
-		return 0, io.EOF
-	}
-	want := p[:min(int64(len(p)), r.f.size-off)]
-	for n := 0; n < len(want); {
-		pos := off + int64(n)
-		if c := r.find(pos); c != nil {
-			n += copy(want[n:], c.data[pos-c.off:])
+	end := min(off+int64(n), r.f.size)
+	for pos := off; pos < end; {
+		c := r.find(pos)
+		if c == nil {
+			if err := r.fetch(ctx, pos, end-pos); err != nil {
+				return d, err
+			}
 			continue
 		}
-		if err := r.fetch(ctx, pos, int64(len(want)-n)); err != nil {
-			return n, err
-		}
+		s := c.data[pos-c.off : min(end, c.end())-c.off]
+		c.buf.ref()
+		d.Slices, d.bufs = append(d.Slices, s), append(d.bufs, c.buf)
+		pos += int64(len(s))
 	}
-	if len(want) < len(p) {
-		return len(want), io.EOF
-	}
-	return len(p), nil
+	return d, nil
 }
 
 // find returns the held chunk holding pos, if any.
@@ -225,10 +266,10 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 	// cancellation while the request waits on it.
 	unwatch := context.AfterFunc(ctx, c.cancel)
 	buf := getBuf()
-	off, data, err := c.chunkAt(pos, want, *buf)
+	off, data, err := c.chunkAt(pos, want, buf.b)
 	kept := unwatch()
 	if err != nil {
-		putBuf(buf)
+		buf.unref()
 		c.close()
 		return err
 	}

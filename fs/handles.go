@@ -2,8 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
-	"io"
 	"sync/atomic"
 	"syscall"
 
@@ -41,19 +39,43 @@ func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
 }
 
 func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.r.ReadAt(ctx, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	d, err := h.r.ReadData(ctx, off, len(dest))
+	if err != nil {
+		d.Release()
 		if ctx.Err() == nil {
 			h.opts.Log.Printf("reading %s at %d: %v", h.name, off, err)
 		}
 		return nil, readErrno(err)
 	}
+	n := d.Len()
 	if h.warmNext != nil && off+int64(n)+warmLead >= h.size && !h.warmed.Load() && h.r.Streaming() {
 		if !h.warmed.Swap(true) {
 			h.warmNext()
 		}
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return &dataResult{d: d}, 0
+}
+
+// dataResult replies to a FUSE read straight from the crypto.Reader's
+// chunks: go-fuse writes a ReadResult that has Slices with one writev(2)
+// of header and slices (no copy into its buffer, no splice pipe), then
+// calls Done, which lets the chunks be reused.
+type dataResult struct{ d crypto.Data }
+
+func (r *dataResult) Slices() ([][]byte, fuse.Status) { return r.d.Slices, fuse.OK }
+func (r *dataResult) Size() int                       { return r.d.Len() }
+func (r *dataResult) Done()                           { r.d.Release() }
+
+// Bytes is for go-fuse paths that want one buffer.
+func (r *dataResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(r.d.Slices) == 1 {
+		return r.d.Slices[0], fuse.OK
+	}
+	buf = buf[:0]
+	for _, s := range r.d.Slices {
+		buf = append(buf, s...)
+	}
+	return buf, fuse.OK
 }
 
 // readErrno is what read(2) returns: EINTR when the reader gave up, else

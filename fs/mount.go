@@ -70,6 +70,10 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 			MaxWrite:      1 << 20, // also the largest read request
 			MaxReadAhead:  1 << 20,
 			DisableXAttrs: true,
+			// Every reply is made in memory (we never hand go-fuse a file
+			// descriptor), so its splice path would only cost a pipe write
+			// and drain per read before falling back to writev.
+			DisableSplice: true,
 			// The kernel checks mode bits: control/ stays owner-only even
 			// with --allow-other.
 			Options: []string{"default_permissions"},
