@@ -35,6 +35,9 @@ type Options struct {
 	AllowOther bool   // let other users read buckets/ (control/ stays owner-only)
 	Debug      bool
 	Log        *log.Logger
+	// ReadAheadKB is the kernel read-ahead set on the mount (root only;
+	// see DefaultReadAheadKB); 0 leaves the kernel's 128 KiB.
+	ReadAheadKB int
 }
 
 // cacheTTL is how long the kernel may trust a name or attributes. Short, so
@@ -57,7 +60,7 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 	ttl, neg := cacheTTL, time.Duration(0)
 	root := &rootNode{opts: &o}
 	o.Manager.OnWithdraw(root.forget)
-	return fusefs.Mount(dir, root, &fusefs.Options{
+	server, err := fusefs.Mount(dir, root, &fusefs.Options{
 		EntryTimeout:    &ttl,
 		AttrTimeout:     &ttl,
 		NegativeTimeout: &neg, // a task's outputs must appear at once
@@ -81,6 +84,12 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 			Logger:  o.Log,
 		},
 	})
+	if err == nil && o.ReadAheadKB > 0 {
+		if err := setReadAhead(dir, o.ReadAheadKB); err != nil {
+			o.Log.Printf("kernel read-ahead stays at its default: %v", err)
+		}
+	}
+	return server, err
 }
 
 // rootNode holds the two fixed folders.

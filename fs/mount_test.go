@@ -96,7 +96,8 @@ func (f *fixture) mount() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther})
+	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther,
+		ReadAheadKB: fs.DefaultReadAheadKB})
 	if err != nil {
 		f.mgr.Close()
 		f.t.Fatal(err)

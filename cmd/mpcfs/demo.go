@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control/hls/sample"
+	"github.com/mpcfs/mpcfs/fs"
 )
 
 // runDemo shows the whole product on the embedded default store: it makes
@@ -56,7 +57,7 @@ func (d *demo) run(keep bool) error {
 		return err
 	}
 	m, err := startMount(&mountConfig{StoreDir: storeDir, Region: "region1", Mountpoint: d.mnt,
-		MasterKey: filepath.Join(d.dir, "master.key")}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+		MasterKey: filepath.Join(d.dir, "master.key"), ReadAhead: fs.DefaultReadAheadKB}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ type mountConfig struct {
 	SysBucket  string
 	Debug      bool
 	Refresh    time.Duration
+	ReadAhead  int // KiB
 	Mountpoint string
 }
 
@@ -52,6 +53,7 @@ func parseMountFlags(args []string) (*mountConfig, error) {
 	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
 	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
 	fl.DurationVar(&c.Refresh, "refresh", control.DefaultRefresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+	fl.IntVar(&c.ReadAhead, "read-ahead-kb", fs.DefaultReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
@@ -124,7 +126,7 @@ func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
 	if err != nil {
 		return nil, err
 	}
-	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg})
+	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg, ReadAheadKB: c.ReadAhead})
 	if err != nil {
 		mgr.Close()
 		return nil, fmt.Errorf("mounting %s: %w", c.Mountpoint, err)
