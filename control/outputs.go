@@ -181,15 +181,21 @@ func (m *Manager) Output(bucket, key string) *Output {
 	return m.outputs.idx.Load().files[bucket+"/"+key]
 }
 
-// WarmNext starts reading the segment after o ahead of its reader (see
-// crypto.File.Warm), when that segment is still published.
+// warmAhead is how many segments after one being read are warmed: two,
+// so that the lane engine has two CBC chains to interleave while the
+// reader is served what was made ahead (crypto.File.Warm).
+const warmAhead = 2
+
+// WarmNext starts reading the segments after o ahead of their reader (see
+// crypto.File.Warm), those still published.
 func (m *Manager) WarmNext(o *Output) {
-	n := o.Next
-	if n == nil || m.Output(n.Bucket, n.Key) != n {
-		return
-	}
-	if f, err := m.Open(n); err == nil {
-		f.Warm()
+	for n, i := o.Next, 0; n != nil && i < warmAhead; n, i = n.Next, i+1 {
+		if m.Output(n.Bucket, n.Key) != n {
+			return
+		}
+		if f, err := m.Open(n); err == nil {
+			f.Warm()
+		}
 	}
 }
 

@@ -31,9 +31,11 @@ type cursor struct {
 	pos    int64     // part-relative output offset of the next byte
 	chain  [blockSize]byte
 	src    io.ReadCloser
-	srcPos int64 // plaintext offset src is at
-	srcEnd int64 // end of src's window
-	window int64 // size of the next window
+	srcPos int64   // plaintext offset src is at
+	srcEnd int64   // end of src's window
+	window int64   // size of the next window
+	lanes  bool    // encrypt AES-128-CBC through the lane engine (producers)
+	job    laneJob // this cursor's chunk in the engine, reused
 }
 
 // newCursor returns a cursor that can produce part idx from output offset
@@ -58,6 +60,12 @@ func (c *cursor) enter(idx int) {
 		c.fp = c.f.parts[idx]
 		c.chain = c.fp.iv
 	}
+}
+
+// usesLanes reports whether c's next chunk goes to the lane engine
+// (approximately: it may cross into a part that does not).
+func (c *cursor) usesLanes() bool {
+	return c.lanes && c.fp != nil && laneKey(c.fp.block) != nil
 }
 
 // fileOff is the File offset of the next byte.
@@ -144,7 +152,12 @@ func (c *cursor) encrypt(out []byte, nPlain int) {
 		for i := nPlain; i < len(out); i++ {
 			out[i] = pad
 		}
-		stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)
+		if rk := laneKey(fp.block); rk != nil && c.lanes {
+			c.job.rk, c.job.chain, c.job.buf = rk, c.chain, out
+			encryptLanes(&c.job)
+		} else {
+			stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)
+		}
 		fp.cps.record(c.pos, out[:nPlain-nPlain%blockSize])
 		c.chain = [blockSize]byte(out[len(out)-blockSize:])
 	default:

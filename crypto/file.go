@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
 )
 
 // RangeSource opens plaintext bytes [off, off+n) of a part, offsets
@@ -37,7 +38,8 @@ func (p Part) Format(s fmt.State, verb rune) {
 type File struct {
 	parts []*filePart
 	size  int64
-	warm  warmSlot // a stream started ahead of the next reader (Warm)
+	warm  warmSlot     // a stream started ahead of the next reader (Warm)
+	open  atomic.Int32 // Readers of NewReader not yet closed
 }
 
 // filePart is a validated Part laid out in its File. It keeps the key only

@@ -49,10 +49,11 @@ func (b *buffer) unref() {
 
 // chunk is ciphertext at File offset off, in a pooled buffer.
 type chunk struct {
-	off  int64
-	data []byte
-	buf  *buffer
-	err  error // the producer failed here; data is empty
+	off   int64
+	data  []byte
+	buf   *buffer
+	err   error // the producer failed here; data is empty
+	ahead bool  // it holds a token of aheadTokens while queued
 }
 
 func (c *chunk) contains(pos int64) bool {
@@ -69,18 +70,32 @@ func (c *chunk) free() {
 	*c = chunk{}
 }
 
+// aheadChunks bounds, across all warm streams, the chunks made beyond
+// each stream's own queue slot: 16 MiB. A warm stream (the next segment,
+// warm.go) encrypts on while the current segment is still being read, so
+// that the lane engine has two chains to interleave; what it makes waits
+// here until its reader arrives. Ordinary streams stay one chunk ahead.
+const aheadChunks = 32
+
+var aheadTokens = make(chan struct{}, aheadChunks)
+
 // producer encrypts ahead of a sequential reader in its own goroutine,
 // so that encryption (the cost of CBC) overlaps the reader's copying and
 // the kernel's handling of the previous read.
 type producer struct {
-	c    *cursor // owned by the goroutine until done
-	ch   chan chunk
-	done chan struct{}
+	c     *cursor // owned by the goroutine until done
+	deep  bool    // may take aheadTokens (a warm stream)
+	space chan struct{}
+	ch    chan chunk
+	done  chan struct{}
 }
 
-// startProducer hands the cursor to a new producer goroutine.
-func startProducer(c *cursor) *producer {
-	p := &producer{c: c, ch: make(chan chunk, chunkQueue), done: make(chan struct{})}
+// startProducer hands the cursor to a new producer goroutine. A deep one
+// may run ahead into the shared budget.
+func startProducer(c *cursor, deep bool) *producer {
+	c.lanes = true
+	p := &producer{c: c, deep: deep, space: make(chan struct{}, chunkQueue),
+		ch: make(chan chunk, chunkQueue+aheadChunks), done: make(chan struct{})}
 	go p.run()
 	return p
 }
@@ -92,21 +107,60 @@ func (p *producer) run() {
 	defer close(p.ch)
 	defer p.c.close()
 	for {
+		ahead, ok := p.acquire()
+		if !ok {
+			return
+		}
 		buf := getBuf()
+		lanes := p.c.usesLanes()
+		if lanes {
+			producing.Add(1)
+		}
 		off, data, err := p.c.next(buf.b)
+		if lanes {
+			producing.Add(-1)
+		}
 		if errors.Is(err, io.EOF) {
 			buf.unref()
+			p.release(ahead)
 			return
 		}
-		select {
-		case p.ch <- chunk{off: off, data: data, buf: buf, err: err}:
-		case <-p.c.ctx.Done():
-			buf.unref()
-			return
-		}
+		// Never blocks: ch has room for every slot and token.
+		p.ch <- chunk{off: off, data: data, buf: buf, err: err, ahead: ahead}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// acquire waits for room for one more chunk: the producer's own slot, or
+// (deep producers) a token of the shared budget. ahead says which.
+func (p *producer) acquire() (ahead, ok bool) {
+	select {
+	case p.space <- struct{}{}:
+		return false, true
+	default:
+	}
+	tokens := aheadTokens
+	if !p.deep {
+		tokens = nil // never ready
+	}
+	select {
+	case p.space <- struct{}{}:
+		return false, true
+	case tokens <- struct{}{}:
+		return true, true
+	case <-p.c.ctx.Done():
+		return false, false
+	}
+}
+
+// release gives back the room a chunk took, once it left the queue.
+func (p *producer) release(ahead bool) {
+	if ahead {
+		<-aheadTokens
+	} else {
+		<-p.space
 	}
 }
 
@@ -115,6 +169,7 @@ func (p *producer) run() {
 func (p *producer) stop() {
 	p.c.cancel()
 	for c := range p.ch {
+		p.release(c.ahead)
 		c.free()
 	}
 	<-p.done

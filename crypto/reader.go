@@ -35,15 +35,19 @@ type Reader struct {
 	idle      *cursor   // the stream after a seek, at cur.end(), not yet read ahead
 	prod      *producer // the stream read ahead, at cur.end()
 	warm      bool      // prod was started by File.Warm and nothing read from it yet
+	open      bool      // counted in f.open (made by NewReader, not yet closed)
 }
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
 // its source stream. It adopts the File's warm stream if there is one.
 func (f *File) NewReader() *Reader {
-	if r := f.takeWarm(); r != nil {
-		return r
+	r := f.takeWarm()
+	if r == nil {
+		r = f.newReader()
 	}
-	return f.newReader()
+	r.open = true
+	f.open.Add(1)
+	return r
 }
 
 func (f *File) newReader() *Reader {
@@ -57,6 +61,10 @@ func (r *Reader) Close() error {
 	r.cancel() // first: aborts a source read a ReadAt may be blocked in
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.open {
+		r.f.open.Add(-1)
+		r.open = false
+	}
 	r.closed = true
 	r.stop()
 	r.cur.free()
@@ -172,14 +180,14 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 		// next window is the largest, not one of a doubling series (fewer
 		// GETs per segment; MinIO pays per request).
 		r.idle.window = maxWindow
-		r.prod = startProducer(r.idle)
+		r.prod = startProducer(r.idle, false)
 		r.idle = nil
 		return r.receive(ctx, pos)
 	case pos == 0 && r.fresh():
 		// The first read of a file at its start is nearly always the
 		// start of a sequential read (players, cat, nginx): stream at
 		// once, one request per segment instead of two.
-		r.startStream(0)
+		r.startStream(0, false)
 		return r.receive(ctx, pos)
 	case r.idle != nil && gap > 0 && gap < idleSkip:
 		c := r.idle
@@ -195,11 +203,12 @@ func (r *Reader) fresh() bool {
 }
 
 // startStream starts the read-ahead at part idx's start, its windows the
-// largest from the first. Called with r.mu held (or r not yet shared).
-func (r *Reader) startStream(idx int) {
+// largest from the first; a deep one (warm) may run far ahead. Called
+// with r.mu held (or r not yet shared).
+func (r *Reader) startStream(idx int, deep bool) {
 	c := newCursor(r.ctx, r.f, idx, 0)
 	c.window = maxWindow
-	r.prod = startProducer(c)
+	r.prod = startProducer(c, deep)
 }
 
 // Streaming reports whether r is reading ahead: its reads have been
@@ -219,6 +228,7 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 				r.stop()
 				return errors.New("crypto: read-ahead ended before the requested offset")
 			}
+			r.prod.release(c.ahead)
 			if c.err != nil {
 				err := c.err
 				c.free()

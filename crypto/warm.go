@@ -8,15 +8,18 @@ import (
 
 // Warm streams: a player (or cat, or nginx) reads a playlist's segments
 // one after another, each from its first byte. The caller that sees one
-// segment read to near its end warms the next: its first source window is
-// requested and its first chunks encrypted while the reader finishes the
-// current one, so the next open starts without a request round trip and
-// CBC of two segments overlaps on two cores. The next NewReader adopts
-// the stream; an unadopted one is stopped after warmTTL. At most maxWarm
-// are held at once (each up to chunkQueue+1 chunks and a source window).
+// segment being read in sequence warms the next: its source is requested
+// and it is encrypted while the reader is still on the current one, into
+// the shared ahead budget (producer.go), so the next open starts without a
+// request round trip and finds chunks made, and the two segments' CBC
+// chains share the lane engine (lanes_amd64.go). The next NewReader
+// adopts the stream; an unadopted one is stopped after warmTTL, long
+// enough for a player reading in real time to reach it. At most maxWarm
+// are held at once (each one chunk and a source window, plus what it
+// holds of the ahead budget).
 const maxWarm = 8
 
-var warmTTL = 2 * time.Second // a variable for tests
+var warmTTL = 10 * time.Second // a variable for tests
 
 var warmHeld atomic.Int32
 
@@ -28,10 +31,11 @@ type warmSlot struct {
 }
 
 // Warm starts reading f from its start in the background for a reader
-// expected to open it soon. It does nothing when f is already warm, when
-// maxWarm streams are held, or for an empty File.
+// expected to open it soon. It does nothing when f is already warm or
+// being read (a concurrent reader got there first), when maxWarm streams
+// are held, or for an empty File.
 func (f *File) Warm() {
-	if f.size == 0 {
+	if f.size == 0 || f.open.Load() > 0 {
 		return
 	}
 	s := &f.warm
@@ -46,7 +50,7 @@ func (f *File) Warm() {
 	}
 	r := f.newReader()
 	r.mu.Lock()
-	r.startStream(0)
+	r.startStream(0, true)
 	r.warm = true
 	r.mu.Unlock()
 	s.r = r

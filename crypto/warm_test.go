@@ -55,6 +55,9 @@ func TestWarmExpires(t *testing.T) {
 	base := runtime.NumGoroutine()
 	f.Warm()
 	waitFor(t, "the warm stream to expire", func() bool { return warmHeld.Load() == 0 && runtime.NumGoroutine() <= base })
+	if n := len(aheadTokens); n != 0 {
+		t.Fatalf("an expired warm stream left %d chunks of the ahead budget taken", n)
+	}
 	want := openssl(t, AES128CBC, testKey, testIV, src.data)
 	if got := readSeq(t, f, 1<<20); !bytes.Equal(got, want) {
 		t.Fatal("ciphertext after an expired warm stream differs from openssl's")
@@ -105,4 +108,50 @@ func TestWarmFailureRetried(t *testing.T) {
 	if got := readSeq(t, f, 128<<10); !bytes.Equal(got, want) {
 		t.Fatal("wrong ciphertext after a failed warm stream")
 	}
+}
+
+// TestWarmRunsAhead: a warm stream encrypts far ahead of its reader, into
+// the shared budget, and gives the budget back as its chunks are read; an
+// ordinary stream stays one chunk ahead.
+func TestWarmRunsAhead(t *testing.T) {
+	r := rand.New(rand.NewSource(25))
+	f, src := onePart(t, r, AES128CBC, 12<<20, testIV)
+	f.Warm()
+	waitFor(t, "the warm stream to run ahead", func() bool { return src.read.Load() >= 6<<20 })
+	if n := len(aheadTokens); n == 0 || n > aheadChunks {
+		t.Fatalf("warm stream 6 MiB ahead holds %d chunks of the budget", n)
+	}
+	if got, want := readSeq(t, f, 128<<10), openssl(t, AES128CBC, testKey, testIV, src.data); !bytes.Equal(got, want) {
+		t.Fatal("ciphertext read after running ahead differs from openssl's")
+	}
+	if n := len(aheadTokens); n != 0 {
+		t.Fatalf("%d chunks of the ahead budget still taken after the read", n)
+	}
+
+	g, gsrc := onePart(t, r, AES128CBC, 12<<20, testIV)
+	rd := g.NewReader()
+	defer rd.Close()
+	checkRead(t, rd, openssl(t, AES128CBC, testKey, testIV, gsrc.data), 0, 4096)
+	time.Sleep(100 * time.Millisecond) // what an ordinary stream makes while nobody reads
+	if n := gsrc.read.Load(); n > (chunkQueue+2)*chunkSize {
+		t.Fatalf("an ordinary stream read %d bytes ahead of a 4 KiB read; its bound is %d", n, (chunkQueue+2)*chunkSize)
+	}
+}
+
+// TestWarmSkipsOpenFile: a File someone is reading is not warmed (its
+// reader is ahead of any warm stream); once closed it can be.
+func TestWarmSkipsOpenFile(t *testing.T) {
+	f, _ := onePart(t, rand.New(rand.NewSource(26)), AES128CTR, 1<<20, testIV)
+	rd := f.NewReader()
+	f.Warm()
+	if n := warmHeld.Load(); n != 0 {
+		t.Fatalf("warming a File being read holds %d streams", n)
+	}
+	rd.Close()
+	rd.Close() // counted once
+	f.Warm()
+	if n := warmHeld.Load(); n != 1 {
+		t.Fatalf("warming a closed File holds %d streams, want 1", n)
+	}
+	f.takeWarm().Close()
 }

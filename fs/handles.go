@@ -25,14 +25,20 @@ type readHandle struct {
 	size int64
 
 	// warmNext, if set, starts the next segment of the playlist; called
-	// once, when a sequential read comes within warmLead of the end.
+	// once, when the handle has read warmAfter bytes in sequence (or is
+	// within warmLead of its end).
 	warmNext func()
 	warmed   atomic.Bool
 }
 
-// warmLead is how far before the end of a segment read in sequence the
-// next one is warmed: enough to hide its first request and chunk.
-const warmLead = 4 << 20
+// A segment read in sequence past warmAfter is being played or copied,
+// not probed: the next one is warmed then, so that it is encrypted
+// alongside (crypto.File.Warm). Short segments warm it from warmLead
+// before their end.
+const (
+	warmAfter = 1 << 20
+	warmLead  = 4 << 20
+)
 
 func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
 	return &readHandle{r: f.NewReader(), opts: opts, name: name, size: f.Size()}
@@ -48,7 +54,7 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		return nil, readErrno(err)
 	}
 	n := d.Len()
-	if h.warmNext != nil && off+int64(n)+warmLead >= h.size && !h.warmed.Load() && h.r.Streaming() {
+	if end := off + int64(n); h.warmNext != nil && (end >= warmAfter || end+warmLead >= h.size) && !h.warmed.Load() && h.r.Streaming() {
 		if !h.warmed.Swap(true) {
 			h.warmNext()
 		}

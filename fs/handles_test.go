@@ -10,10 +10,11 @@ import (
 	"github.com/mpcfs/mpcfs/crypto"
 )
 
-// TestWarmNextOnceNearEnd: a segment read in sequence warms the next one
-// once, when the reads come within warmLead of its end; reads at random
-// places near the end (a probe for the duration, say) warm nothing.
-func TestWarmNextOnceNearEnd(t *testing.T) {
+// TestWarmNextOnce: a segment read in sequence warms the next ones once,
+// when the reads pass warmAfter; reads at random places near the end (a
+// probe for the duration, say) or of just its start (a probe of the
+// format) warm nothing.
+func TestWarmNextOnce(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
 	f, err := crypto.NewFile([]crypto.Part{{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
@@ -38,6 +39,18 @@ func TestWarmNextOnceNearEnd(t *testing.T) {
 		t.Fatalf("random reads near the end warmed the next segment %d times", calls)
 	}
 
+	probe := newReadHandle(f, opts, "probe")
+	probe.warmNext = func() { calls++ }
+	for off := int64(0); off+int64(len(buf)) < warmAfter; off += int64(len(buf)) {
+		if _, errno := probe.Read(ctx, buf, off); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	probe.Release(ctx)
+	if calls != 0 {
+		t.Fatalf("reading the first %d bytes warmed the next segment %d times", warmAfter, calls)
+	}
+
 	seq := newReadHandle(f, opts, "seq")
 	var warmedAt []int64
 	var off int64
@@ -48,8 +61,8 @@ func TestWarmNextOnceNearEnd(t *testing.T) {
 		}
 	}
 	seq.Release(ctx)
-	// Once, by the first read ending within warmLead of the end.
-	if len(warmedAt) != 1 || warmedAt[0]+int64(len(buf))+warmLead < f.Size() || warmedAt[0]+warmLead >= f.Size() {
-		t.Fatalf("warmed at offsets %v of %d, want once, by the first read ending within %d of the end", warmedAt, f.Size(), warmLead)
+	// Once, by the first read ending at or past warmAfter.
+	if len(warmedAt) != 1 || warmedAt[0]+int64(len(buf)) < warmAfter || warmedAt[0] >= warmAfter {
+		t.Fatalf("warmed at offsets %v of %d, want once, by the first read ending past %d", warmedAt, f.Size(), warmAfter)
 	}
 }
