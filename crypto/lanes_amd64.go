@@ -17,10 +17,11 @@ import (
 // arriving while another is being encrypted joins it at the next slice.
 //
 // A producer spends most of a chunk's time reading its plaintext from
-// the store, so two chunks rarely arrive together by chance: when one is
-// alone and another producer is filling its chunk, the engine waits up
-// to lingerMax for it. Waiting costs no CPU; a lone lane costs as much
-// CPU as four. The producers then fall into step.
+// the store, so two chunks rarely arrive together by chance: when a job
+// starts alone or one finishes, and another producer is filling its
+// chunk, the engine waits up to lingerMax for it. Waiting costs no CPU;
+// a lane costs as much CPU alone as with three others. The producers
+// then fall into step.
 //
 // Only producers (read-ahead) use it: a synchronous read (a seek) would
 // pay two goroutine switches for no company.
@@ -30,6 +31,19 @@ const (
 	laneSlice = 64 << 10 // how much of each lane one step encrypts
 	lingerMax = 300 * time.Microsecond
 )
+
+// laneBytes[i] counts the bytes encrypted in steps of i+1 lanes.
+var laneBytes [maxLanes]atomic.Int64
+
+// LaneStats returns how many bytes the engine encrypted in steps of 1, 2,
+// 3 and 4 lanes since the process started (the daemon logs it on exit).
+func LaneStats() [maxLanes]int64 {
+	var s [maxLanes]int64
+	for i := range s {
+		s[i] = laneBytes[i].Load()
+	}
+	return s
+}
 
 // producing counts the producers making a chunk for the engine (between
 // taking room for it and sending it): those that will hand it a job soon.
@@ -83,37 +97,32 @@ func runLanes(in <-chan *laneJob) {
 		active  []*laneJob
 		l       cbcLanes
 		scratch = make([]byte, laneSlice) // what idle lanes encrypt
+		linger  = time.NewTimer(time.Hour)
+		changed bool // a job started alone or one finished: maybe wait once
 	)
-	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
 		if len(active) == 0 {
-			active = append(active, <-in)
+			active, changed = append(active, <-in), true
 		}
-		if len(active) == 1 && producing.Load() > 1 {
-			// Another stream is filling its chunk: a single lane costs
-			// what four do, so wait a little for it to join.
+		active = takeWaiting(in, active)
+		if changed && len(active) < maxLanes && int(producing.Load()) > len(active) {
+			// Another stream is filling its chunk and a lane costs as
+			// much alone as with company: wait a little for it, once per
+			// change, so a stream stuck on its store slows no other much.
 			linger.Reset(lingerMax)
 			select {
 			case j := <-in:
-				active = append(active, j)
+				active = takeWaiting(in, append(active, j))
 				linger.Stop()
 			case <-linger.C:
-			}
-		}
-	fill:
-		for len(active) < maxLanes {
-			select {
-			case j := <-in:
-				active = append(active, j)
-			default:
-				break fill
 			}
 		}
 		step := laneSlice
 		for _, j := range active {
 			step = min(step, len(j.buf))
 		}
+		laneBytes[len(active)-1].Add(int64(step * len(active)))
 		if len(active) == 1 {
 			j := active[0]
 			cbcEncAsm(j.rk, &j.chain, &j.buf[0], &j.buf[0], step)
@@ -131,8 +140,23 @@ func runLanes(in <-chan *laneJob) {
 				j.chain = l.chain[i]
 			}
 		}
+		n := len(active)
 		active = advanceLanes(active, step)
+		changed = len(active) < n
 	}
+}
+
+// takeWaiting adds the jobs already queued, up to maxLanes.
+func takeWaiting(in <-chan *laneJob, active []*laneJob) []*laneJob {
+	for len(active) < maxLanes {
+		select {
+		case j := <-in:
+			active = append(active, j)
+		default:
+			return active
+		}
+	}
+	return active
 }
 
 // advanceLanes moves every job on by step bytes and lets the finished
