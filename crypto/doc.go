@@ -35,6 +35,24 @@
 // goroutine takes the stream over and fetches and encrypts ahead, across
 // part boundaries, while the reader copies out what is ready. Its
 // memory is bounded: one 512 KiB chunk being made and one queued, plus the
-// two the Reader keeps for slightly out-of-order kernel reads: 2 MiB per
-// open file. A seek or Close stops the producer.
+// chunks the Reader holds for kernel requests that arrive out of order:
+// a chunk is let go once every byte of it has been served, so in order
+// that is the newest one, and never more than eight. A seek or Close
+// stops the producer.
+//
+// # Warm streams and CBC lanes
+//
+// The segments after one being read in sequence are warmed (warm.go):
+// streamed and encrypted ahead, into a budget of 16 MiB shared by all
+// warm streams, for the reader that opens them next. CBC chains of
+// different streams are encrypted side by side, up to four at once, by
+// one lane engine (lanes_amd64.go): a chain is serial, but four
+// interleaved AES-NI chains cost a core about what one does.
+//
+// # Replies without a copy
+//
+// ReadData hands out ciphertext as slices of the chunk buffers themselves
+// (the FUSE layer writes them to the kernel with one writev). Buffers are
+// reference counted, so a chunk let go while a reply is still being
+// written is recycled only when that reply is done.
 package crypto

@@ -345,6 +345,30 @@ func TestNearSequential(t *testing.T) {
 	}
 }
 
+// TestOutOfOrderRequests: the kernel's read-ahead requests, served by
+// several goroutines, arrive out of order: each 1 MiB request here comes
+// after the one past it. They are all served from the one stream, every
+// plaintext byte read once, one window per 16 MiB; and chunks wholly
+// served are let go.
+func TestOutOfOrderRequests(t *testing.T) {
+	for _, alg := range allAlgs {
+		f, src := onePart(t, rand.New(rand.NewSource(17)), alg, 20<<20+3, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		rd := f.NewReader()
+		const req = 1 << 20
+		checkRead(t, rd, want, 0, req)
+		for off := int64(req); off < f.Size(); off += 2 * req {
+			checkRead(t, rd, want, off+req, req)
+			checkRead(t, rd, want, off, req)
+		}
+		if n := len(rd.held); n > 2 {
+			t.Errorf("%s: %d chunks held after every byte was served", alg, n)
+		}
+		rd.Close()
+		checkStreamWindows(t, src, 0, maxWindow)
+	}
+}
+
 // TestIdleStreamSkips: after a seek, reads a little further on continue
 // the same stream (nothing fetched twice): its first window is the first
 // request, the next one covers the rest of a small part and reaches into

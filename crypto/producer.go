@@ -8,9 +8,9 @@ import (
 )
 
 // The read-ahead bound. A producer holds at most one chunk being made (or
-// waiting to be sent) and chunkQueue chunks in its channel; the Reader
-// holds two more (cur and prev). With 512 KiB chunks that is 2 MiB per
-// open file, of which 1 MiB is ahead of the reader.
+// waiting to be sent) and chunkQueue chunks in its channel (a warm one
+// more, from the shared ahead budget); the Reader holds the chunks not
+// yet wholly served (maxHeld at most, in order just one).
 const (
 	chunkSize  = 512 << 10 // a multiple of blockSize
 	chunkQueue = 1
@@ -54,6 +54,8 @@ type chunk struct {
 	buf   *buffer
 	err   error // the producer failed here; data is empty
 	ahead bool  // it holds a token of aheadTokens while queued
+
+	served int // bytes of data handed out by the Reader (they may go)
 }
 
 func (c *chunk) contains(pos int64) bool {

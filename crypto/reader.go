@@ -29,14 +29,24 @@ type Reader struct {
 	ctx    context.Context // until Close: the lifetime of its streams
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	closed    bool
-	cur, prev chunk     // the last two chunks made, cur the newer
-	idle      *cursor   // the stream after a seek, at cur.end(), not yet read ahead
-	prod      *producer // the stream read ahead, at cur.end()
-	warm      bool      // prod was started by File.Warm and nothing read from it yet
-	open      bool      // counted in f.open (made by NewReader, not yet closed)
+	mu     sync.Mutex
+	closed bool
+	held   []*chunk  // chunks made and not yet wholly served (and the newest), oldest first
+	end    int64     // where the stream continues: the end of the newest chunk made
+	made   bool      // a chunk was ever made
+	idle   *cursor   // the stream after a seek, at end, not yet read ahead
+	prod   *producer // the stream read ahead, at end
+	warm   bool      // prod was started by File.Warm and nothing read from it yet
+	open   bool      // counted in f.open (made by NewReader, not yet closed)
 }
+
+// maxHeld bounds the chunks a Reader keeps for requests that arrive out
+// of order: the kernel has several read-ahead requests in flight and
+// go-fuse serves each in its own goroutine, so a request may come after
+// the stream has gone past it. A chunk is let go once every byte of it
+// has been served (the kernel caches what it got), so in order only the
+// newest is kept.
+const maxHeld = 8
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
 // its source stream. It adopts the File's warm stream if there is one.
@@ -67,8 +77,10 @@ func (r *Reader) Close() error {
 	}
 	r.closed = true
 	r.stop()
-	r.cur.free()
-	r.prev.free()
+	for _, c := range r.held {
+		c.free()
+	}
+	r.held = nil
 	return nil
 }
 
@@ -139,21 +151,37 @@ func (r *Reader) ReadData(ctx context.Context, off int64, n int) (Data, error) {
 		}
 		s := c.data[pos-c.off : min(end, c.end())-c.off]
 		c.buf.ref()
+		c.served += len(s)
 		d.Slices, d.bufs = append(d.Slices, s), append(d.bufs, c.buf)
 		pos += int64(len(s))
 	}
+	r.dropServed()
 	return d, nil
 }
 
 // find returns the held chunk holding pos, if any.
 func (r *Reader) find(pos int64) *chunk {
-	if r.cur.contains(pos) {
-		return &r.cur
-	}
-	if r.prev.contains(pos) {
-		return &r.prev
+	for _, c := range r.held {
+		if c.contains(pos) {
+			return c
+		}
 	}
 	return nil
+}
+
+// dropServed lets go of the chunks every byte of which has been served,
+// but the newest (a re-read of what was just read costs nothing).
+func (r *Reader) dropServed() {
+	kept := r.held[:0]
+	for i, c := range r.held {
+		if c.served >= len(c.data) && i < len(r.held)-1 {
+			c.free()
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(r.held[len(kept):])
+	r.held = kept
 }
 
 // fetch makes cur hold pos. A read right at the end of the stream is
@@ -163,7 +191,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	gap := pos - r.cur.end()
+	gap := pos - r.end
 	switch {
 	case r.prod != nil && gap >= 0 && gap < skipAhead:
 		err := r.receive(ctx, pos)
@@ -199,7 +227,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 
 // fresh reports whether r has made nothing yet.
 func (r *Reader) fresh() bool {
-	return r.prod == nil && r.idle == nil && r.cur.data == nil && r.prev.data == nil
+	return r.prod == nil && r.idle == nil && !r.made
 }
 
 // startStream starts the read-ahead at part idx's start, its windows the
@@ -219,9 +247,9 @@ func (r *Reader) Streaming() bool {
 	return r.prod != nil
 }
 
-// receive takes chunks from the producer until cur holds pos.
+// receive takes chunks from the producer until the newest holds pos.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
-	for !r.cur.contains(pos) {
+	for pos >= r.end {
 		select {
 		case c, ok := <-r.prod.ch:
 			if !ok { // only at the end of the File, which pos is before
@@ -235,7 +263,7 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 				r.stop()
 				return err
 			}
-			r.rotate(c)
+			r.rotate(&c)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -283,7 +311,7 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 		c.close()
 		return err
 	}
-	r.rotate(chunk{off: off, data: data, buf: buf})
+	r.rotate(&chunk{off: off, data: data, buf: buf})
 	if kept {
 		r.idle = c
 	} else {
@@ -292,11 +320,14 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 	return nil
 }
 
-// rotate makes c the current chunk, keeping the one before.
-func (r *Reader) rotate(c chunk) {
-	r.prev.free()
-	r.prev = r.cur
-	r.cur = c
+// rotate makes c the newest chunk; the oldest goes when maxHeld are held.
+func (r *Reader) rotate(c *chunk) {
+	if len(r.held) == maxHeld {
+		r.held[0].free()
+		r.held = append(r.held[:0], r.held[1:]...)
+	}
+	r.held = append(r.held, c)
+	r.end, r.made = c.end(), true
 }
 
 // stop ends the stream: the producer or the idle cursor.
