@@ -8,18 +8,20 @@ import (
 
 // Warm streams: a player (or cat, or nginx) reads a playlist's segments
 // one after another, each from its first byte. The caller that sees one
-// segment being read in sequence warms the next: its source is requested
-// and it is encrypted while the reader is still on the current one, into
-// the shared ahead budget (producer.go), so the next open starts without a
-// request round trip and finds chunks made, and the two segments' CBC
-// chains share the lane engine (lanes_amd64.go). The next NewReader
+// segment being read in sequence warms the next ones (the FUSE layer: two):
+// their sources are requested and they are encrypted while the reader is
+// still on the current one, into the shared ahead budget (producer.go), so
+// the next open starts without a request round trip and finds chunks
+// made, and the segments' CBC chains share the lane engine
+// (lanes_amd64.go). The next NewReader
 // adopts the stream; an unadopted one is stopped after warmTTL, long
-// enough for a player reading in real time to reach it. At most maxWarm
+// enough for a player reading in real time to reach the second segment
+// after the one it is on (10 s segments: 20 s). At most maxWarm
 // are held at once (each one chunk and a source window, plus what it
 // holds of the ahead budget).
 const maxWarm = 8
 
-var warmTTL = 10 * time.Second // a variable for tests
+var warmTTL = 30 * time.Second // a variable for tests
 
 var warmHeld atomic.Int32
 
