@@ -8,8 +8,8 @@ import (
 )
 
 // TestDataOutlivesRotation holds every Data handed out while the Reader
-// streams on (rotating its chunks out, which would recycle their buffers)
-// and closes it, then checks each Data still holds its bytes: a FUSE reply
+// streams on (letting go of the chunks it served, which would recycle
+// their buffers) and closes it, then checks each Data still holds its bytes: a FUSE reply
 // written from a Data must never see a buffer reused under it.
 func TestDataOutlivesRotation(t *testing.T) {
 	r := rand.New(rand.NewSource(7))

@@ -43,7 +43,7 @@
 // # Warm streams and CBC lanes
 //
 // The segments after one being read in sequence are warmed (warm.go):
-// streamed and encrypted ahead, into a budget of 16 MiB shared by all
+// streamed and encrypted ahead, into a budget of 24 MiB shared by all
 // warm streams, for the reader that opens them next. CBC chains of
 // different streams are encrypted side by side, up to four at once, by
 // one lane engine (lanes_amd64.go): a chain is serial, but four

@@ -73,11 +73,12 @@ func (c *chunk) free() {
 }
 
 // aheadChunks bounds, across all warm streams, the chunks made beyond
-// each stream's own queue slot: 16 MiB. A warm stream (the next segment,
-// warm.go) encrypts on while the current segment is still being read, so
-// that the lane engine has two chains to interleave; what it makes waits
-// here until its reader arrives. Ordinary streams stay one chunk ahead.
-const aheadChunks = 32
+// each stream's own queue slot: 24 MiB. A warm stream (a segment after the
+// one being read, warm.go) encrypts on while the current segment is still
+// being read, so that the lane engine has chains to interleave; what it
+// makes waits here until its reader arrives. Ordinary streams stay one
+// chunk ahead.
+const aheadChunks = 48
 
 var aheadTokens = make(chan struct{}, aheadChunks)
 

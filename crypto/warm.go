@@ -8,7 +8,7 @@ import (
 
 // Warm streams: a player (or cat, or nginx) reads a playlist's segments
 // one after another, each from its first byte. The caller that sees one
-// segment being read in sequence warms the next ones (the FUSE layer: two):
+// segment being read in sequence warms the next ones (the FUSE layer: four):
 // their sources are requested and they are encrypted while the reader is
 // still on the current one, into the shared ahead budget (producer.go), so
 // the next open starts without a request round trip and finds chunks
