@@ -37,7 +37,7 @@
 // memory is bounded: one 512 KiB chunk being made and one queued, plus the
 // chunks the Reader holds for kernel requests that arrive out of order:
 // a chunk is let go once every byte of it has been served, so in order
-// that is the newest one, and never more than eight. A seek or Close
+// that is the newest one, and never more than four. A seek or Close
 // stops the producer.
 //
 // # Warm streams and CBC lanes

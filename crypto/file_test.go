@@ -369,6 +369,33 @@ func TestOutOfOrderRequests(t *testing.T) {
 	}
 }
 
+// TestRandomReadsHoldOneChunk: chunks made for random reads (which start
+// at a block or checkpoint before the request and end at a block after it)
+// go once the request is served: only the newest is held.
+func TestRandomReadsHoldOneChunk(t *testing.T) {
+	r := rand.New(rand.NewSource(18))
+	for _, alg := range allAlgs {
+		f, src := onePart(t, r, alg, 8<<20, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		rd := f.NewReader()
+		prev := int64(-1 << 30)
+		for range 40 {
+			// Far from the last read, so no read continues the previous
+			// one (that would start the read-ahead, a stream's chunks).
+			off := r.Int63n(f.Size() - 100000)
+			for off > prev-(1<<20) && off < prev+(1<<20) {
+				off = r.Int63n(f.Size() - 100000)
+			}
+			checkRead(t, rd, want, off, 1+r.Intn(100000))
+			prev = off
+		}
+		if n := len(rd.held); n != 1 {
+			t.Errorf("%s: %d chunks held after random reads, want 1", alg, n)
+		}
+		rd.Close()
+	}
+}
+
 // TestIdleStreamSkips: after a seek, reads a little further on continue
 // the same stream (nothing fetched twice): its first window is the first
 // request, the next one covers the rest of a small part and reaches into

@@ -45,8 +45,9 @@ type Reader struct {
 // go-fuse serves each in its own goroutine, so a request may come after
 // the stream has gone past it. A chunk is let go once every byte of it
 // has been served (the kernel caches what it got), so in order only the
-// newest is kept.
-const maxHeld = 8
+// newest is kept. make bench's reads were served from at most the third
+// newest.
+const maxHeld = 4
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
 // its source stream. It adopts the File's warm stream if there is one.
@@ -311,7 +312,12 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 		c.close()
 		return err
 	}
-	r.rotate(&chunk{off: off, data: data, buf: buf})
+	// Bytes made only because a chunk starts at a block (or a CBC
+	// checkpoint's chain) and ends at one count as served: nobody asked
+	// for them, so the chunk can go once the request's bytes are sent.
+	end := off + int64(len(data))
+	unasked := max(pos-off, 0) + max(end-(pos+want), 0)
+	r.rotate(&chunk{off: off, data: data, buf: buf, served: int(unasked)})
 	if kept {
 		r.idle = c
 	} else {
