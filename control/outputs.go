@@ -167,12 +167,19 @@ func (o *outputs) prune(idx *outIndex) {
 	for _, out := range idx.files {
 		live[out.Ino] = true
 	}
+	var gone []*crypto.File
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	for ino := range o.files {
+	for ino, f := range o.files {
 		if !live[ino] {
+			gone = append(gone, f)
 			delete(o.files, ino)
 		}
+	}
+	o.mu.Unlock()
+	// No reading ahead for outputs nobody can open any more (outside the
+	// lock: stopping a stream waits for its source read to end).
+	for _, f := range gone {
+		f.StopWarm()
 	}
 }
 

@@ -63,6 +63,13 @@ func (f *File) Warm() {
 	})
 }
 
+// StopWarm stops f's warm stream, if any (its output was withdrawn).
+func (f *File) StopWarm() {
+	if r := f.takeWarm(); r != nil {
+		r.Close()
+	}
+}
+
 // takeWarm returns f's warm Reader, now the caller's, or nil.
 func (f *File) takeWarm() *Reader {
 	s := &f.warm

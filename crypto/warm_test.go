@@ -80,9 +80,7 @@ func TestWarmBounded(t *testing.T) {
 		t.Fatalf("%d warm streams held, want the bound %d", n, maxWarm)
 	}
 	for _, f := range files {
-		if rd := f.takeWarm(); rd != nil {
-			rd.Close()
-		}
+		f.StopWarm()
 	}
 	if n := warmHeld.Load(); n != 0 {
 		t.Fatalf("%d warm streams held after taking them all", n)
