@@ -1,6 +1,12 @@
 package control
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mpcfs/mpcfs/fs/store"
+)
 
 // TestNewerTaskWinsWithinASecond: CreateTime has whole seconds only, so two
 // tasks writing one output path in the same second are ordered by their
@@ -47,6 +53,58 @@ func TestNextSegment(t *testing.T) {
 		}
 		if got != c.next {
 			t.Errorf("%s: next %q, want %q", c.from, got, c.next)
+		}
+	}
+}
+
+// TestWithdrawStopsWarm: reading a segment warms the ones after it; when
+// the task's outputs are withdrawn (cancel), their warm streams stop,
+// rather than reading a source nobody can open any more.
+func TestWithdrawStopsWarm(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "media", "in"), 0o755)
+	var files []OutFile
+	for _, name := range []string{"a.ts", "b.ts", "c.ts"} {
+		data := make([]byte, 3<<20)
+		if err := os.WriteFile(filepath.Join(dir, "media", "in", name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: int64(len(data)), Encrypt: true, IV: make([]byte, 16)}},
+			Size: int64(len(data)) + 16})
+	}
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manager{tasks: map[string]*task{}, cfg: Config{Store: st}}
+	m.outputs.init()
+	tk := &task{key: make([]byte, 16), rec: record{
+		TaskView:  TaskView{TaskID: "1", Status: Succeeded, CreateTime: "20261201090000", Input: Location{Bucket: "media"}, Output: Location{Bucket: "public", Object: "out"}},
+		Algorithm: "AES-128-CBC",
+		Plan:      &Plan{Files: files},
+	}}
+	m.tasks["1"] = tk
+	m.reindex()
+	a := m.Output("public", "out/a.ts")
+	m.WarmNext(a)
+	var warm []interface{ Warming() bool }
+	for _, name := range []string{"b.ts", "c.ts"} {
+		f, err := m.Open(m.Output("public", "out/"+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !f.Warming() {
+			t.Fatalf("%s not warmed by a read of a.ts", name)
+		}
+		warm = append(warm, f)
+	}
+	m.mu.Lock()
+	tk.withdrawn = true
+	m.mu.Unlock()
+	m.reindex()
+	for i, f := range warm {
+		if f.Warming() {
+			t.Errorf("segment %d still warm after its task's outputs were withdrawn", i+1)
 		}
 	}
 }

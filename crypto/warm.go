@@ -63,6 +63,13 @@ func (f *File) Warm() {
 	})
 }
 
+// Warming reports whether f has a warm stream waiting for its reader.
+func (f *File) Warming() bool {
+	f.warm.mu.Lock()
+	defer f.warm.mu.Unlock()
+	return f.warm.r != nil
+}
+
 // StopWarm stops f's warm stream, if any (its output was withdrawn).
 func (f *File) StopWarm() {
 	if r := f.takeWarm(); r != nil {
