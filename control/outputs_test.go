@@ -1,6 +1,8 @@
 package control
 
 import (
+	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,7 +78,7 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{tasks: map[string]*task{}, cfg: Config{Store: st}}
+	m := &Manager{tasks: map[string]*task{}, cfg: Config{Store: st, Log: log.New(io.Discard, "", 0)}}
 	m.outputs.init()
 	tk := &task{key: make([]byte, 16), rec: record{
 		TaskView:  TaskView{TaskID: "1", Status: Succeeded, CreateTime: "20261201090000", Input: Location{Bucket: "media"}, Output: Location{Bucket: "public", Object: "out"}},
