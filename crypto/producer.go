@@ -20,9 +20,9 @@ const (
 var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, chunkSize)} }}
 
 // buffer is a pooled chunk buffer. It is counted: the Reader holds one
-// reference while the chunk is cur or prev, and each Data handed out (a
-// FUSE reply being written straight from it) holds one more, so a chunk
-// the Reader rotates out is not reused while the kernel still copies it.
+// reference while it holds the chunk, and each Data handed out (a FUSE
+// reply being written straight from it) holds one more, so a chunk the
+// Reader lets go is not reused while the kernel still copies it.
 type buffer struct {
 	b    []byte
 	refs atomic.Int32

@@ -185,7 +185,7 @@ func (r *Reader) dropServed() {
 	r.held = kept
 }
 
-// fetch makes cur hold pos. A read right at the end of the stream is
+// fetch makes a held chunk hold pos. A read right at the end of the stream is
 // sequential: it starts (or uses) the read-ahead. A short forward jump
 // continues the stream; anything else seeks.
 func (r *Reader) fetch(ctx context.Context, pos, want int64) error {

@@ -13,12 +13,11 @@ import (
 // still on the current one, into the shared ahead budget (producer.go), so
 // the next open starts without a request round trip and finds chunks
 // made, and the segments' CBC chains share the lane engine
-// (lanes_amd64.go). The next NewReader
-// adopts the stream; an unadopted one is stopped after warmTTL, long
-// enough for a player reading in real time to reach the second segment
-// after the one it is on (10 s segments: 20 s). At most maxWarm
-// are held at once (each one chunk and a source window, plus what it
-// holds of the ahead budget).
+// (lanes_amd64.go). The next NewReader adopts the stream; an unadopted
+// one is stopped after warmTTL, long enough for a player reading in real
+// time to reach the second segment after the one it is on (10 s segments:
+// 20 s). At most maxWarm are held at once (each one chunk and a source
+// window, plus what it holds of the ahead budget).
 const maxWarm = 8
 
 var warmTTL = 30 * time.Second // a variable for tests

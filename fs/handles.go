@@ -32,8 +32,8 @@ type readHandle struct {
 }
 
 // A segment read in sequence past warmAfter is being played or copied,
-// not probed: the next one is warmed then, so that it is encrypted
-// alongside (crypto.File.Warm). Short segments warm it from warmLead
+// not probed: the next ones are warmed then, so that they are encrypted
+// alongside (crypto.File.Warm). Short segments warm them from warmLead
 // before their end.
 const (
 	warmAfter = 1 << 20
