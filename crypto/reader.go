@@ -31,11 +31,9 @@ type Reader struct {
 
 	mu     sync.Mutex
 	closed bool
-	held   []*chunk  // chunks made and not yet wholly served (and the newest), oldest first
-	end    int64     // where the stream continues: the end of the newest chunk made
-	made   bool      // a chunk was ever made
-	idle   *cursor   // the stream after a seek, at end, not yet read ahead
-	prod   *producer // the stream read ahead, at end
+	held   []*chunk  // chunks made and not yet wholly served, and always the newest; oldest first
+	idle   *cursor   // the stream after a seek, at streamEnd, not yet read ahead
+	prod   *producer // the stream read ahead, at streamEnd
 	warm   bool      // prod was started by File.Warm and nothing read from it yet
 	open   bool      // counted in f.open (made by NewReader, not yet closed)
 }
@@ -192,7 +190,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	gap := pos - r.end
+	gap := pos - r.streamEnd()
 	switch {
 	case r.prod != nil && gap >= 0 && gap < skipAhead:
 		err := r.receive(ctx, pos)
@@ -228,7 +226,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 
 // fresh reports whether r has made nothing yet.
 func (r *Reader) fresh() bool {
-	return r.prod == nil && r.idle == nil && !r.made
+	return r.prod == nil && r.idle == nil && len(r.held) == 0
 }
 
 // startStream starts the read-ahead at part idx's start, its windows the
@@ -250,7 +248,7 @@ func (r *Reader) Streaming() bool {
 
 // receive takes chunks from the producer until the newest holds pos.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
-	for pos >= r.end {
+	for pos >= r.streamEnd() {
 		select {
 		case c, ok := <-r.prod.ch:
 			if !ok { // only at the end of the File, which pos is before
@@ -333,7 +331,15 @@ func (r *Reader) rotate(c *chunk) {
 		r.held = append(r.held[:0], r.held[1:]...)
 	}
 	r.held = append(r.held, c)
-	r.end, r.made = c.end(), true
+}
+
+// streamEnd is where the stream continues: the end of the newest chunk
+// made (held until a newer one comes), 0 before the first.
+func (r *Reader) streamEnd() int64 {
+	if n := len(r.held); n > 0 {
+		return r.held[n-1].end()
+	}
+	return 0
 }
 
 // stop ends the stream: the producer or the idle cursor.
