@@ -85,7 +85,7 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 		},
 	})
 	if err == nil && o.ReadAheadKB > 0 {
-		if err := setReadAhead(dir, o.ReadAheadKB); err != nil {
+		if err := SetReadAhead(dir, o.ReadAheadKB); err != nil {
 			o.Log.Printf("kernel read-ahead stays at its default: %v", err)
 		}
 	}

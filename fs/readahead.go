@@ -17,9 +17,10 @@ import (
 // Only root may change it; others keep the kernel's, with a log line.
 const DefaultReadAheadKB = 1024
 
-// setReadAhead sets read_ahead_kb of the mount at dir through its bdi,
-// /sys/class/bdi/MAJOR:MINOR (the mount's st_dev).
-func setReadAhead(dir string, kb int) error {
+// SetReadAhead sets read_ahead_kb of the mount at dir through its bdi,
+// /sys/class/bdi/MAJOR:MINOR (the mount's st_dev). Mount calls it with
+// Options.ReadAheadKB; the bench uses it to try other values.
+func SetReadAhead(dir string, kb int) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err

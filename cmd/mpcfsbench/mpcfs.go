@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mpcfs/mpcfs/fs"
 )
 
 // mpcfsMount is bin/mpcfs mounted as its own process, so its RSS is its own.
@@ -37,27 +39,12 @@ func (b *bench) mountMpcfs() (*mpcfsMount, error) {
 		return nil, err
 	}
 	if b.cfg.FuseRA > 0 {
-		if err := setReadAhead(dir, b.cfg.FuseRA); err != nil {
+		if err := fs.SetReadAhead(dir, b.cfg.FuseRA); err != nil {
 			return nil, err
 		}
+		fmt.Fprintf(os.Stderr, "mpcfsbench: %s read_ahead_kb = %d\n", dir, b.cfg.FuseRA)
 	}
 	return &mpcfsMount{dir: dir, proc: p}, nil
-}
-
-// setReadAhead sets a mount's read_ahead_kb through its bdi (0:MINOR).
-func setReadAhead(dir string, kb int) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			p := filepath.Join("/sys/class/bdi", f[2], "read_ahead_kb")
-			fmt.Fprintf(os.Stderr, "mpcfsbench: %s = %d\n", p, kb)
-			return os.WriteFile(p, []byte(fmt.Sprint(kb)), 0)
-		}
-	}
-	return fmt.Errorf("%s not in mountinfo", dir)
 }
 
 // task is what control/tasks/<id>.json says (the fields we need).
