@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // bucketMaker is implemented by stores that can create the system bucket.

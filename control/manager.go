@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Config configures a Manager.

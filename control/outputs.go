@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mpcfs/mpcfs/crypto"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Output is one output file of a SUCCEEDED task, as the FUSE layer sees it.

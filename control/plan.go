@@ -14,7 +14,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control/hls"
 	"github.com/mpcfs/mpcfs/crypto"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Plan lists every output file of a SUCCEEDED task. It is computed once,

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.

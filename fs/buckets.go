@@ -14,7 +14,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // storeTimeout bounds one metadata request so a store that went away gives

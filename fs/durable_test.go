@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // buildMpcfs builds the real command into the test's temp folder.

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/control/hls/sample"
-	"github.com/mpcfs/mpcfs/fs/store"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // media is one ffmpeg-made ladder shared by the tests of this package.

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // keyForms is a key in every encoding a request accepts (raw, standard and

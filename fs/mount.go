@@ -24,7 +24,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/mpcfs/mpcfs/control"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Options configure a mount.

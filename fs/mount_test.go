@@ -13,7 +13,7 @@ import (
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // need skips (or, in CI, fails) a test when a real part is missing: CI

@@ -19,9 +19,9 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/control/hls"
-	"github.com/mpcfs/mpcfs/control/hls/sample"
-	"github.com/mpcfs/mpcfs/fs/store"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // The shape tests take every playlist shape ffmpeg makes (plus the joins

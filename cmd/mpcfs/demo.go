@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mpcfs/mpcfs/control/hls/sample"
 	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/internal/sample"
 )
 
 // runDemo shows the whole product on the embedded default store: it makes

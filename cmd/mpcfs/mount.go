@@ -18,7 +18,7 @@ import (
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // mountConfig is everything `mpcfs mount` needs; the demo fills it too.

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // bench holds the run's state and the stack of things to undo.

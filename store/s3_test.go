@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs/store"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // TestS3Unavailable: a stopped server gives ErrUnavailable quickly (no

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs/store"
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Server is a running MinIO. Its methods may be called from any goroutine.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs/store"
-	"github.com/mpcfs/mpcfs/fs/store/miniotest"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // backend is one Store under test plus how to create a bucket in it (the
