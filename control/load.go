@@ -18,10 +18,6 @@ type bucketMaker interface {
 	MakeBucket(ctx context.Context, bucket string) error
 }
 
-// DefaultRefresh is how often a Manager re-reads the task store to see
-// tasks created, finished or canceled by other mounts of the same store.
-const DefaultRefresh = 2 * time.Second
-
 // validID is what a task id looks like; anything else is never looked up
 // in the store (no path games with control/tasks/<name>).
 var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
@@ -59,7 +55,7 @@ func (m *Manager) ensureSysBucket(ctx context.Context) error {
 // refresher re-reads the task store every cfg.Refresh until Close.
 func (m *Manager) refresher() {
 	defer m.wg.Done()
-	tick := time.NewTicker(m.cfg.Refresh)
+	tick := time.NewTicker(m.cfg.Tuning.Refresh)
 	defer tick.Stop()
 	failing := false // log when refreshing starts and stops failing, not every tick
 	for {
@@ -72,7 +68,7 @@ func (m *Manager) refresher() {
 			cancel()
 			switch {
 			case err != nil && !failing && m.ctx.Err() == nil:
-				m.cfg.Log.Printf("refreshing the task store: %v (retrying every %v)", err, m.cfg.Refresh)
+				m.cfg.Log.Printf("refreshing the task store: %v (retrying every %v)", err, m.cfg.Tuning.Refresh)
 			case err == nil && failing:
 				m.cfg.Log.Printf("refreshing the task store works again")
 			}
@@ -270,7 +266,7 @@ func (m *Manager) lookupStore(id string) *task {
 	if !validID.MatchString(id) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
 	defer cancel()
 	nt, err := m.readTask(ctx, tasksPrefix+id+".json")
 	if err != nil {
@@ -290,7 +286,7 @@ func (m *Manager) lookupStore(id string) *task {
 // storeCanceled reports whether the store holds the task as CANCELED
 // (canceled by another mount while this one processed it).
 func (m *Manager) storeCanceled(id string) (*record, bool) {
-	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
 	defer cancel()
 	data, err := m.readSys(ctx, tasksPrefix+id+".json")
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // Config configures a Manager.
@@ -28,10 +29,9 @@ type Config struct {
 	SysBucket string          // where tasks are kept (hidden from buckets/)
 	Master    *keywrap.Master // wraps task keys at rest
 	Log       *log.Logger     // never given a key
-	Workers   int             // tasks processed at once (default 2)
-	// Refresh is how often the task store is re-read for other mounts'
-	// changes (default DefaultRefresh; < 0: never).
-	Refresh time.Duration
+	// Tuning: Workers, Refresh, StoreOpTimeout, LookupTimeout,
+	// PlanRetries, WarmNext (zero: tuning.Default()).
+	Tuning tuning.Tuning
 }
 
 // Manager owns every task. It is safe for concurrent use.
@@ -63,14 +63,12 @@ const (
 // WAITING or PROCESSING by a previous run are processed again: planning only
 // reads, so doing it twice is safe.
 func NewManager(cfg Config) (*Manager, error) {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 2
+	cfg.Tuning = tuning.OrDefault(cfg.Tuning)
+	if err := cfg.Tuning.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = log.New(io.Discard, "", 0)
-	}
-	if cfg.Refresh == 0 {
-		cfg.Refresh = DefaultRefresh
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
@@ -80,11 +78,11 @@ func NewManager(cfg Config) (*Manager, error) {
 		stop()
 		return nil, err
 	}
-	for i := 0; i < cfg.Workers; i++ {
+	for i := 0; i < cfg.Tuning.Workers; i++ {
 		m.wg.Add(1)
 		go m.worker()
 	}
-	if cfg.Refresh > 0 {
+	if cfg.Tuning.Refresh > 0 {
 		m.wg.Add(1)
 		go m.refresher()
 	}
@@ -129,7 +127,7 @@ func (m *Manager) create(data []byte) []byte {
 
 // checkStore makes the checks that need the store: buckets and input.
 func (m *Manager) checkStore(p *Params) *APIError {
-	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreOpTimeout)
 	defer cancel()
 	for _, b := range []struct{ field, name string }{{"input.bucket", p.Input.Bucket}, {"output.bucket", p.Output.Bucket}} {
 		if b.name == m.cfg.SysBucket {
@@ -179,7 +177,7 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 func (m *Manager) addWithNewID(t *task) {
 	for {
 		id := randomID()
-		ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreOpTimeout)
 		_, err := m.cfg.Store.Stat(ctx, m.cfg.SysBucket, tasksPrefix+id+".json")
 		cancel()
 		if err == nil {
@@ -227,7 +225,7 @@ func (m *Manager) saveRec(rec *record) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreOpTimeout)
 	defer cancel()
 	return m.cfg.Store.Put(ctx, m.cfg.SysBucket, tasksPrefix+rec.TaskID+".json", data)
 }
@@ -259,18 +257,16 @@ func (m *Manager) process(id string) {
 	m.finish(t, plan, terr)
 }
 
-// planRetries are the waits before planning again after a store failure
-// (MPC.10212: unreachable, 5xx...): a store restarting should not fail a
-// task. After the last one the task is FAILED with the store's reason.
-var planRetries = []time.Duration{time.Second, 3 * time.Second}
-
-// plan builds the task's plan, retrying store failures.
+// plan builds the task's plan, retrying store failures (MPC.10212:
+// unreachable, 5xx...) after each of Tuning.PlanRetries: a store
+// restarting should not fail a task. After the last one the task is
+// FAILED with the store's reason.
 func (m *Manager) plan(ctx context.Context, t *task) (*Plan, *taskError) {
 	m.mu.Lock()
 	rec := t.rec // buildPlan reads the record outside m.mu
 	m.mu.Unlock()
 	plan, terr := buildPlan(ctx, m.cfg.Store, &rec)
-	for _, wait := range planRetries {
+	for _, wait := range m.cfg.Tuning.PlanRetries {
 		if terr == nil || terr.code != CodeOperationFailed {
 			break
 		}

@@ -188,17 +188,13 @@ func (m *Manager) Output(bucket, key string) *Output {
 	return m.outputs.idx.Load().files[bucket+"/"+key]
 }
 
-// warmAhead is how many segments after one being read are warmed: four,
-// so that the lane engine has up to four CBC chains to interleave while
-// the reader is served what was made ahead, and four GETs overlap their
-// latency (crypto.File.Warm). make bench, one sequential reader, CBC cold
-// (the same run for each): two ahead 814 MB/s, three 877, four 904.
-const warmAhead = 4
-
-// WarmNext starts reading the segments after o ahead of their reader (see
-// crypto.File.Warm), those still published.
+// WarmNext starts reading the Tuning.WarmNext segments after o ahead of
+// their reader (see crypto.File.Warm), those still published: four by
+// default, so that the lane engine has up to four CBC chains to
+// interleave while the reader is served what was made ahead, and four
+// GETs overlap their latency (the README's bench section has the figures).
 func (m *Manager) WarmNext(o *Output) {
-	for n, i := o.Next, 0; n != nil && i < warmAhead; n, i = n.Next, i+1 {
+	for n, i := o.Next, 0; n != nil && i < m.cfg.Tuning.WarmNext; n, i = n.Next, i+1 {
 		if m.Output(n.Bucket, n.Key) != n {
 			return
 		}

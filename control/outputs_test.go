@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // TestNewerTaskWinsWithinASecond: CreateTime has whole seconds only, so two
@@ -78,7 +79,7 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{tasks: map[string]*task{}, cfg: Config{Store: st, Log: log.New(io.Discard, "", 0)}}
+	m := &Manager{tasks: map[string]*task{}, cfg: Config{Store: st, Log: log.New(io.Discard, "", 0), Tuning: tuning.Default()}}
 	m.outputs.init()
 	tk := &task{key: make([]byte, 16), rec: record{
 		TaskView:  TaskView{TaskID: "1", Status: Succeeded, CreateTime: "20261201090000", Input: Location{Bucket: "media"}, Output: Location{Bucket: "public", Object: "out"}},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -64,12 +65,19 @@ func newTestManager(t *testing.T, st store.Store, master *keywrap.Master, refres
 	t.Helper()
 	lb := &syncBuffer{}
 	m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
-		Log: log.New(lb, "", 0), Refresh: refresh})
+		Log: log.New(lb, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = refresh })})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
 	return m, lb
+}
+
+// tuningWith is the default tuning with change applied.
+func tuningWith(change func(*tuning.Tuning)) tuning.Tuning {
+	t := tuning.Default()
+	change(&t)
+	return t
 }
 
 func testMaster(t *testing.T) *keywrap.Master {
@@ -218,11 +226,17 @@ func (f *flakyStore) Open(ctx context.Context, bucket, key string, off, n int64)
 // a task is planned is retried; one that stays down fails the task with
 // MPC.10212 and the store's reason, never leaving it PROCESSING.
 func TestPlanRetriesStoreFailures(t *testing.T) {
-	saved := planRetries
-	planRetries = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
-	t.Cleanup(func() { planRetries = saved })
 	fs := &flakyStore{Store: taskStore(t)}
-	m, lb := newTestManager(t, fs, testMaster(t), -1)
+	lb := &syncBuffer{}
+	m, err := NewManager(Config{Store: fs, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t),
+		Log: log.New(lb, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) {
+			t.Refresh = -1
+			t.PlanRetries = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
 
 	fs.mu.Lock()
 	fs.fails = 2

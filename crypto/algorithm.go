@@ -18,9 +18,6 @@ const (
 	SM4CBC    Algorithm = "SM4CBC"
 )
 
-// blockSize is the block size of both AES and SM4.
-const blockSize = 16
-
 // ParseAlgorithm maps the request's algorithm name; "" is the default, CTR.
 // Names are exact: a near miss is an error, not a guess.
 func ParseAlgorithm(s string) (Algorithm, error) {
@@ -53,7 +50,7 @@ func (a Algorithm) cbc() bool { return a == AES128CBC || a == SM4CBC }
 // and clear parts keep the size.
 func (a Algorithm) EncryptedSize(n int64) int64 {
 	if a.cbc() {
-		return n + blockSize - n%blockSize
+		return paddedSize(n)
 	}
 	return n
 }

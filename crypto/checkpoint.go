@@ -5,17 +5,16 @@ import (
 	"sync"
 )
 
-// checkpointEvery is the CBC checkpoint spacing: the most a read
-// re-encrypts once its part has been read past that point.
-const checkpointEvery = 64 << 10
-
 // checkpoints are the CBC chain values of one part at the multiples of
-// checkpointEvery that some reader has encrypted past; chains[k] is the
-// value at plaintext offset k*checkpointEvery (chains[0] is the IV).
+// every (Tuning.CheckpointEvery when the part was made: the most a read
+// re-encrypts once its part has been read past that point) that some
+// reader has encrypted past; chains[k] is the value at plaintext offset
+// k*every (chains[0] is the IV).
 // A cursor only starts at a known checkpoint and records every boundary it
 // crosses, so the known ones always form a prefix: a slice, 16 bytes per
 // 64 KiB of plaintext at most, and O(1) to search.
 type checkpoints struct {
+	every  int64
 	mu     sync.Mutex
 	chains [][blockSize]byte
 	// walk lets one reader at a time encrypt a stretch of the chain that
@@ -25,8 +24,8 @@ type checkpoints struct {
 	walk chan struct{}
 }
 
-func newCheckpoints(iv [blockSize]byte) *checkpoints {
-	return &checkpoints{chains: [][blockSize]byte{iv}, walk: make(chan struct{}, 1)}
+func newCheckpoints(iv [blockSize]byte, every int64) *checkpoints {
+	return &checkpoints{every: every, chains: [][blockSize]byte{iv}, walk: make(chan struct{}, 1)}
 }
 
 // claimWalk is called before a seek to part-relative offset pos. If the
@@ -34,7 +33,7 @@ func newCheckpoints(iv [blockSize]byte) *checkpoints {
 // its turn to walk the chain (or ctx) and returns the release function;
 // otherwise it returns at once with a no-op release.
 func (cp *checkpoints) claimWalk(ctx context.Context, pos int64) (func(), error) {
-	if start, _ := cp.at(pos); pos-start <= checkpointEvery {
+	if start, _ := cp.at(pos); pos-start <= cp.every {
 		return func() {}, nil
 	}
 	select {
@@ -50,8 +49,9 @@ func (cp *checkpoints) claimWalk(ctx context.Context, pos int64) (func(), error)
 func (cp *checkpoints) at(pos int64) (int64, [blockSize]byte) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	k := min(pos/checkpointEvery, int64(len(cp.chains)-1))
-	return k * checkpointEvery, cp.chains[k]
+	k, _ := checkpointFloor(pos, cp.every)
+	k = min(k, int64(len(cp.chains)-1))
+	return k * cp.every, cp.chains[k]
 }
 
 // record notes the checkpoints inside ct, whole ciphertext blocks of
@@ -59,8 +59,9 @@ func (cp *checkpoints) at(pos int64) (int64, [blockSize]byte) {
 // at boundary b is the ciphertext block that ends at b.
 func (cp *checkpoints) record(pos int64, ct []byte) {
 	end := pos + int64(len(ct))
-	first := pos/checkpointEvery + 1 // the first boundary after pos
-	if first*checkpointEvery > end {
+	k, _ := checkpointFloor(pos, cp.every)
+	first := k + 1 // the first boundary after pos
+	if first*cp.every > end {
 		return // a small chunk between two boundaries: no lock taken
 	}
 	cp.mu.Lock()
@@ -68,8 +69,8 @@ func (cp *checkpoints) record(pos int64, ct []byte) {
 	// Start at the first unknown boundary; a gap (first > len) cannot
 	// happen since cursors start at known checkpoints, but would record
 	// nothing rather than break the prefix.
-	for k := max(first, int64(len(cp.chains))); k == int64(len(cp.chains)) && k*checkpointEvery <= end; k++ {
-		b := k*checkpointEvery - pos
+	for k := max(first, int64(len(cp.chains))); k == int64(len(cp.chains)) && k*cp.every <= end; k++ {
+		b := k*cp.every - pos
 		cp.chains = append(cp.chains, [blockSize]byte(ct[b-blockSize:b]))
 	}
 }

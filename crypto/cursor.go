@@ -3,25 +3,13 @@ package crypto
 import (
 	"context"
 	stdcipher "crypto/cipher"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 )
 
-// Source windows: the first ranged read after a seek covers just that
-// request; each next one is twice the last but at least firstWindow, up to
-// maxWindow, all capped at the end of the part; a stream the Reader finds
-// sequential jumps to maxWindow at once. Few requests for a long sequential read, and no
-// unbounded GET for a short one.
-const (
-	firstWindow = 1 << 20
-	maxWindow   = 16 << 20
-)
-
 // cursor encrypts a File sequentially from a 16-aligned position, part
-// after part, pulling plaintext through ranged reads of growing windows.
-// It is used by one goroutine at a time.
+// after part. Plaintext comes from its windowReader (window.go); the
+// cursor only knows blocks, chains and counters. It is used by one
+// goroutine at a time.
 type cursor struct {
 	f      *File
 	ctx    context.Context // the source windows' lifetime
@@ -30,37 +18,38 @@ type cursor struct {
 	fp     *filePart // nil past the last part
 	pos    int64     // part-relative output offset of the next byte
 	chain  [blockSize]byte
-	src    io.ReadCloser
-	srcPos int64   // plaintext offset src is at
-	srcEnd int64   // end of src's window
-	window int64   // size of the next window
-	lanes  bool    // encrypt AES-128-CBC through the lane engine (producers)
-	job    laneJob // this cursor's chunk in the engine, reused
+	in     windowReader // the part's plaintext, at pos
+	lanes  bool         // encrypt AES-128-CBC through the lane engine (producers)
+	job    laneJob      // this cursor's chunk in the engine, reused
 }
 
-// newCursor returns a cursor that can produce part idx from output offset
-// pos on: it starts at the block holding pos, or for CBC at the checkpoint
-// at or before it (advance to pos with skipTo).
-func newCursor(parent context.Context, f *File, idx int, pos int64) *cursor {
+// newCursor returns a cursor that can produce part idx from its
+// part-relative offset rel on: it starts at the block holding rel, or for
+// CBC at the checkpoint at or before it (advance to rel with skipTo).
+func newCursor(parent context.Context, f *File, idx int, rel int64) *cursor {
 	ctx, cancel := context.WithCancel(parent)
 	c := &cursor{f: f, ctx: ctx, cancel: cancel}
 	c.enter(idx)
 	if c.fp != nil {
-		c.pos, c.chain = c.fp.start(pos - pos%blockSize)
-		c.srcPos = c.pos
+		c.pos, c.chain = c.fp.start(blockStart(rel))
+		c.in.reset(c.ctx, idx, c.fp.src, c.fp.plainSize, c.pos)
 	}
 	return c
 }
 
 // enter moves to the start of part idx.
 func (c *cursor) enter(idx int) {
-	c.closeSrc()
-	c.idx, c.fp, c.pos, c.srcPos, c.window = idx, nil, 0, 0, firstWindow
+	c.idx, c.fp, c.pos = idx, nil, 0
+	c.in.close()
 	if idx < len(c.f.parts) {
 		c.fp = c.f.parts[idx]
 		c.chain = c.fp.iv
+		c.in.reset(c.ctx, idx, c.fp.src, c.fp.plainSize, 0)
 	}
 }
+
+// setWindow sets the size of the next source window.
+func (c *cursor) setWindow(n int64) { c.in.setNext(n) }
 
 // usesLanes reports whether c's next chunk goes to the lane engine
 // (approximately: it may cross into a part that does not).
@@ -116,24 +105,22 @@ func (c *cursor) skipTo(target int64, buf []byte) error {
 // chunk from there to the end of the request, pos+want, at most one
 // buffer and within one part.
 func (c *cursor) chunkAt(pos, want int64, buf []byte) (int64, []byte, error) {
-	fp := c.f.parts[c.f.partAt(pos)]
-	rel := pos - fp.outOff
-	target := rel - rel%blockSize
-	if err := c.skipTo(fp.outOff+target, buf); err != nil {
+	idx, rel := c.f.locate(pos)
+	fp := c.f.parts[idx]
+	start := blockStart(rel)
+	if err := c.skipTo(fp.outOff+start, buf); err != nil {
 		return 0, nil, err
 	}
-	end := min(alignUp(rel+want), fp.outSize)
-	return c.next(buf[:min(end-target, int64(len(buf)))])
+	end := requestEnd(rel, want, fp.outSize)
+	return c.next(buf[:min(end-start, int64(len(buf)))])
 }
-
-func alignUp(n int64) int64 { return (n + blockSize - 1) / blockSize * blockSize }
 
 // produce turns the plaintext at c.pos into the ciphertext out, in place.
 // out ends before the part's end or exactly at it (then it holds the CBC
 // padding).
 func (c *cursor) produce(out []byte) error {
 	nPlain := min(int64(len(out)), c.fp.plainSize-c.pos)
-	if err := c.fill(out[:nPlain]); err != nil {
+	if err := c.in.readFull(out[:nPlain]); err != nil {
 		return err
 	}
 	c.encrypt(out, int(nPlain))
@@ -158,82 +145,16 @@ func (c *cursor) encrypt(out []byte, nPlain int) {
 		} else {
 			stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)
 		}
-		fp.cps.record(c.pos, out[:nPlain-nPlain%blockSize])
+		fp.cps.record(c.pos, out[:blockStart(int64(nPlain))])
 		c.chain = [blockSize]byte(out[len(out)-blockSize:])
 	default:
-		ctr := fp.counter(c.pos / blockSize)
+		ctr := ctrCounter(fp.iv, c.pos/blockSize)
 		stdcipher.NewCTR(fp.block, ctr[:]).XORKeyStream(out, out)
-	}
-}
-
-// counter is the CTR counter block of block i: IV + i mod 2^128, carrying
-// from the low 64 bits into the high ones as openssl does.
-func (fp *filePart) counter(i int64) [blockSize]byte {
-	hi := binary.BigEndian.Uint64(fp.iv[:8])
-	lo := binary.BigEndian.Uint64(fp.iv[8:])
-	sum := lo + uint64(i)
-	if sum < lo {
-		hi++
-	}
-	var ctr [blockSize]byte
-	binary.BigEndian.PutUint64(ctr[:8], hi)
-	binary.BigEndian.PutUint64(ctr[8:], sum)
-	return ctr
-}
-
-// fill reads len(p) plaintext bytes at c.srcPos, opening windows as
-// needed. A source that ends early is an error, never padding.
-func (c *cursor) fill(p []byte) error {
-	for len(p) > 0 {
-		if c.src == nil || c.srcPos >= c.srcEnd {
-			if err := c.openWindow(); err != nil {
-				return err
-			}
-		}
-		k := min(int64(len(p)), c.srcEnd-c.srcPos)
-		if _, err := io.ReadFull(c.src, p[:k]); err != nil {
-			c.closeSrc()
-			return c.readErr(err, k)
-		}
-		c.srcPos += k
-		p = p[k:]
-	}
-	return nil
-}
-
-func (c *cursor) readErr(err error, k int64) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("part %d: source ended early reading plaintext [%d, %d) of %d bytes: %w",
-			c.idx, c.srcPos, c.srcPos+k, c.fp.plainSize, io.ErrUnexpectedEOF)
-	}
-	return fmt.Errorf("part %d: reading plaintext at %d: %w", c.idx, c.srcPos, err)
-}
-
-// openWindow opens the next window at c.srcPos and grows the next one.
-func (c *cursor) openWindow() error {
-	c.closeSrc()
-	n := min(c.window, c.fp.plainSize-c.srcPos)
-	src, err := c.fp.src(c.ctx, c.srcPos, n)
-	if err == nil && src == nil {
-		err = errors.New("source returned no reader")
-	}
-	if err != nil {
-		return fmt.Errorf("part %d: opening plaintext [%d, %d): %w", c.idx, c.srcPos, c.srcPos+n, err)
-	}
-	c.src, c.srcEnd = src, c.srcPos+n
-	c.window = min(max(c.window*2, firstWindow), maxWindow)
-	return nil
-}
-
-func (c *cursor) closeSrc() {
-	if c.src != nil {
-		c.src.Close()
-		c.src = nil
 	}
 }
 
 // close releases the open window and the cursor's context.
 func (c *cursor) close() {
-	c.closeSrc()
+	c.in.close()
 	c.cancel()
 }

@@ -15,9 +15,9 @@
 //
 // CTR seeks in O(1): the counter for offset o is IV + o/16. CBC is a
 // chain, so the File remembers the chain value (the previous ciphertext
-// block, 16 bytes) every 64 KiB of a part as any of its readers encrypts
-// past that point. A read starts at the nearest checkpoint at or before it
-// and so re-encrypts at most 64 KiB. The first read deep into a part no
+// block, 16 bytes) every Tuning.CheckpointEvery (64 KiB) of a part as any
+// of its readers encrypts past that point. A read starts at the nearest
+// checkpoint at or before it and so re-encrypts at most that much. The first read deep into a part no
 // reader has been through yet must encrypt the whole prefix once: that is
 // inherent to CBC. Readers that land there at the same time share that
 // work: one walks the chain, recording checkpoints, while the others wait
@@ -29,22 +29,30 @@
 // A Reader (one per open file handle) keeps the stream it last read from:
 // the open source window and the CBC chain. A read that continues it (at
 // its end, or a little past it) costs no new request and no extra
-// encryption. Source windows grow: the first is max(request, 1 MiB), each
-// next one twice the last, up to 16 MiB, all capped at the end of the
-// part. When a read starts exactly where the last one ended, a producer
-// goroutine takes the stream over and fetches and encrypts ahead, across
-// part boundaries, while the reader copies out what is ready. Its
-// memory is bounded: one 512 KiB chunk being made and one queued, plus the
-// chunks the Reader holds for kernel requests that arrive out of order:
-// a chunk is let go once every byte of it has been served, so in order
-// that is the newest one, and never more than four. A seek or Close
-// stops the producer.
+// encryption. Plaintext comes through a windowReader (window.go): after a
+// seek the first window covers just the request (a random read fetches
+// no more than it needs), each next one is twice the last but at least
+// Tuning.FirstWindow, up to Tuning.MaxWindow, all capped at the end of
+// the part; a stream found sequential (a read exactly at its end, or the
+// first read of a file at offset 0) opens MaxWindow windows from the
+// start. Then a producer goroutine takes the stream over and fetches and
+// encrypts ahead, across part boundaries, while the reader copies out
+// what is ready. Its memory is bounded: one chunk (Tuning.ChunkSize)
+// being made and one queued, plus the chunks the Reader holds for kernel
+// requests that arrive out of order: a chunk is let go once every byte of
+// it has been served, so in order that is the newest one, and never more
+// than Tuning.MaxHeldChunks. A seek or Close stops the producer.
+//
+// All offset arithmetic (blocks, padding, which part holds an offset,
+// checkpoint intervals, CTR counters) is in offsets.go, tabled by
+// offsets_test.go; every size and timing knob is a field of
+// tuning.Tuning (SetTuning).
 //
 // # Warm streams and CBC lanes
 //
 // The segments after one being read in sequence are warmed (warm.go):
-// streamed and encrypted ahead, into a budget of 24 MiB shared by all
-// warm streams, for the reader that opens them next. CBC chains of
+// streamed and encrypted ahead, into a budget (Tuning.WarmBudget) shared
+// by all warm streams, for the reader that opens them next. CBC chains of
 // different streams are encrypted side by side, up to four at once, by
 // one lane engine (lanes_amd64.go): a chain is serial, but four
 // interleaved AES-NI chains cost a core about what one does.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"sync/atomic"
 )
 
@@ -87,19 +86,13 @@ func newFilePart(p Part, outOff int64) (*filePart, error) {
 	}
 	fp.block, fp.iv, fp.outSize = block, [blockSize]byte(p.IV), p.Alg.EncryptedSize(p.PlainSize)
 	if p.Alg.cbc() {
-		fp.cps = newCheckpoints(fp.iv)
+		fp.cps = newCheckpoints(fp.iv, tun().CheckpointEvery)
 	}
 	return fp, nil
 }
 
 // Size is the exact size of the output, known before any byte is read.
 func (f *File) Size() int64 { return f.size }
-
-// partAt returns the index of the part holding output offset off (parts of
-// size 0 hold nothing).
-func (f *File) partAt(off int64) int {
-	return sort.Search(len(f.parts), func(i int) bool { return f.parts[i].outOff+f.parts[i].outSize > off })
-}
 
 // start returns where a cursor must begin to produce part-relative output
 // offset pos (16-aligned): for CBC the checkpoint at or before it, with

@@ -7,9 +7,9 @@ import (
 )
 
 // The CBC lane engine. CBC encryption is serial within a chain: on one
-// core AESENC's latency, not its throughput, bounds a single stream
-// (~1.4 GB/s here), while four interleaved chains run at about four times
-// that (cbcEnc4Asm). A sequential reader has more than one chain in
+// core AESENC's latency, not its throughput, bounds a single stream,
+// while four interleaved chains run at nearly four times its speed
+// (cbcEnc4Asm; the README's bench section has the figures). A sequential reader has more than one chain in
 // flight: the segments after the one it reads are warmed ahead of it
 // (warm.go), and concurrent readers have one each. Producers hand their
 // AES-128-CBC chunks to one engine goroutine, which encrypts up to four
@@ -19,18 +19,16 @@ import (
 // A producer spends most of a chunk's time reading its plaintext from
 // the store, so two chunks rarely arrive together by chance: when a job
 // starts alone or one finishes, and another producer is filling its
-// chunk, the engine waits up to lingerMax for it. Waiting costs no CPU;
+// chunk, the engine waits up to Tuning.LaneLinger for it. Waiting costs no CPU;
 // a lane costs as much CPU alone as with three others. The producers
 // then fall into step.
 //
 // Only producers (read-ahead) use it: a synchronous read (a seek) would
 // pay two goroutine switches for no company.
 
-const (
-	maxLanes  = 4
-	laneSlice = 64 << 10 // how much of each lane one step encrypts
-	lingerMax = 300 * time.Microsecond
-)
+// maxLanes is the chains cbcEnc4Asm interleaves; each step encrypts
+// Tuning.LaneSlice of every lane.
+const maxLanes = 4
 
 // laneBytes[i] counts the bytes encrypted in steps of i+1 lanes.
 var laneBytes [maxLanes]atomic.Int64
@@ -96,7 +94,7 @@ func runLanes(in <-chan *laneJob) {
 	var (
 		active  []*laneJob
 		l       cbcLanes
-		scratch = make([]byte, laneSlice) // what idle lanes encrypt
+		scratch []byte // what idle lanes encrypt
 		linger  = time.NewTimer(time.Hour)
 		changed bool // a job started alone or one finished: maybe wait once
 	)
@@ -110,7 +108,7 @@ func runLanes(in <-chan *laneJob) {
 			// Another stream is filling its chunk and a lane costs as
 			// much alone as with company: wait a little for it, once per
 			// change, so a stream stuck on its store slows no other much.
-			linger.Reset(lingerMax)
+			linger.Reset(tun().LaneLinger)
 			select {
 			case j := <-in:
 				active = takeWaiting(in, append(active, j))
@@ -118,7 +116,10 @@ func runLanes(in <-chan *laneJob) {
 			case <-linger.C:
 			}
 		}
-		step := laneSlice
+		step := tun().LaneSlice
+		if len(scratch) < step {
+			scratch = make([]byte, step)
+		}
 		for _, j := range active {
 			step = min(step, len(j.buf))
 		}

@@ -7,17 +7,15 @@ import (
 	"sync/atomic"
 )
 
-// The read-ahead bound. A producer holds at most one chunk being made (or
-// waiting to be sent) and chunkQueue chunks in its channel (a warm one
-// more, from the shared ahead budget); the Reader holds the chunks not
-// yet wholly served (maxHeld at most, in order just one).
-const (
-	chunkSize  = 512 << 10 // a multiple of blockSize
-	chunkQueue = 1
-)
+// The read-ahead bound. A producer holds at most one chunk
+// (Tuning.ChunkSize) being made (or waiting to be sent) and chunkQueue
+// chunks in its channel (a warm one more, from the shared ahead budget);
+// the Reader holds the chunks not yet wholly served
+// (Tuning.MaxHeldChunks at most, in order just one).
+const chunkQueue = 1
 
 // bufPool recycles chunk buffers: a sequential read allocates none.
-var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, chunkSize)} }}
+var bufPool = sync.Pool{New: func() any { return &buffer{} }}
 
 // buffer is a pooled chunk buffer. It is counted: the Reader holds one
 // reference while it holds the chunk, and each Data handed out (a FUSE
@@ -28,9 +26,13 @@ type buffer struct {
 	refs atomic.Int32
 }
 
-// getBuf returns a buffer with one reference, the caller's.
+// getBuf returns a buffer of Tuning.ChunkSize with one reference, the
+// caller's.
 func getBuf() *buffer {
 	b := bufPool.Get().(*buffer)
+	if size := tun().ChunkSize; len(b.b) != size { // new, or the tuning changed
+		b.b = make([]byte, size)
+	}
 	b.refs.Store(1)
 	return b
 }
@@ -72,33 +74,32 @@ func (c *chunk) free() {
 	*c = chunk{}
 }
 
-// aheadChunks bounds, across all warm streams, the chunks made beyond
-// each stream's own queue slot: 24 MiB. A warm stream (a segment after the
-// one being read, warm.go) encrypts on while the current segment is still
-// being read, so that the lane engine has chains to interleave; what it
-// makes waits here until its reader arrives. Ordinary streams stay one
-// chunk ahead.
-const aheadChunks = 48
-
-var aheadTokens = make(chan struct{}, aheadChunks)
+// The ahead budget (settings.aheadTokens, Tuning.WarmBudget) bounds,
+// across all warm streams, the chunks made beyond each stream's own queue
+// slot. A warm stream (a segment after the one being read, warm.go)
+// encrypts on while the current segment is still being read, so that the
+// lane engine has chains to interleave; what it makes waits in its
+// channel until its reader arrives. Ordinary streams stay one chunk ahead.
 
 // producer encrypts ahead of a sequential reader in its own goroutine,
 // so that encryption (the cost of CBC) overlaps the reader's copying and
 // the kernel's handling of the previous read.
 type producer struct {
-	c     *cursor // owned by the goroutine until done
-	deep  bool    // may take aheadTokens (a warm stream)
-	space chan struct{}
-	ch    chan chunk
-	done  chan struct{}
+	c      *cursor       // owned by the goroutine until done
+	deep   bool          // may take tokens (a warm stream)
+	tokens chan struct{} // the ahead budget in force when it started
+	space  chan struct{}
+	ch     chan chunk
+	done   chan struct{}
 }
 
 // startProducer hands the cursor to a new producer goroutine. A deep one
 // may run ahead into the shared budget.
 func startProducer(c *cursor, deep bool) *producer {
 	c.lanes = true
-	p := &producer{c: c, deep: deep, space: make(chan struct{}, chunkQueue),
-		ch: make(chan chunk, chunkQueue+aheadChunks), done: make(chan struct{})}
+	tokens := tun().aheadTokens
+	p := &producer{c: c, deep: deep, tokens: tokens, space: make(chan struct{}, chunkQueue),
+		ch: make(chan chunk, chunkQueue+cap(tokens)), done: make(chan struct{})}
 	go p.run()
 	return p
 }
@@ -144,7 +145,7 @@ func (p *producer) acquire() (ahead, ok bool) {
 		return false, true
 	default:
 	}
-	tokens := aheadTokens
+	tokens := p.tokens
 	if !p.deep {
 		tokens = nil // never ready
 	}
@@ -161,7 +162,7 @@ func (p *producer) acquire() (ahead, ok bool) {
 // release gives back the room a chunk took, once it left the queue.
 func (p *producer) release(ahead bool) {
 	if ahead {
-		<-aheadTokens
+		<-p.tokens
 	} else {
 		<-p.space
 	}

@@ -9,18 +9,6 @@ import (
 	"sync"
 )
 
-// How far a forward jump may go and still continue the stream, discarding
-// what lies between, instead of seeking: the kernel's read-ahead requests
-// do not always arrive in order, and a short skip is cheaper than a new
-// request. A producer has up to a megabyte made already, so it may skip
-// further. An idle stream (after a seek) skips less, synchronously, and
-// without starting the read-ahead: only a read exactly at its end does,
-// so that random reads never pay for read-ahead they throw away.
-const (
-	skipAhead = 2 << 20
-	idleSkip  = 256 << 10
-)
-
 // Reader reads a File for one open file handle. It keeps the stream of
 // its last read (see the package doc) and serializes concurrent reads,
 // which share that stream.
@@ -37,15 +25,6 @@ type Reader struct {
 	warm   bool      // prod was started by File.Warm and nothing read from it yet
 	open   bool      // counted in f.open (made by NewReader, not yet closed)
 }
-
-// maxHeld bounds the chunks a Reader keeps for requests that arrive out
-// of order: the kernel has several read-ahead requests in flight and
-// go-fuse serves each in its own goroutine, so a request may come after
-// the stream has gone past it. A chunk is let go once every byte of it
-// has been served (the kernel caches what it got), so in order only the
-// newest is kept. make bench's reads were served from at most the third
-// newest.
-const maxHeld = 4
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
 // its source stream. It adopts the File's warm stream if there is one.
@@ -185,14 +164,21 @@ func (r *Reader) dropServed() {
 
 // fetch makes a held chunk hold pos. A read right at the end of the stream is
 // sequential: it starts (or uses) the read-ahead. A short forward jump
-// continues the stream; anything else seeks.
+// continues the stream, discarding what lies between, instead of seeking:
+// the kernel's read-ahead requests do not always arrive in order, and a
+// short skip is cheaper than a new request. A producer has chunks made
+// already, so it may skip further (Tuning.SkipAhead); an idle stream (after
+// a seek) skips less (Tuning.IdleSkip), synchronously, and without starting
+// the read-ahead: only a read exactly at its end does, so that random reads
+// never pay for read-ahead they throw away. Anything else seeks.
 func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	t := tun()
 	gap := pos - r.streamEnd()
 	switch {
-	case r.prod != nil && gap >= 0 && gap < skipAhead:
+	case r.prod != nil && gap >= 0 && gap < t.SkipAhead:
 		err := r.receive(ctx, pos)
 		if err != nil && r.warm && ctx.Err() == nil {
 			// A warm stream failed before this reader asked for it
@@ -206,7 +192,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 		// Reading is sequential: the rest of the part is wanted, so the
 		// next window is the largest, not one of a doubling series (fewer
 		// GETs per segment; MinIO pays per request).
-		r.idle.window = maxWindow
+		r.idle.setWindow(t.MaxWindow)
 		r.prod = startProducer(r.idle, false)
 		r.idle = nil
 		return r.receive(ctx, pos)
@@ -216,7 +202,7 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 		// once, one request per segment instead of two.
 		r.startStream(0, false)
 		return r.receive(ctx, pos)
-	case r.idle != nil && gap > 0 && gap < idleSkip:
+	case r.idle != nil && gap > 0 && gap < t.IdleSkip:
 		c := r.idle
 		r.idle = nil
 		return r.advance(ctx, c, pos, want)
@@ -234,7 +220,7 @@ func (r *Reader) fresh() bool {
 // with r.mu held (or r not yet shared).
 func (r *Reader) startStream(idx int, deep bool) {
 	c := newCursor(r.ctx, r.f, idx, 0)
-	c.window = maxWindow
+	c.setWindow(tun().MaxWindow)
 	r.prod = startProducer(c, deep)
 }
 
@@ -272,16 +258,15 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 
 // seek produces the chunk holding pos from the checkpoint (CBC) or block
 // at or before it, with a new stream whose first window reaches from there
-// to the end of the request, and at least firstWindow. A CBC seek far past
+// to the end of the request. A CBC seek far past
 // the known checkpoints waits for other readers walking the same chain, so
 // concurrent readers encrypt a part's prefix once between them.
 func (r *Reader) seek(ctx context.Context, pos, want int64) error {
 	r.stop()
-	idx := r.f.partAt(pos)
+	idx, rel := r.f.locate(pos)
 	fp := r.f.parts[idx]
-	rel := pos - fp.outOff
 	if fp.cps != nil {
-		release, err := fp.cps.claimWalk(ctx, rel-rel%blockSize)
+		release, err := fp.cps.claimWalk(ctx, blockStart(rel))
 		if err != nil {
 			return err
 		}
@@ -292,7 +277,7 @@ func (r *Reader) seek(ctx context.Context, pos, want int64) error {
 	// no more than it needs (and its body is read to the end, so the
 	// connection is reused). If reading goes on sequentially the next
 	// window is the largest (fetch).
-	c.window = max(min(alignUp(rel+want), fp.outSize)-c.pos, blockSize)
+	c.setWindow(max(requestEnd(rel, want, fp.outSize)-c.pos, blockSize))
 	return r.advance(ctx, c, pos, want)
 }
 
@@ -313,9 +298,7 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 	// Bytes made only because a chunk starts at a block (or a CBC
 	// checkpoint's chain) and ends at one count as served: nobody asked
 	// for them, so the chunk can go once the request's bytes are sent.
-	end := off + int64(len(data))
-	unasked := max(pos-off, 0) + max(end-(pos+want), 0)
-	r.rotate(&chunk{off: off, data: data, buf: buf, served: int(unasked)})
+	r.rotate(&chunk{off: off, data: data, buf: buf, served: int(unasked(off, int64(len(data)), pos, want))})
 	if kept {
 		r.idle = c
 	} else {
@@ -324,9 +307,14 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 	return nil
 }
 
-// rotate makes c the newest chunk; the oldest goes when maxHeld are held.
+// rotate makes c the newest chunk; the oldest goes when
+// Tuning.MaxHeldChunks are held. The bound is for requests that arrive out
+// of order: the kernel has several read-ahead requests in flight and
+// go-fuse serves each in its own goroutine, so a request may come after
+// the stream has gone past it. A chunk is let go once every byte of it has
+// been served (dropServed), so in order only the newest is kept.
 func (r *Reader) rotate(c *chunk) {
-	if len(r.held) == maxHeld {
+	for len(r.held) >= max(tun().MaxHeldChunks, 1) {
 		r.held[0].free()
 		r.held = append(r.held[:0], r.held[1:]...)
 	}

@@ -14,14 +14,10 @@ import (
 // the next open starts without a request round trip and finds chunks
 // made, and the segments' CBC chains share the lane engine
 // (lanes_amd64.go). The next NewReader adopts the stream; an unadopted
-// one is stopped after warmTTL, long enough for a player reading in real
-// time to reach the second segment after the one it is on (10 s segments:
-// 20 s). At most maxWarm are held at once (each one chunk and a source
-// window, plus what it holds of the ahead budget).
-const maxWarm = 8
-
-var warmTTL = 30 * time.Second // a variable for tests
-
+// one is stopped after Tuning.WarmTTL, long enough for a player reading in
+// real time to reach the second segment after the one it is on (10 s
+// segments: 20 s). At most Tuning.MaxWarmStreams are held at once (each one
+// chunk and a source window, plus what it holds of the ahead budget).
 var warmHeld atomic.Int32
 
 // warmSlot holds a File's warm Reader, if any.
@@ -33,8 +29,8 @@ type warmSlot struct {
 
 // Warm starts reading f from its start in the background for a reader
 // expected to open it soon. It does nothing when f is already warm or
-// being read (a concurrent reader got there first), when maxWarm streams
-// are held, or for an empty File.
+// being read (a concurrent reader got there first), when
+// Tuning.MaxWarmStreams are held, or for an empty File.
 func (f *File) Warm() {
 	if f.size == 0 || f.open.Load() > 0 {
 		return
@@ -45,7 +41,8 @@ func (f *File) Warm() {
 	if s.r != nil {
 		return
 	}
-	if warmHeld.Add(1) > maxWarm {
+	t := tun()
+	if warmHeld.Add(1) > int32(t.MaxWarmStreams) {
 		warmHeld.Add(-1)
 		return
 	}
@@ -55,7 +52,7 @@ func (f *File) Warm() {
 	r.warm = true
 	r.mu.Unlock()
 	s.r = r
-	s.timer = time.AfterFunc(warmTTL, func() {
+	s.timer = time.AfterFunc(t.WarmTTL, func() {
 		if r := f.takeWarm(); r != nil {
 			r.Close()
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/mpcfs/mpcfs/tuning"
 	"io"
 	"math/rand"
 	"runtime"
@@ -46,16 +47,15 @@ func TestWarmIsAdopted(t *testing.T) {
 	}
 }
 
-// TestWarmExpires: a warm stream nobody adopts is stopped after warmTTL,
+// TestWarmExpires: a warm stream nobody adopts is stopped after WarmTTL,
 // its goroutine gone, and the next Reader starts afresh.
 func TestWarmExpires(t *testing.T) {
-	defer func(d time.Duration) { warmTTL = d }(warmTTL)
-	warmTTL = 50 * time.Millisecond
+	withTuning(t, func(tu *tuning.Tuning) { tu.WarmTTL = 50 * time.Millisecond })
 	f, src := onePart(t, rand.New(rand.NewSource(22)), AES128CBC, 4<<20, testIV)
 	base := runtime.NumGoroutine()
 	f.Warm()
 	waitFor(t, "the warm stream to expire", func() bool { return warmHeld.Load() == 0 && runtime.NumGoroutine() <= base })
-	if n := len(aheadTokens); n != 0 {
+	if n := len(tun().aheadTokens); n != 0 {
 		t.Fatalf("an expired warm stream left %d chunks of the ahead budget taken", n)
 	}
 	want := openssl(t, AES128CBC, testKey, testIV, src.data)
@@ -116,13 +116,13 @@ func TestWarmRunsAhead(t *testing.T) {
 	f, src := onePart(t, r, AES128CBC, 12<<20, testIV)
 	f.Warm()
 	waitFor(t, "the warm stream to run ahead", func() bool { return src.read.Load() >= 6<<20 })
-	if n := len(aheadTokens); n == 0 || n > aheadChunks {
+	if n := len(tun().aheadTokens); n == 0 || n > aheadChunks {
 		t.Fatalf("warm stream 6 MiB ahead holds %d chunks of the budget", n)
 	}
 	if got, want := readSeq(t, f, 128<<10), openssl(t, AES128CBC, testKey, testIV, src.data); !bytes.Equal(got, want) {
 		t.Fatal("ciphertext read after running ahead differs from openssl's")
 	}
-	if n := len(aheadTokens); n != 0 {
+	if n := len(tun().aheadTokens); n != 0 {
 		t.Fatalf("%d chunks of the ahead budget still taken after the read", n)
 	}
 

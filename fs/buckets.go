@@ -17,10 +17,6 @@ import (
 	"github.com/mpcfs/mpcfs/store"
 )
 
-// storeTimeout bounds one metadata request so a store that went away gives
-// EIO instead of a hung ls.
-const storeTimeout = 30 * time.Second
-
 func isNotExist(err error) bool   { return errors.Is(err, store.ErrNotExist) }
 func isContextErr(err error) bool { return errors.Is(err, context.Canceled) }
 
@@ -43,7 +39,7 @@ func (b *bucketsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fus
 }
 
 func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Tuning.StoreTimeout)
 	defer cancel()
 	names, err := b.opts.Store.Buckets(ctx)
 	if err != nil {
@@ -63,7 +59,7 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if name == b.opts.SysBucket {
 		return nil, syscall.ENOENT
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Tuning.StoreTimeout)
 	defer cancel()
 	ok, err := b.opts.Store.BucketExists(ctx, name)
 	if err != nil {
@@ -106,7 +102,7 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 }
 
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.opts.Tuning.StoreTimeout)
 	defer cancel()
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
@@ -145,7 +141,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if d.opts.Manager.IsOutputDir(d.bucket, key) {
 		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.opts.Tuning.StoreTimeout)
 	defer cancel()
 	info, err := d.opts.Store.Stat(ctx, d.bucket, key)
 	if err == nil {
@@ -174,8 +170,8 @@ func (d *dirNode) newObject(ctx context.Context, info store.ObjectInfo, out *fus
 func (d *dirNode) newOutput(ctx context.Context, o *control.Output, out *fuse.EntryOut) *fusefs.Inode {
 	n := &outputNode{opts: d.opts, out: o}
 	n.fill(&out.Attr)
-	out.SetEntryTimeout(outputTTL)
-	out.SetAttrTimeout(outputTTL)
+	out.SetEntryTimeout(d.opts.Tuning.OutputEntryTTL)
+	out.SetAttrTimeout(d.opts.Tuning.OutputEntryTTL)
 	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: o.Ino})
 }
 
@@ -237,7 +233,7 @@ func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.File.Size, time.Time
 
 func (n *outputNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fill(&out.Attr)
-	out.SetTimeout(outputTTL)
+	out.SetTimeout(n.opts.Tuning.OutputEntryTTL)
 	return 0
 }
 

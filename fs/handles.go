@@ -24,21 +24,15 @@ type readHandle struct {
 	name string // for log lines
 	size int64
 
-	// warmNext, if set, starts the next segment of the playlist; called
-	// once, when the handle has read warmAfter bytes in sequence (or is
-	// within warmLead of its end).
+	// warmNext, if set, starts the next segments of the playlist; called
+	// once, when the handle has read Tuning.WarmAfter bytes in sequence
+	// (or is within Tuning.WarmLead of its end): a segment read that far
+	// in sequence is being played or copied, not probed, and the next
+	// ones are warmed then, so that they are encrypted alongside
+	// (crypto.File.Warm).
 	warmNext func()
 	warmed   atomic.Bool
 }
-
-// A segment read in sequence past warmAfter is being played or copied,
-// not probed: the next ones are warmed then, so that they are encrypted
-// alongside (crypto.File.Warm). Short segments warm them from warmLead
-// before their end.
-const (
-	warmAfter = 1 << 20
-	warmLead  = 4 << 20
-)
 
 func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
 	return &readHandle{r: f.NewReader(), opts: opts, name: name, size: f.Size()}
@@ -54,7 +48,7 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		return nil, readErrno(err)
 	}
 	n := d.Len()
-	if end := off + int64(n); h.warmNext != nil && (end >= warmAfter || end+warmLead >= h.size) && !h.warmed.Load() && h.r.Streaming() {
+	if end := off + int64(n); h.warmNext != nil && (end >= h.opts.Tuning.WarmAfter || end+h.opts.Tuning.WarmLead >= h.size) && !h.warmed.Load() && h.r.Streaming() {
 		if !h.warmed.Swap(true) {
 			h.warmNext()
 		}

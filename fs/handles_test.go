@@ -8,10 +8,11 @@ import (
 	"testing"
 
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // TestWarmNextOnce: a segment read in sequence warms the next ones once,
-// when the reads pass warmAfter; reads at random places near the end (a
+// when the reads pass tuning.Default().WarmAfter; reads at random places near the end (a
 // probe for the duration, say) or of just its start (a probe of the
 // format) warm nothing.
 func TestWarmNextOnce(t *testing.T) {
@@ -22,7 +23,7 @@ func TestWarmNextOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &Options{Log: log.New(io.Discard, "", 0)}
+	opts := &Options{Log: log.New(io.Discard, "", 0), Tuning: tuning.Default()}
 	ctx := context.Background()
 	buf := make([]byte, 128<<10)
 
@@ -41,14 +42,14 @@ func TestWarmNextOnce(t *testing.T) {
 
 	probe := newReadHandle(f, opts, "probe")
 	probe.warmNext = func() { calls++ }
-	for off := int64(0); off+int64(len(buf)) < warmAfter; off += int64(len(buf)) {
+	for off := int64(0); off+int64(len(buf)) < tuning.Default().WarmAfter; off += int64(len(buf)) {
 		if _, errno := probe.Read(ctx, buf, off); errno != 0 {
 			t.Fatal(errno)
 		}
 	}
 	probe.Release(ctx)
 	if calls != 0 {
-		t.Fatalf("reading the first %d bytes warmed the next segment %d times", warmAfter, calls)
+		t.Fatalf("reading the first %d bytes warmed the next segment %d times", tuning.Default().WarmAfter, calls)
 	}
 
 	seq := newReadHandle(f, opts, "seq")
@@ -61,8 +62,8 @@ func TestWarmNextOnce(t *testing.T) {
 		}
 	}
 	seq.Release(ctx)
-	// Once, by the first read ending at or past warmAfter.
-	if len(warmedAt) != 1 || warmedAt[0]+int64(len(buf)) < warmAfter || warmedAt[0] >= warmAfter {
-		t.Fatalf("warmed at offsets %v of %d, want once, by the first read ending past %d", warmedAt, f.Size(), warmAfter)
+	// Once, by the first read ending at or past tuning.Default().WarmAfter.
+	if len(warmedAt) != 1 || warmedAt[0]+int64(len(buf)) < tuning.Default().WarmAfter || warmedAt[0] >= tuning.Default().WarmAfter {
+		t.Fatalf("warmed at offsets %v of %d, want once, by the first read ending past %d", warmedAt, f.Size(), tuning.Default().WarmAfter)
 	}
 }

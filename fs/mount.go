@@ -25,6 +25,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // Options configure a mount.
@@ -35,29 +36,24 @@ type Options struct {
 	AllowOther bool   // let other users read buckets/ (control/ stays owner-only)
 	Debug      bool
 	Log        *log.Logger
-	// ReadAheadKB is the kernel read-ahead set on the mount (root only;
-	// see DefaultReadAheadKB); 0 leaves the kernel's 128 KiB.
-	ReadAheadKB int
+	// Tuning: EntryTTL, OutputEntryTTL, StoreTimeout, WarmAfter, WarmLead,
+	// ReadAheadKB (zero: tuning.Default()). Names and attributes of store
+	// objects are trusted briefly, so new objects and outputs show up at
+	// once; content is cached longer through KEEP_CACHE, made safe by
+	// content-derived inode numbers. Outputs' entries live long: an output
+	// never changes under its inode, and a withdrawn or replaced one is
+	// invalidated at once (rootNode.forget), so a warm re-read of a
+	// segment costs no lookup or getattr round trip, only open and close.
+	Tuning tuning.Tuning
 }
-
-// cacheTTL is how long the kernel may trust a name or attributes. Short, so
-// new objects and new outputs show up quickly; content is cached longer
-// through KEEP_CACHE, made safe by content-derived inode numbers.
-const cacheTTL = time.Second
-
-// outputTTL is how long the kernel may trust an output's name and
-// attributes. An output never changes under its inode (content-derived),
-// and a withdrawn or replaced one is invalidated at once (rootNode.forget),
-// so its entry can live long: a warm re-read of a segment then costs no
-// lookup or getattr round trip, only open and close.
-const outputTTL = time.Hour
 
 // Mount mounts mpcfs at dir and returns the serving FUSE server.
 func Mount(dir string, o Options) (*fuse.Server, error) {
 	if o.Log == nil {
 		o.Log = log.New(os.Stderr, "mpcfs: ", log.LstdFlags)
 	}
-	ttl, neg := cacheTTL, time.Duration(0)
+	o.Tuning = tuning.OrDefault(o.Tuning)
+	ttl, neg := o.Tuning.EntryTTL, time.Duration(0)
 	root := &rootNode{opts: &o}
 	o.Manager.OnWithdraw(root.forget)
 	server, err := fusefs.Mount(dir, root, &fusefs.Options{
@@ -84,8 +80,8 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 			Logger:  o.Log,
 		},
 	})
-	if err == nil && o.ReadAheadKB > 0 {
-		if err := SetReadAhead(dir, o.ReadAheadKB); err != nil {
+	if err == nil && o.Tuning.ReadAheadKB > 0 {
+		if err := SetReadAhead(dir, o.Tuning.ReadAheadKB); err != nil {
 			o.Log.Printf("kernel read-ahead stays at its default: %v", err)
 		}
 	}

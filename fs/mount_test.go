@@ -14,6 +14,7 @@ import (
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // need skips (or, in CI, fails) a test when a real part is missing: CI
@@ -58,7 +59,7 @@ func newFixture(t *testing.T, st store.Store, sys string) *fixture {
 // beyond newFixture's defaults.
 type mountOpts struct {
 	allowOther bool
-	refresh    time.Duration // task-store refresh (0: control.DefaultRefresh)
+	refresh    time.Duration // task-store refresh (0: the default tuning's)
 	masterKey  string        // share a master key with another fixture
 }
 
@@ -92,12 +93,16 @@ func (f *fixture) mount() {
 	}
 	f.t.Cleanup(func() { lf.Close() })
 	lg := log.New(lf, "mpcfs: ", log.LstdFlags)
-	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Refresh: f.opts.refresh})
+	tune := tuning.Default()
+	if f.opts.refresh != 0 {
+		tune.Refresh = f.opts.refresh
+	}
+	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Tuning: tune})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther,
-		ReadAheadKB: fs.DefaultReadAheadKB})
+		Tuning: tune})
 	if err != nil {
 		f.mgr.Close()
 		f.t.Fatal(err)

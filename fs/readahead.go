@@ -7,19 +7,18 @@ import (
 	"strings"
 )
 
-// DefaultReadAheadKB is the kernel read-ahead mpcfs asks for on its mount.
+// SetReadAhead sets read_ahead_kb of the mount at dir through its bdi,
+// /sys/class/bdi/MAJOR:MINOR (the mount's st_dev). Mount calls it with
+// Options.Tuning.ReadAheadKB; the bench uses it to try other values.
+//
+// The kernel read-ahead mpcfs asks for on its mount (Tuning.ReadAheadKB).
 // The kernel offers a FUSE mount 128 KiB (its default for any device) and
 // the init reply can only lower it, so a reader's 1 MiB read() of a cold
 // segment becomes eight 128 KiB FUSE requests, each a round trip through
 // the daemon. The mount's device (bdi) setting lifts it: with 1 MiB the
-// kernel asks for 1 MiB at a time, up to our 1 MiB request size (make
-// bench: less CPU per GB in the daemon and the reader, the cold rows up).
+// kernel asks for 1 MiB at a time, up to our 1 MiB request size: fewer
+// round trips, less CPU per GB in the daemon and the reader.
 // Only root may change it; others keep the kernel's, with a log line.
-const DefaultReadAheadKB = 1024
-
-// SetReadAhead sets read_ahead_kb of the mount at dir through its bdi,
-// /sys/class/bdi/MAJOR:MINOR (the mount's st_dev). Mount calls it with
-// Options.ReadAheadKB; the bench uses it to try other values.
 func SetReadAhead(dir string, kb int) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // TestMountSetsReadAhead: the mount's kernel read-ahead (its bdi, found
@@ -28,7 +28,7 @@ func TestMountSetsReadAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(data)); got != fmt.Sprint(fs.DefaultReadAheadKB) {
-		t.Fatalf("%s = %s, want %d", p, got, fs.DefaultReadAheadKB)
+	if got := strings.TrimSpace(string(data)); got != fmt.Sprint(tuning.Default().ReadAheadKB) {
+		t.Fatalf("%s = %s, want %d", p, got, tuning.Default().ReadAheadKB)
 	}
 }

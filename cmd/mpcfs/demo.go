@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mpcfs/mpcfs/fs"
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // runDemo shows the whole product on the embedded default store: it makes
@@ -57,7 +57,7 @@ func (d *demo) run(keep bool) error {
 		return err
 	}
 	m, err := startMount(&mountConfig{StoreDir: storeDir, Region: "region1", Mountpoint: d.mnt,
-		MasterKey: filepath.Join(d.dir, "master.key"), ReadAhead: fs.DefaultReadAheadKB}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+		MasterKey: filepath.Join(d.dir, "master.key"), Tuning: tuning.Default()}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // mountConfig is everything `mpcfs mount` needs; the demo fills it too.
@@ -30,8 +30,7 @@ type mountConfig struct {
 	MasterKey  string
 	SysBucket  string
 	Debug      bool
-	Refresh    time.Duration
-	ReadAhead  int // KiB
+	Tuning     tuning.Tuning // the defaults, with --refresh and --read-ahead-kb
 	Mountpoint string
 }
 
@@ -45,7 +44,7 @@ func defaultMasterKey() string {
 }
 
 func parseMountFlags(args []string) (*mountConfig, error) {
-	c := &mountConfig{}
+	c := &mountConfig{Tuning: tuning.Default()}
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
 	fl.StringVar(&c.StoreDir, "store", defaultStoreDir(), "local-directory store (each sub-folder a bucket), used when no --endpoint is given")
@@ -53,8 +52,8 @@ func parseMountFlags(args []string) (*mountConfig, error) {
 	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users read buckets/ (control/ stays owner-only)")
 	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
 	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
-	fl.DurationVar(&c.Refresh, "refresh", control.DefaultRefresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
-	fl.IntVar(&c.ReadAhead, "read-ahead-kb", fs.DefaultReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
+	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+	fl.IntVar(&c.Tuning.ReadAheadKB, "read-ahead-kb", c.Tuning.ReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
@@ -76,7 +75,7 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
-	setMemoryLimit()
+	setMemoryLimit(c.Tuning.MemoryLimit)
 	m, err := startMount(c, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
 	if err != nil {
 		return err
@@ -96,16 +95,13 @@ func runMount(args []string) error {
 	return nil
 }
 
-// defaultMemoryLimit is a soft heap limit for the daemon. Read buffers are
-// bounded (2 MiB per open file, crypto package doc) but freed ones wait for
-// the GC; with Go's default pacing 16 readers peaked at ~130 MB RSS, with
-// this limit at under 80 MB and the same throughput (make bench). GOMEMLIMIT
-// in the environment overrides it.
-const defaultMemoryLimit = 80 << 20
-
-func setMemoryLimit() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+// setMemoryLimit sets the daemon's soft heap limit (Tuning.MemoryLimit)
+// unless GOMEMLIMIT is set. Read buffers are bounded (the crypto package
+// doc) but freed ones wait for the GC; with Go's default pacing many
+// readers let RSS grow well past what is live.
+func setMemoryLimit(limit int64) {
+	if os.Getenv("GOMEMLIMIT") == "" && limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 }
 
@@ -126,11 +122,14 @@ func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Refresh: c.Refresh})
+	if err := crypto.SetTuning(c.Tuning); err != nil {
+		return nil, err
+	}
+	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Tuning: c.Tuning})
 	if err != nil {
 		return nil, err
 	}
-	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg, ReadAheadKB: c.ReadAhead})
+	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg, Tuning: c.Tuning})
 	if err != nil {
 		mgr.Close()
 		return nil, fmt.Errorf("mounting %s: %w", c.Mountpoint, err)

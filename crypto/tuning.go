@@ -1,0 +1,45 @@
+package crypto
+
+import (
+	"sync/atomic"
+
+	"github.com/mpcfs/mpcfs/tuning"
+)
+
+// crypto's budgets (the warm streams' ahead budget, the lane engine, the
+// chunk buffer pool) are shared by every File of the process, so crypto
+// takes its part of a tuning.Tuning once per process, not per File.
+// Structures that must not change under their users capture the value
+// they were made with: a File's CBC checkpoints their spacing, a producer
+// its budget.
+type settings struct {
+	tuning.Tuning
+	// aheadTokens is the shared warm budget: a token per chunk made
+	// beyond a warm stream's own queue slot.
+	aheadTokens chan struct{}
+}
+
+var current atomic.Pointer[settings]
+
+func init() {
+	if err := SetTuning(tuning.Default()); err != nil {
+		panic(err)
+	}
+}
+
+// SetTuning makes t the tuning of Files made and streams started from now
+// on. The daemon calls it once at start; tests and the bench to try values.
+func SetTuning(t tuning.Tuning) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	tokens := max(t.WarmBudget/int64(t.ChunkSize), 0)
+	current.Store(&settings{Tuning: t, aheadTokens: make(chan struct{}, tokens)})
+	return nil
+}
+
+// Tuning returns the tuning in force.
+func Tuning() tuning.Tuning { return current.Load().Tuning }
+
+// tun is the settings in force.
+func tun() *settings { return current.Load() }

@@ -1,0 +1,182 @@
+// Package tuning holds every knob of mpcfs's read path and task handling in
+// one struct, with its default and the reason for it, the way rclone's
+// vfscommon.Options and mountpoint-s3's PrefetcherConfig do. Nothing else
+// in mpcfs keeps a sizing or timing constant of its own: the layers take
+// their part of a Tuning (crypto.SetTuning, fs.Options.Tuning,
+// control.Config.Tuning), so that tests and the bench can change one
+// field and see what it does.
+//
+// Limits of the MPC API and of input (request and playlist sizes, output
+// counts) are not tuning: they are rules, and stay beside the code that
+// enforces them.
+package tuning
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Tuning is the whole set. The zero value is not usable: start from
+// Default() and change fields.
+type Tuning struct {
+	// ---- crypto: source windows (one ranged GET each) ----
+
+	// FirstWindow is the least a source window grows to after a seek's
+	// first one (which covers just its request, so a random read fetches
+	// no more than it needs).
+	FirstWindow int64
+	// MaxWindow is the largest source window: a sequential stream opens
+	// windows this size (few GETs per segment; MinIO and S3 pay per
+	// request) and no GET is unbounded.
+	MaxWindow int64
+
+	// ---- crypto: streams, chunks and what a Reader holds ----
+
+	// ChunkSize is the unit a stream encrypts and hands to readers; a
+	// multiple of 16. A producer holds one being made and one queued.
+	ChunkSize int
+	// MaxHeldChunks bounds the chunks a Reader keeps for kernel read
+	// requests that arrive out of order (go-fuse serves each request in
+	// its own goroutine); in order only the newest is kept.
+	MaxHeldChunks int
+	// SkipAhead is how far a forward jump may go and still continue a
+	// read-ahead stream (discarding what lies between) instead of seeking.
+	SkipAhead int64
+	// IdleSkip is the same for a stream that is not reading ahead (after
+	// a seek): smaller, and done synchronously.
+	IdleSkip int64
+	// CheckpointEvery is the CBC checkpoint spacing: the most a read
+	// re-encrypts once its part has been read past that point. 16 bytes
+	// of memory per interval of each output read.
+	CheckpointEvery int64
+
+	// ---- crypto: warm streams (segments encrypted ahead of their reader) ----
+
+	// WarmBudget is the bytes of chunks all warm streams together may
+	// hold beyond their own queue slot; rounded down to whole chunks.
+	WarmBudget int64
+	// MaxWarmStreams bounds the warm streams held at once.
+	MaxWarmStreams int
+	// WarmTTL stops a warm stream nobody has adopted: long enough for a
+	// player reading 10 s segments in real time to adopt the second one
+	// ahead.
+	WarmTTL time.Duration
+	// LaneSlice is how much of each CBC chain one step of the lane engine
+	// encrypts; LaneLinger how long the engine waits for a second chain
+	// to interleave before it encrypts one alone (waiting costs no CPU).
+	LaneSlice  int
+	LaneLinger time.Duration
+
+	// ---- fs: the FUSE layer ----
+
+	// EntryTTL is how long the kernel may trust a name or attributes of
+	// store objects and control files: short, so new objects and outputs
+	// show up at once.
+	EntryTTL time.Duration
+	// OutputEntryTTL is the same for task outputs: they never change
+	// under their inode (content-derived), and withdrawn ones are
+	// invalidated at once, so their entries can live long.
+	OutputEntryTTL time.Duration
+	// StoreTimeout bounds one metadata request (lookup, listing) so a
+	// store that went away gives EIO instead of a hung ls.
+	StoreTimeout time.Duration
+	// WarmAfter: a segment read in sequence past this many bytes is being
+	// played or copied, not probed; the next segments are warmed then.
+	// WarmLead warms them from this far before the end of a short one.
+	WarmAfter int64
+	WarmLead  int64
+	// WarmNext is how many segments after the one being read are warmed.
+	WarmNext int
+	// ReadAheadKB is the kernel read-ahead asked for on the mount (root
+	// only): with the kernel's 128 a 1 MiB read() becomes eight FUSE
+	// requests. 0 keeps the kernel's.
+	ReadAheadKB int
+
+	// ---- control: tasks and the task store ----
+
+	// Refresh is how often the task store is re-read for other mounts'
+	// changes (< 0: never).
+	Refresh time.Duration
+	// StoreOpTimeout bounds one task-store write or a creation's store
+	// checks.
+	StoreOpTimeout time.Duration
+	// LookupTimeout bounds reading one task from the store when an
+	// unknown id is asked for.
+	LookupTimeout time.Duration
+	// PlanRetries are the waits before planning is retried after a store
+	// failure; then the task FAILS with the reason.
+	PlanRetries []time.Duration
+	// Workers is how many tasks are planned at once.
+	Workers int
+
+	// ---- the daemon ----
+
+	// MemoryLimit is the daemon's soft heap limit (GOMEMLIMIT overrides
+	// it): freed read buffers wait for the GC, and with Go's default
+	// pacing many readers let RSS grow well past what is live.
+	MemoryLimit int64
+}
+
+// Default returns the defaults mpcfs runs with.
+func Default() Tuning {
+	return Tuning{
+		FirstWindow:     1 << 20,
+		MaxWindow:       16 << 20,
+		ChunkSize:       512 << 10,
+		MaxHeldChunks:   4,
+		SkipAhead:       2 << 20,
+		IdleSkip:        256 << 10,
+		CheckpointEvery: 64 << 10,
+		WarmBudget:      24 << 20,
+		MaxWarmStreams:  8,
+		WarmTTL:         30 * time.Second,
+		LaneSlice:       64 << 10,
+		LaneLinger:      300 * time.Microsecond,
+		EntryTTL:        time.Second,
+		OutputEntryTTL:  time.Hour,
+		StoreTimeout:    30 * time.Second,
+		WarmAfter:       1 << 20,
+		WarmLead:        4 << 20,
+		WarmNext:        4,
+		ReadAheadKB:     1024,
+		Refresh:         2 * time.Second,
+		StoreOpTimeout:  30 * time.Second,
+		LookupTimeout:   10 * time.Second,
+		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
+		Workers:         2,
+		MemoryLimit:     80 << 20,
+	}
+}
+
+// Validate reports the first field that cannot work.
+func (t Tuning) Validate() error {
+	var errs []error
+	check := func(ok bool, field, why string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("tuning: %s %s", field, why))
+		}
+	}
+	check(t.FirstWindow >= 16, "FirstWindow", "must be at least 16 bytes")
+	check(t.MaxWindow >= t.FirstWindow, "MaxWindow", "must be at least FirstWindow")
+	check(t.ChunkSize >= 16 && t.ChunkSize%16 == 0, "ChunkSize", "must be a positive multiple of 16")
+	check(t.MaxHeldChunks >= 1, "MaxHeldChunks", "must be at least 1")
+	check(t.SkipAhead >= 0 && t.IdleSkip >= 0, "SkipAhead/IdleSkip", "must be >= 0")
+	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
+	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
+	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
+	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
+	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
+	check(t.Workers >= 1, "Workers", "must be at least 1")
+	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
+	return errors.Join(errs...)
+}
+
+// OrDefault returns t, or Default() when t is the zero Tuning (a Config
+// or Options that did not set one).
+func OrDefault(t Tuning) Tuning {
+	if t.ChunkSize == 0 && t.MaxWindow == 0 && t.Workers == 0 {
+		return Default()
+	}
+	return t
+}

@@ -1,0 +1,43 @@
+package tuning
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestValidateNamesTheField: each broken field is refused by name
+// (negative control for TestDefaultIsValid).
+func TestValidateNamesTheField(t *testing.T) {
+	for field, breakIt := range map[string]func(*Tuning){
+		"ChunkSize":       func(t *Tuning) { t.ChunkSize = 100 },
+		"MaxWindow":       func(t *Tuning) { t.MaxWindow = t.FirstWindow - 1 },
+		"CheckpointEvery": func(t *Tuning) { t.CheckpointEvery = 0 },
+		"Workers":         func(t *Tuning) { t.Workers = 0 },
+		"WarmTTL":         func(t *Tuning) { t.WarmTTL = 0 },
+		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
+	} {
+		tu := Default()
+		breakIt(&tu)
+		err := tu.Validate()
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("broken %s: Validate() = %v, want an error naming it", field, err)
+		}
+	}
+}
+
+func TestOrDefault(t *testing.T) {
+	if got := OrDefault(Tuning{}); got.ChunkSize != Default().ChunkSize {
+		t.Fatalf("OrDefault(zero) kept the zero value")
+	}
+	custom := Default()
+	custom.Workers = 7
+	if got := OrDefault(custom); got.Workers != 7 {
+		t.Fatalf("OrDefault replaced a set tuning")
+	}
+}
