@@ -3,12 +3,10 @@ package crypto
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"io"
 	"math/rand"
-	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,21 +72,7 @@ func randBytes(r *rand.Rand, n int) []byte {
 // reference.
 func openssl(t testing.TB, alg Algorithm, key, iv, plain []byte) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl missing in CI")
-		}
-		t.Skip("openssl not on PATH")
-	}
-	cmd := exec.Command("openssl", "enc", "-"+opensslNames[alg], "-K", hex.EncodeToString(key), "-iv", hex.EncodeToString(iv))
-	cmd.Stdin = bytes.NewReader(plain)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("openssl %s: %v: %s", alg, err, stderr.String())
-	}
-	return out
+	return testutil.OpenSSL(t, false, opensslNames[alg], key, iv, plain)
 }
 
 // reference is the expected output of one part.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/tuning"
 	"io"
 	"math/rand"
@@ -16,11 +17,7 @@ import (
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "waiting for "+what, cond)
 }
 
 // TestWarmIsAdopted: a warmed File is read from its source before anyone

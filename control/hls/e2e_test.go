@@ -2,7 +2,6 @@ package hls
 
 import (
 	"bytes"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
@@ -17,7 +16,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 )
 
 // TestFFmpegPlaysRewritten is the end-to-end check: real ffmpeg output is
@@ -31,9 +32,7 @@ func TestFFmpegPlaysRewritten(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping ffmpeg end-to-end test")
 	}
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
-	}
+	testutil.NeedCmd(t, "ffmpeg")
 	dir := t.TempDir()
 	if d := os.Getenv("HLS_E2E_DIR"); d != "" {
 		dir = d
@@ -42,7 +41,12 @@ func TestFFmpegPlaysRewritten(t *testing.T) {
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, ".key") {
-			serveKey(t, w, r, dir)
+			key, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(path.Clean(r.URL.Path))))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			testutil.ServeKey(w, r, key)
 			return
 		}
 		files.ServeHTTP(w, r)
@@ -249,21 +253,17 @@ func seal(plain, key, iv []byte) []byte {
 	return buf
 }
 
+// framemd5 decodes url with ffmpeg; a few frames would prove nothing.
 func framemd5(t *testing.T, url string) string {
-	// ffmpeg may retry forever on a broken rewrite: bound it.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-i", url, "-map", "0", "-c", "copy", "-f", "framemd5", "-")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	t.Helper()
+	out, err := sample.FrameMD5(url)
 	if err != nil {
-		t.Fatalf("ffmpeg -i %s: %v\n%s", url, err, stderr.Bytes())
+		t.Fatal(err)
 	}
-	if bytes.Count(out, []byte("\n")) < 50 {
-		t.Fatalf("ffmpeg decoded almost nothing from %s:\n%s%s", url, out, stderr.Bytes())
+	if strings.Count(out, "\n") < 50 {
+		t.Fatalf("ffmpeg decoded almost nothing from %s:\n%s", url, out)
 	}
-	return string(out)
+	return out
 }
 
 func diffHead(got, want string) string {
@@ -293,23 +293,4 @@ func writeFile(t *testing.T, name string, b []byte) {
 	if err := os.WriteFile(name, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// serveKey works around ffmpeg 5.1 sending a byte-range segment's Range
-// header with the request for its key: it insists on a 206 at that offset.
-// The key is served as if it sat at the requested offset.
-func serveKey(t *testing.T, w http.ResponseWriter, r *http.Request, dir string) {
-	key, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(path.Clean(r.URL.Path))))
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	var start int64
-	if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start); err != nil {
-		w.Write(key)
-		return
-	}
-	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(key))-1, start+int64(len(key))))
-	w.WriteHeader(http.StatusPartialContent)
-	w.Write(key)
 }

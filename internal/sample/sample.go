@@ -7,6 +7,8 @@
 package sample
 
 import (
+	"context"
+	"time"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,7 +61,10 @@ func MakeLadder(dir string, seconds int) (*Ladder, error) {
 func FrameMD5(input string, inputOpts ...string) (string, error) {
 	args := append([]string{"-v", "error", "-nostdin"}, inputOpts...)
 	args = append(args, "-i", input, "-map", "0", "-f", "framemd5", "-")
-	out, err := exec.Command("ffmpeg", args...).Output()
+	// ffmpeg may retry forever on a broken playlist or key server: bound it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", args...).Output()
 	if err != nil {
 		msg := ""
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -1,0 +1,85 @@
+// Package testutil holds the helpers every package's tests share, so that
+// they cannot drift apart: the rule for missing tools, polling, openssl as
+// the independent reference, and the key server ffmpeg needs.
+package testutil
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// Need skips a test when a real part (a tool, /dev/fuse, root) is missing,
+// and fails it under CI (CI set in the environment): CI must never pass by
+// skipping the checks that use real tools.
+func Need(t testing.TB, what string, ok bool) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing; CI installs it (.ci/run, make test)", what)
+	}
+	t.Skipf("%s is missing", what)
+}
+
+// HaveCmd reports whether name is on PATH.
+func HaveCmd(name string) bool { _, err := exec.LookPath(name); return err == nil }
+
+// NeedCmd is Need for a command on PATH.
+func NeedCmd(t testing.TB, name string) {
+	t.Helper()
+	Need(t, name+" (on PATH)", HaveCmd(name))
+}
+
+// Eventually polls cond every 20 ms until it holds, failing the test with
+// what after limit.
+func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+	}
+}
+
+// OpenSSL runs `openssl enc -CIPHER` (decrypt: with -d) on in with key
+// and iv: the independent reference our ciphertext is checked against.
+// cipher is openssl's name: aes-128-cbc, aes-128-ctr, sm4-cbc.
+func OpenSSL(t testing.TB, decrypt bool, cipher string, key, iv, in []byte) []byte {
+	t.Helper()
+	NeedCmd(t, "openssl")
+	args := []string{"enc", "-" + cipher, "-K", hex.EncodeToString(key), "-iv", hex.EncodeToString(iv)}
+	if decrypt {
+		args = append(args, "-d")
+	}
+	cmd := exec.Command("openssl", args...)
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %v: %v: %s", args[:2], err, stderr.String())
+	}
+	return out
+}
+
+// ServeKey answers a player's key request with key. ffmpeg 5.1 sends the
+// Range of the byte-range segment it is about to read with the request
+// for that segment's key and insists on a 206 at that offset, so a ranged
+// request gets the key as if it sat at the requested offset.
+func ServeKey(w http.ResponseWriter, r *http.Request, key []byte) {
+	var start int64
+	if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start); err != nil || start == 0 {
+		w.Write(key)
+		return
+	}
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(key))-1, start+int64(len(key))))
+	w.WriteHeader(http.StatusPartialContent)
+	w.Write(key)
+}
