@@ -8,11 +8,11 @@ package sample
 
 import (
 	"context"
-	"time"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 )
 
 // Ladder describes the media MakeLadder writes under its folder.
