@@ -44,8 +44,8 @@ func (a cpuUse) String() string {
 func (b *bench) cpuNow(daemon *proc) cpuUse {
 	var u cpuUse
 	if b.minio != nil {
-		u.minio = procCPU(b.minio.cmd.Process.Pid)
-		u.s3 = procIO(b.minio.cmd.Process.Pid, "wchar:")
+		u.minio = procCPU(b.minio.Pid())
+		u.s3 = procIO(b.minio.Pid(), "wchar:")
 	}
 	u.reader = rusageCPU(syscall.RUSAGE_SELF)
 	if daemon != nil {

@@ -2,12 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // bench holds the run's state and the stack of things to undo.
@@ -31,7 +29,7 @@ type bench struct {
 	cleanOnce sync.Once
 	coldNote  string // set when the page cache could not be dropped
 
-	minio *proc
+	minio *miniotest.Server
 	ep    string // MinIO endpoint
 	ak    string // MinIO credentials: passed to children in env or 0600 files
 	sk    string
@@ -208,62 +206,23 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// startMinio starts MinIO on a free 127.0.0.1 port with a fresh data folder
-// (on disk, so cold reads of the raw row really come from disk).
+// startMinio starts MinIO (store/miniotest, the same launcher the tests
+// use) on free 127.0.0.1 ports with a fresh data folder on disk, so cold
+// reads of the raw row really come from disk.
 func (b *bench) startMinio() error {
 	if _, err := os.Stat(b.cfg.Minio); err != nil {
 		return fmt.Errorf("no MinIO binary at %s: run `make minio`", b.cfg.Minio)
 	}
-	addr, err := freeAddr()
+	srv, err := miniotest.Launch(miniotest.Config{Bin: b.cfg.Minio, DataDir: filepath.Join(b.tmp, "minio-data"),
+		LogPath: filepath.Join(b.logs, "minio.log"), AccessKey: "bench-" + randHex(4), SecretKey: randHex(16)})
+	if srv != nil {
+		b.atExit(srv.Stop)
+	}
 	if err != nil {
 		return err
 	}
-	console, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	b.ak, b.sk = "bench-"+randHex(4), randHex(16)
-	env := []string{"MINIO_ROOT_USER=" + b.ak, "MINIO_ROOT_PASSWORD=" + b.sk, "MINIO_BROWSER=off", "MINIO_UPDATE=off"}
-	b.minio, err = b.start("minio", env, b.cfg.Minio, "server", "--quiet", "--address", addr, "--console-address", console, filepath.Join(b.tmp, "minio-data"))
-	if err != nil {
-		return err
-	}
-	b.ep = "http://" + addr
-	b.st, err = store.NewS3(store.S3Config{Endpoint: b.ep, Region: "us-east-1", AccessKey: b.ak, SecretKey: b.sk})
-	if err != nil {
-		return err
-	}
-	return b.waitMinio()
-}
-
-func (b *bench) waitMinio() error {
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if !b.minio.running() {
-			return fmt.Errorf("minio exited during startup (see %s)", filepath.Join(b.logs, "minio.log"))
-		}
-		resp, err := client.Get(b.ep + "/minio/health/live")
-		if err != nil {
-			continue
-		}
-		resp.Body.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = b.st.Buckets(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("minio did not answer on %s within 60 s", b.ep)
+	b.minio, b.ep, b.ak, b.sk, b.st = srv, srv.Endpoint, srv.AccessKey, srv.SecretKey, srv.Store()
+	return nil
 }
 
 // awsEnv is how S3 credentials reach mpcfs: the environment, never argv.

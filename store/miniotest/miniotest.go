@@ -1,5 +1,6 @@
-// Package miniotest starts a real MinIO server on 127.0.0.1 for tests, and
-// stops it by its PID when the test ends.
+// Package miniotest starts a real MinIO server on 127.0.0.1, for tests
+// (Start) and for the bench (Launch), and stops it by its PID. It is the
+// one place that knows how to run MinIO.
 package miniotest
 
 import (
@@ -33,34 +34,92 @@ type Server struct {
 	exited chan struct{} // closed when cmd has been waited for
 }
 
-// Start starts MinIO with a fresh data folder. Without a minio binary the
-// test is skipped, or fails under CI (CI must never pass by skipping).
+// Start starts MinIO with a fresh data folder for a test and stops it
+// when the test ends. Without a minio binary the test is skipped, or
+// fails under CI (CI must never pass by skipping).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := findBinary()
+	bin := FindBinary()
 	if bin == "" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("no minio binary: set MPCFS_MINIO_BIN or run `make minio`")
 		}
-		t.Skip("no minio binary: run `make minio` (GOBIN=~/.cache/mpcfs/bin go install github.com/minio/minio@latest)")
+		t.Skip("no minio binary: run `make minio`")
 	}
 	dir := t.TempDir()
-	s := &Server{AccessKey: "mpcfs-test", SecretKey: "mpcfs-test-secret", bin: bin,
-		dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "minio.log"),
-		addr: freeAddr(t), consoleAddr: freeAddr(t)}
-	s.Endpoint = "http://" + s.addr
-	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey})
+	s, err := Launch(Config{Bin: bin, DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "minio.log"),
+		AccessKey: "mpcfs-test", SecretKey: "mpcfs-test-secret"})
+	if s != nil {
+		t.Cleanup(s.Stop)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.st = st
-	t.Cleanup(s.Stop)
-	s.start(t)
 	return s
 }
 
-// findBinary: $MPCFS_MINIO_BIN, the repo's .cache/bin, ~/.cache/mpcfs/bin, PATH.
-func findBinary() string {
+// Config says how to launch a MinIO.
+type Config struct {
+	Bin                  string // the minio binary (FindBinary)
+	DataDir              string // its data folder (created)
+	LogPath              string // its stdout and stderr, appended
+	AccessKey, SecretKey string // the root credentials it is started with
+}
+
+// Launch starts MinIO on free 127.0.0.1 ports and waits until it serves
+// requests. The caller stops it (Stop); on error the returned Server, if
+// any, has been stopped already.
+func Launch(c Config) (*Server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	console, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{AccessKey: c.AccessKey, SecretKey: c.SecretKey, bin: c.Bin,
+		dataDir: c.DataDir, logPath: c.LogPath, addr: addr, consoleAddr: console}
+	s.Endpoint = "http://" + s.addr
+	s.st, err = store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.start(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Pid is the running server's process id (0 while stopped), for CPU and
+// I/O accounting.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Running reports whether the server process has not exited.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// FindBinary: $MPCFS_MINIO_BIN, the repo's .cache/bin, ~/.cache/mpcfs/bin,
+// PATH; "" when there is none.
+func FindBinary() string {
 	var candidates []string
 	if b := os.Getenv("MPCFS_MINIO_BIN"); b != "" {
 		candidates = append(candidates, b)
@@ -95,33 +154,32 @@ func repoRoot() string {
 	return ""
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
-func (s *Server) start(t testing.TB) {
-	t.Helper()
+func (s *Server) start() error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer logf.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
-		return
+		return nil
 	}
 	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr, s.dataDir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting minio: %v", err)
+		return fmt.Errorf("starting minio: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -130,9 +188,9 @@ func (s *Server) start(t testing.TB) {
 	if err := s.waitReady(exited, 60*time.Second); err != nil {
 		s.stopLocked()
 		log, _ := os.ReadFile(s.logPath)
-		t.Logf("minio log (%s):\n%s", s.logPath, log)
-		t.Fatalf("minio did not start: %v", err)
+		return fmt.Errorf("minio did not start: %w; its log (%s):\n%s", err, s.logPath, log)
 	}
+	return nil
 }
 
 // waitReady polls the liveness endpoint, then lists buckets: "live" can come
@@ -198,7 +256,9 @@ func (s *Server) stopLocked() {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
-	s.start(t)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Store is the server's client (one per Server, shared by callers).
