@@ -17,9 +17,21 @@ import (
 	"github.com/mpcfs/mpcfs/store"
 )
 
-// storeTimeout bounds one metadata request so a store that went away gives
-// EIO instead of a hung ls.
-const storeTimeout = 30 * time.Second
+// metaTimeout bounds the store requests of one lookup, readdir or open, so
+// a store that went away or froze gives EIO within seconds instead of a
+// hung ls.
+const metaTimeout = 5 * time.Second
+
+// metaContext is the context of the store requests a lookup, getattr,
+// readdir or open makes. It is not canceled when the caller gets a signal
+// (the kernel then sends FUSE_INTERRUPT, which cancels the request's
+// context): most programs (bash's [[ -f ]], ls, find) do not retry a stat
+// that fails with EINTR, so a signal would make an existing file look
+// missing. The call finishes instead, bounded by metaTimeout. Reads keep
+// the request's context: read(2) may return EINTR and callers retry it.
+func metaContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), metaTimeout)
+}
 
 func isNotExist(err error) bool   { return errors.Is(err, store.ErrNotExist) }
 func isContextErr(err error) bool { return errors.Is(err, context.Canceled) }
@@ -43,7 +55,7 @@ func (b *bucketsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fus
 }
 
 func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := metaContext(ctx)
 	defer cancel()
 	names, err := b.opts.Store.Buckets(ctx)
 	if err != nil {
@@ -63,7 +75,7 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if name == b.opts.SysBucket {
 		return nil, syscall.ENOENT
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := metaContext(ctx)
 	defer cancel()
 	ok, err := b.opts.Store.BucketExists(ctx, name)
 	if err != nil {
@@ -106,7 +118,7 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 }
 
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := metaContext(ctx)
 	defer cancel()
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
@@ -145,7 +157,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if d.opts.Manager.IsOutputDir(d.bucket, key) {
 		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := metaContext(ctx)
 	defer cancel()
 	info, err := d.opts.Store.Stat(ctx, d.bucket, key)
 	if err == nil {
