@@ -87,6 +87,9 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	return newDir(ctx, &b.Inode, b.opts, name, "", out), 0
 }
 
+// maxNameBytes is the longest file name the kernel accepts (NAME_MAX).
+const maxNameBytes = 255
+
 // dirNode is a folder of a bucket: the store's objects and sub-prefixes
 // under prefix, overlaid with task outputs (an output hides an object of the
 // same name).
@@ -128,6 +131,12 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	seen := map[string]bool{}
 	var entries []fuse.DirEntry
 	add := func(name string, mode uint32) {
+		if len(name) > maxNameBytes {
+			// The kernel fails the whole listing (EIO) on a name it cannot
+			// hold; such an object is only reachable through S3 itself.
+			d.opts.Log.Printf("listing %s/%s: skipping a %d-byte name (names hold at most %d)", d.bucket, d.prefix, len(name), maxNameBytes)
+			return
+		}
 		if name != "" && !seen[name] {
 			seen[name] = true
 			entries = append(entries, fuse.DirEntry{Name: name, Mode: mode})
