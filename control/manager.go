@@ -329,6 +329,9 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		return
 	}
 	rec.EndTime = mpcTime(time.Now())
+	if terr == nil {
+		terr = m.outputClash(&rec, plan)
+	}
 	if terr != nil {
 		rec.Status, rec.Description = Failed, terr.Error()
 	} else {

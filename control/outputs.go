@@ -320,3 +320,47 @@ func (m *Manager) saveStale(t *task, note string) {
 		m.cfg.Log.Printf("task %s: saving the note on its source: %v", rec.TaskID, err)
 	}
 }
+
+// outputClash reports an output of plan that cannot be reached because
+// another task's outputs use its path the other way round: a folder of
+// this task is an output file of another, or an output file of this task
+// is a folder of another's outputs. (The same path as a file in both is
+// fine: the newer task wins.)
+func (m *Manager) outputClash(rec *record, plan *Plan) *taskError {
+	idx := m.outputs.idx.Load()
+	bucket := rec.Output.Bucket
+	for _, f := range plan.Files {
+		key := rec.Output.Object + "/" + f.Name
+		if set := idx.dirs[bucket+"/"+key+"/"]; len(set) > 0 {
+			for child := range set {
+				if o := m.outputUnder(idx, bucket, key+"/"+child); o != nil && o.TaskID != rec.TaskID {
+					return failf(CodeBadRequest, "output %q is a folder of task %s's outputs (e.g. %q): choose another output.object", bucket+"/"+key, o.TaskID, bucket+"/"+o.Key)
+				}
+			}
+		}
+		for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
+			if o := idx.files[bucket+"/"+dir]; o != nil && o.TaskID != rec.TaskID {
+				return failf(CodeBadRequest, "output folder %q is an output file of task %s: choose another output.object", bucket+"/"+dir, o.TaskID)
+			}
+		}
+	}
+	return nil
+}
+
+// outputUnder returns some output at or below bucket/key (a name from an
+// index folder: folders end in "/").
+func (m *Manager) outputUnder(idx *outIndex, bucket, key string) *Output {
+	for {
+		if o := idx.files[bucket+"/"+key]; o != nil {
+			return o
+		}
+		set := idx.dirs[bucket+"/"+key]
+		if len(set) == 0 {
+			return nil
+		}
+		for child := range set {
+			key += child
+			break
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/mpcfs/mpcfs/control/hls"
@@ -76,6 +77,10 @@ type planner struct {
 	ctrIndex  uint64
 	out       []OutFile
 	extra     []*srcFile // I-frame copies of segments (see placeIFrames)
+
+	playlists map[string]bool   // every playlist read, by key
+	planned   map[string]bool   // media playlists planned, by key
+	outSrc    map[string]string // output name -> what it is made from
 }
 
 // srcFile collects how each referenced source object is used.
@@ -84,6 +89,7 @@ type srcFile struct {
 	name   string // output name
 	info   store.ObjectInfo
 	alg    crypto.Algorithm
+	usedBy string   // the first playlist referencing it
 	whole  *OutPart // referenced as a whole segment
 	ranges []*OutPart
 	newOff map[[2]int64]int64 // source range -> offset in the output file
@@ -95,6 +101,7 @@ type srcFile struct {
 // mediaOut is a media playlist waiting to be rewritten once every file's
 // layout (and so every new byte range) is known.
 type mediaOut struct {
+	key  string // source playlist
 	name string
 	data []byte
 	pl   *hls.Playlist
@@ -103,7 +110,7 @@ type mediaOut struct {
 }
 
 type segRef struct {
-	file *srcFile
+	file *srcFile // nil: an EXT-X-GAP segment whose object is missing
 	part *OutPart
 	tag  *hls.KeyTag
 	// An I-frame range moved to a copy: the playlist and URI it came
@@ -113,7 +120,8 @@ type segRef struct {
 
 func buildPlan(ctx context.Context, st store.Store, rec *record) (*Plan, *taskError) {
 	p := &planner{ctx: ctx, st: st, rec: rec, bucket: rec.Input.Bucket,
-		infos: map[string]store.ObjectInfo{}, listed: map[string]bool{}, files: map[string]*srcFile{}}
+		infos: map[string]store.ObjectInfo{}, listed: map[string]bool{}, files: map[string]*srcFile{},
+		playlists: map[string]bool{}, planned: map[string]bool{}, outSrc: map[string]string{}}
 	if d := path.Dir(rec.Input.Object); d != "." {
 		p.baseDir = d + "/"
 	}
@@ -142,7 +150,12 @@ func (p *planner) planInput() *taskError {
 	if !pl.Master {
 		return p.planMedia(in, top, data, pl)
 	}
-	p.out = append(p.out, OutFile{Name: top, Playlist: data, Size: int64(len(data))})
+	if err := p.emit(OutFile{Name: top, Playlist: data, Size: int64(len(data))}, "playlist "+strconv.Quote(in)); err != nil {
+		return err
+	}
+	if err := p.planSideRefs(in, pl); err != nil {
+		return err
+	}
 	if len(pl.Refs) > maxVariants {
 		return failf(CodeInputFormat, "master playlist %q references %d playlists (limit %d)", in, len(pl.Refs), maxVariants)
 	}
@@ -160,6 +173,9 @@ func (p *planner) planRef(master, ref string) *taskError {
 	if err != nil {
 		return err
 	}
+	if p.planned[key] {
+		return nil // named twice (by two spellings, or as a variant and a rendition)
+	}
 	data, pl, err := p.readPlaylist(key)
 	if err != nil {
 		return err
@@ -176,6 +192,7 @@ func (p *planner) readPlaylist(key string) ([]byte, *hls.Playlist, *taskError) {
 	if err != nil {
 		return nil, nil, err
 	}
+	p.playlists[key] = true
 	pl, perr := hls.Parse(data)
 	if perr != nil {
 		return nil, nil, failf(CodeInputFormat, "playlist %q: %v", key, perr)
@@ -259,7 +276,11 @@ func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *ta
 	if !pl.Ended {
 		return failf(CodeInputFormat, "playlist %q is live (no EXT-X-ENDLIST): only finished (VOD) playlists can be encrypted", key)
 	}
-	m := &mediaOut{name: name, data: data, pl: pl}
+	p.planned[key] = true
+	if err := p.planSideRefs(key, pl); err != nil {
+		return err
+	}
+	m := &mediaOut{key: key, name: name, data: data, pl: pl}
 	for _, mp := range pl.Maps {
 		ref, err := p.use(key, mp.URI, mp.ByteRange, false, nil, false)
 		if err != nil {
@@ -279,6 +300,11 @@ func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *ta
 }
 
 func (p *planner) planSegment(plKey string, seg *hls.Segment, iframes bool) (*segRef, *taskError) {
+	if seg.Gap {
+		if ref, missing := p.missingGap(plKey, seg); missing {
+			return ref, nil
+		}
+	}
 	if seg.Start < float64(p.rec.PreviewDuration) {
 		return p.use(plKey, seg.URI, seg.ByteRange, false, nil, iframes)
 	}
@@ -288,7 +314,70 @@ func (p *planner) planSegment(plKey string, seg *hls.Segment, iframes bool) (*se
 		return nil, err
 	}
 	ref.tag = p.keyTag(ref.part.IV)
+	if ref.tag.IV == "" && string(ref.part.IV) != string(iv) {
+		// The bytes were encrypted for an earlier listing of the same
+		// range: name that IV, not this segment's sequence number.
+		ref.tag.IV = "0x" + hex.EncodeToString(ref.part.IV)
+	}
 	return ref, nil
+}
+
+// missingGap handles an EXT-X-GAP segment whose object does not exist:
+// players must not load a gap segment (RFC 8216bis 4.4.4.7), so its line
+// is kept, with the EXT-X-KEY it would have had, and nothing is served for
+// it. A gap segment whose object exists is planned like any other.
+func (p *planner) missingGap(plKey string, seg *hls.Segment) (*segRef, bool) {
+	key, _, terr := p.resolve(plKey, seg.URI)
+	if terr != nil {
+		return nil, false // planned normally, which reports the URI
+	}
+	if _, terr := p.stat(key); terr == nil || terr.code != CodeInputNotExist {
+		return nil, false
+	}
+	ref := &segRef{}
+	if seg.Start >= float64(p.rec.PreviewDuration) {
+		ref.tag = p.keyTag(p.segmentIV(seg.SeqNo))
+	}
+	return ref, true
+}
+
+// planSideRefs serves the objects of URIs in tags mpcfs does not follow
+// (EXT-X-SESSION-DATA, EXT-X-CONTENT-STEERING, EXT-X-DATERANGE), so the
+// output never names a file it does not have. An absolute URL (a scheme
+// or "//host") names no object of the input and is kept as it is. A
+// relative URI must resolve inside the input folder; a data file is then
+// copied clear (it is not media); another presentation (an interstitial's
+// X-ASSET-URI or X-ASSET-LIST) FAILS the task: it would need a task of its
+// own.
+func (p *planner) planSideRefs(plKey string, pl *hls.Playlist) *taskError {
+	for _, r := range pl.SideRefs {
+		if isAbsoluteURL(r.URI) {
+			continue
+		}
+		if r.Presentation {
+			return failf(CodeInputFormat, "playlist %q line %d: %s %s=%q names another presentation by a relative URI: encrypt it with a task of its own and name it by an absolute URL",
+				plKey, r.Line, r.Tag, r.Attr, r.URI)
+		}
+		key, name, terr := p.resolve(plKey, r.URI)
+		if terr != nil {
+			return failf(terr.code, "%s (in %s %s)", terr.msg, r.Tag, r.Attr)
+		}
+		f, terr := p.file(key, name, plKey)
+		if terr != nil {
+			return failf(terr.code, "%s (named by %s %s in playlist %q)", terr.msg, r.Tag, r.Attr, plKey)
+		}
+		if _, terr := f.useWhole(&OutPart{Key: key, ETag: f.info.ETag}, p.rec.Algorithm == crypto.AES128CTR); terr != nil {
+			return failf(terr.code, "%s (named by %s in playlist %q, which is served clear)", terr.msg, r.Tag, plKey)
+		}
+	}
+	return nil
+}
+
+// isAbsoluteURL reports a URI with a scheme ("https:", "data:") or a
+// network path ("//host/..."): it names nothing in the input bucket.
+func isAbsoluteURL(uri string) bool {
+	first, _, _ := strings.Cut(uri, "/")
+	return strings.HasPrefix(uri, "//") || strings.Contains(first, ":")
 }
 
 // segmentIV is the IV of a segment: for CBC the request's iv or else the
@@ -332,7 +421,7 @@ func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []b
 	if err != nil {
 		return nil, err
 	}
-	f, err := p.file(key, name)
+	f, err := p.file(key, name, plKey)
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +433,18 @@ func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []b
 	if br.Off < 0 || br.Len < 0 || br.Off+br.Len > f.info.Size {
 		return nil, failf(CodeInputFormat, "playlist %q: byte range %d@%d is outside %q (%d bytes)", plKey, br.Len, br.Off, key, f.info.Size)
 	}
+	if !iframes {
+		for _, r := range f.ranges {
+			if r.Off == part.Off && r.Len == part.Len {
+				// The same range listed again is the same bytes: encrypted
+				// once, with the first listing's IV or counter block.
+				if r.Encrypt != part.Encrypt {
+					return nil, failf(CodeInputFormat, "playlist %q: byte range %d@%d of %q is listed both clear and encrypted", plKey, br.Len, br.Off, key)
+				}
+				return &segRef{file: f, part: r}, nil
+			}
+		}
+	}
 	ref := &segRef{file: f, part: part}
 	if iframes {
 		ref.plKey, ref.srcURI = plKey, uri
@@ -354,7 +455,7 @@ func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []b
 	return ref, nil
 }
 
-func (p *planner) file(key, name string) (*srcFile, *taskError) {
+func (p *planner) file(key, name, usedBy string) (*srcFile, *taskError) {
 	if f, ok := p.files[key]; ok {
 		return f, nil
 	}
@@ -365,7 +466,7 @@ func (p *planner) file(key, name string) (*srcFile, *taskError) {
 	if len(p.files) >= maxOutputFiles {
 		return nil, failf(CodeInputFormat, "input references more than %d files", maxOutputFiles)
 	}
-	f := &srcFile{key: key, name: name, info: info, alg: p.rec.Algorithm, newOff: map[[2]int64]int64{}}
+	f := &srcFile{key: key, name: name, info: info, alg: p.rec.Algorithm, usedBy: usedBy, newOff: map[[2]int64]int64{}}
 	p.files[key] = f
 	p.fileOrder = append(p.fileOrder, name)
 	return f, nil
@@ -390,27 +491,67 @@ func (f *srcFile) useWhole(part *OutPart, ctr bool) (*segRef, *taskError) {
 // finish lays out every source file's output, then rewrites the media
 // playlists with the new byte ranges.
 func (p *planner) finish() *taskError {
-	if err := p.placeIFrames(); err != nil {
-		return err
-	}
 	files := make([]*srcFile, 0, len(p.fileOrder)+len(p.extra))
 	for _, name := range p.fileOrder {
 		files = append(files, p.files[p.baseDir+name])
+	}
+	for _, f := range files {
+		if p.playlists[f.key] {
+			// Served as a segment, the playlist's output would be
+			// ciphertext (or, for the input itself, one name twice).
+			return failf(CodeInputFormat, "playlist %q is used as a segment by playlist %q", f.key, f.usedBy)
+		}
+	}
+	if err := p.placeIFrames(); err != nil {
+		return err
 	}
 	for _, f := range append(files, p.extra...) {
 		out, err := f.layout(f.name)
 		if err != nil {
 			return err
 		}
-		p.out = append(p.out, out)
+		src := "object " + strconv.Quote(f.key)
+		if f.name != strings.TrimPrefix(f.key, p.baseDir) {
+			src = "the I-frame copy of " + src
+		}
+		if err := p.emit(out, src); err != nil {
+			return err
+		}
 	}
 	for _, m := range p.media {
 		out, err := m.rewrite()
 		if err != nil {
 			return err
 		}
-		p.out = append(p.out, out)
+		if err := p.emit(out, "playlist "+strconv.Quote(m.key)); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// emit adds an output file made from src. Two different sources may not
+// share an output name (output.file_name naming a file the input also
+// uses): one would silently be lost. Every output key must fit in S3 and
+// the mount (MaxKeyBytes, MaxNameBytes per folder or file name).
+func (p *planner) emit(out OutFile, src string) *taskError {
+	if prev, ok := p.outSrc[out.Name]; ok {
+		if prev == src {
+			return nil
+		}
+		return failf(CodeInputFormat, "two outputs would be named %q: %s and %s", out.Name, prev, src)
+	}
+	key := p.rec.Output.Object + "/" + out.Name
+	if len(key) > MaxKeyBytes {
+		return failf(CodeInputFormat, "the output of %s would be a %d-byte object name (at most %d)", src, len(key), MaxKeyBytes)
+	}
+	for _, seg := range strings.Split(out.Name, "/") {
+		if len(seg) > MaxNameBytes {
+			return failf(CodeInputFormat, "the output of %s would have a %d-byte folder or file name (at most %d)", src, len(seg), MaxNameBytes)
+		}
+	}
+	p.outSrc[out.Name] = src
+	p.out = append(p.out, out)
 	return nil
 }
 
@@ -543,7 +684,7 @@ func (m *mediaOut) rewrite() (OutFile, *taskError) {
 
 // newRange is where a source byte range ended up in its output file.
 func (r *segRef) newRange(src *hls.ByteRange) *hls.ByteRange {
-	if src == nil {
+	if src == nil || r.file == nil {
 		return nil
 	}
 	return &hls.ByteRange{Len: partSize(r.part, r.file.alg), Off: r.file.newOff[[2]int64{src.Off, src.Len}]}

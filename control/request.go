@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mpcfs/mpcfs/crypto"
 )
@@ -78,6 +80,9 @@ func ParseRequest(data []byte, region string) (*Params, *APIError) {
 	if len(data) > maxRequestSize {
 		return nil, badRequest("request is larger than %d bytes", maxRequestSize)
 	}
+	if err := checkJSON(data); err != nil {
+		return nil, err
+	}
 	var req CreateRequest
 	if err := decodeStrict(data, &req); err != nil {
 		return nil, err
@@ -116,7 +121,11 @@ func jsonError(err error) *APIError {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return badRequest("request is not valid JSON: unexpected end of input")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		name, uerr := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		if uerr != nil {
+			return badRequest("unknown field (not shown)")
+		}
+		return badRequest("unknown field %q", shownName(name))
 	}
 	return badRequest("request is not valid JSON: %v", err)
 }
@@ -146,7 +155,7 @@ func (r *CreateRequest) validate(region string) (*Params, *APIError) {
 	if err := validateInputObject(r.Input.Object); err != nil {
 		return nil, err
 	}
-	out, err := validateOutput(*r.Output)
+	out, err := validateOutput(*r.Input, *r.Output)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +182,11 @@ func validateLocation(name string, l *Location, region string) *APIError {
 	case !validBucketName(l.Bucket):
 		return badRequest("field %q: %q is not a valid bucket name", name+".bucket", l.Bucket)
 	}
-	if err := validateKeyPath(l.Object); err != nil {
+	obj := l.Object
+	if name == "output" {
+		obj = strings.TrimSuffix(obj, "/") // a folder may be written with its "/"
+	}
+	if err := validateKeyPath(obj); err != nil {
 		return badRequest("field %q: %v", name+".object", err)
 	}
 	return nil
@@ -185,14 +198,38 @@ func validBucketName(b string) bool {
 	return b != "" && len(b) <= 255 && !strings.ContainsAny(b, "/\\\x00") && !strings.HasPrefix(b, ".")
 }
 
-// validateKeyPath rejects object names that could escape their bucket.
+// Limits of object names: S3 keys hold at most MaxKeyBytes bytes and a
+// path component of the mount at most MaxNameBytes (NAME_MAX). An output
+// folder leaves room for the names below it.
+const (
+	MaxKeyBytes       = 1024
+	MaxNameBytes      = 255
+	maxOutFolderBytes = MaxKeyBytes - MaxNameBytes - 1
+)
+
+// validateKeyPath is the one rule for input.object and output.object:
+// "/"-separated names, none empty (no leading "/", no "//"), "." or "..",
+// each at most MaxNameBytes, no NUL, valid UTF-8, at most MaxKeyBytes in all.
+// Such a key is the same object in S3, in a local store and in the mount.
 func validateKeyPath(key string) error {
-	if strings.ContainsRune(key, 0) {
+	switch {
+	case strings.ContainsRune(key, 0):
 		return fmt.Errorf("contains a NUL byte")
+	case !utf8.ValidString(key):
+		return fmt.Errorf("is not valid UTF-8")
+	case len(key) > MaxKeyBytes:
+		return fmt.Errorf("is %d bytes long (limit %d)", len(key), MaxKeyBytes)
+	case strings.HasPrefix(key, "/"):
+		return fmt.Errorf("%q must not start with \"/\"", key)
 	}
-	for _, seg := range strings.Split(strings.Trim(key, "/"), "/") {
-		if seg == ".." || seg == "." {
+	for _, seg := range strings.Split(key, "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("%q has an empty path segment (\"//\" or a trailing \"/\")", key)
+		case seg == ".." || seg == ".":
 			return fmt.Errorf("%q contains a %q path segment", key, seg)
+		case len(seg) > MaxNameBytes:
+			return fmt.Errorf("has a path segment of %d bytes (limit %d)", len(seg), MaxNameBytes)
 		}
 	}
 	return nil
@@ -203,21 +240,29 @@ func validateInputObject(obj string) *APIError {
 	if ext != ".m3u8" && ext != ".mpd" {
 		return badRequest("field %q: %q must name a .m3u8 or .mpd object", "input.object", obj)
 	}
-	if strings.HasSuffix(obj, "/") || strings.HasPrefix(obj, "/") {
-		return badRequest("field %q: %q must be an object key without a leading or trailing \"/\"", "input.object", obj)
-	}
 	return nil
 }
 
-// validateOutput normalizes output.object (a folder) and checks file_name.
-func validateOutput(out Location) (Location, *APIError) {
-	out.Object = strings.Trim(out.Object, "/")
+// validateOutput normalizes output.object (a folder: one trailing "/" is
+// dropped) and checks file_name. The output folder may not be the input
+// playlist's folder: its outputs would hide the sources of the same names.
+func validateOutput(in, out Location) (Location, *APIError) {
+	out.Object = strings.TrimSuffix(out.Object, "/")
 	if out.Object == "" {
 		return out, badRequest("field %q must name a folder, not the bucket root", "output.object")
 	}
+	if len(out.Object) > maxOutFolderBytes {
+		return out, badRequest("field %q is %d bytes long (limit %d, to leave room for the names below it)", "output.object", len(out.Object), maxOutFolderBytes)
+	}
+	if out.Bucket == in.Bucket && out.Object == path.Dir(in.Object) {
+		return out, badRequest("field %q: %q is the folder of input.object: the encrypted outputs would hide their sources", "output.object", out.Object)
+	}
 	if out.FileName != "" {
 		ext := strings.ToLower(path.Ext(out.FileName))
-		if strings.ContainsAny(out.FileName, "/\\\x00") || strings.HasPrefix(out.FileName, ".") || (ext != ".m3u8" && ext != ".mpd") {
+		switch {
+		case !utf8.ValidString(out.FileName) || len(out.FileName) > MaxNameBytes:
+			return out, badRequest("field %q must be valid UTF-8 of at most %d bytes", "output.file_name", MaxNameBytes)
+		case strings.ContainsAny(out.FileName, "/\\\x00") || strings.HasPrefix(out.FileName, ".") || (ext != ".m3u8" && ext != ".mpd"):
 			return out, badRequest("field %q: %q must be a plain file name ending in .m3u8 or .mpd", "output.file_name", out.FileName)
 		}
 	}

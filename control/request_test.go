@@ -9,7 +9,7 @@ import (
 )
 
 const goodRequest = `{"input":{"bucket":"media","location":"region1","object":"vod/master.m3u8"},
- "output":{"bucket":"public","location":"region1","object":"/out/"},
+ "output":{"bucket":"public","location":"region1","object":"out/"},
  "encryption":{"hls_encrypt":{"key":"MDEyMzQ1Njc4OWFiY2RlZg==","url":"https://k/1","iv":"abcdefghijklmnop"},
    "preview_duration":10,
    "multidrm":{"emi":16418,"streaming_mode":"HLS","drm_list":["PLAYREADY","WIDEVINE"],"encrypt_audio":1}},

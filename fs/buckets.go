@@ -17,6 +17,19 @@ import (
 	"github.com/mpcfs/mpcfs/store"
 )
 
+// metaContext is the context of the store requests a lookup, getattr,
+// readdir or open makes. It is not canceled when the caller gets a signal
+// (the kernel then sends FUSE_INTERRUPT, which cancels the request's
+// context): most programs (bash's [[ -f ]], ls, find) do not retry a stat
+// that fails with EINTR, so a signal would make an existing file look
+// missing. The call finishes instead, bounded as below. Reads keep
+// the request's context: read(2) may return EINTR and callers retry it.
+// Tuning.StoreTimeout bounds it, so a store that went away or froze gives
+// EIO within seconds instead of a hung ls.
+func (o *Options) metaContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), o.Tuning.StoreTimeout)
+}
+
 func isNotExist(err error) bool   { return errors.Is(err, store.ErrNotExist) }
 func isContextErr(err error) bool { return errors.Is(err, context.Canceled) }
 
@@ -39,7 +52,7 @@ func (b *bucketsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fus
 }
 
 func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, b.opts.Tuning.StoreTimeout)
+	ctx, cancel := b.opts.metaContext(ctx)
 	defer cancel()
 	names, err := b.opts.Store.Buckets(ctx)
 	if err != nil {
@@ -59,7 +72,7 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if name == b.opts.SysBucket {
 		return nil, syscall.ENOENT
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.Tuning.StoreTimeout)
+	ctx, cancel := b.opts.metaContext(ctx)
 	defer cancel()
 	ok, err := b.opts.Store.BucketExists(ctx, name)
 	if err != nil {
@@ -70,6 +83,9 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	}
 	return newDir(ctx, &b.Inode, b.opts, name, "", out), 0
 }
+
+// maxNameBytes is the longest file name the kernel accepts (NAME_MAX).
+const maxNameBytes = 255
 
 // dirNode is a folder of a bucket: the store's objects and sub-prefixes
 // under prefix, overlaid with task outputs (an output hides an object of the
@@ -102,7 +118,7 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 }
 
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ctx, cancel := context.WithTimeout(ctx, d.opts.Tuning.StoreTimeout)
+	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
@@ -112,6 +128,12 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	seen := map[string]bool{}
 	var entries []fuse.DirEntry
 	add := func(name string, mode uint32) {
+		if len(name) > maxNameBytes {
+			// The kernel fails the whole listing (EIO) on a name it cannot
+			// hold; such an object is only reachable through S3 itself.
+			d.opts.Log.Printf("listing %s/%s: skipping a %d-byte name (names hold at most %d)", d.bucket, d.prefix, len(name), maxNameBytes)
+			return
+		}
 		if name != "" && !seen[name] {
 			seen[name] = true
 			entries = append(entries, fuse.DirEntry{Name: name, Mode: mode})
@@ -141,7 +163,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if d.opts.Manager.IsOutputDir(d.bucket, key) {
 		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.opts.Tuning.StoreTimeout)
+	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
 	info, err := d.opts.Store.Stat(ctx, d.bucket, key)
 	if err == nil {

@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -74,6 +75,23 @@ func TestInvalidRequests(t *testing.T) {
 		{"multidrm bad emi", control.CodeBadRequest, `encryption.multidrm.emi`, edit(func(r map[string]any) {
 			r["encryption"].(map[string]any)["multidrm"] = map[string]any{"streaming_mode": "HLS", "drm_list": []string{"WIDEVINE"}, "emi": 1}
 		})},
+		// Issue 15: names the mount or S3 could not hold or would change.
+		{"double slash output", control.CodeBadRequest, `output.object`, edit(func(r map[string]any) { r["output"].(map[string]any)["object"] = "p//q" })},
+		{"double slash input", control.CodeBadRequest, `input.object`, edit(func(r map[string]any) { r["input"].(map[string]any)["object"] = "vod//master.m3u8" })},
+		{"leading slash output", control.CodeBadRequest, `output.object`, edit(func(r map[string]any) { r["output"].(map[string]any)["object"] = "/abs" })},
+		{"5000-byte output", control.CodeBadRequest, `output.object`, edit(func(r map[string]any) { r["output"].(map[string]any)["object"] = strings.Repeat("n", 5000) })},
+		{"256-byte output segment", control.CodeBadRequest, `output.object`, edit(func(r map[string]any) { r["output"].(map[string]any)["object"] = "a/" + strings.Repeat("n", 256) })},
+		{"256-byte file_name", control.CodeBadRequest, `output.file_name`, edit(func(r map[string]any) { r["output"].(map[string]any)["file_name"] = strings.Repeat("n", 251) + ".m3u8" })},
+		{"output folder is input folder", control.CodeBadRequest, `output.object`, edit(func(r map[string]any) {
+			r["output"].(map[string]any)["bucket"], r["output"].(map[string]any)["object"] = "media", "vod/"
+		})},
+		{"duplicate output", control.CodeBadRequest, `"output" is given twice`, append(bytes.TrimSuffix(edit(func(map[string]any) {}), []byte("}")),
+			[]byte(`,"output":{"bucket":"public","location":"region1","object":"elsewhere"}}`)...)},
+		{"duplicate nested key", control.CodeBadRequest, `"output.object" is given twice`, bytes.Replace(edit(func(map[string]any) {}),
+			[]byte(`"object":"out"`), []byte(`"object":"out","object":"other"`), 1)},
+		{"invalid UTF-8 output", control.CodeBadRequest, `output.object`, bytes.Replace(edit(func(map[string]any) {}),
+			[]byte(`"object":"out"`), []byte("\"object\":\"o\xffut\""), 1)},
+		{"key as field name", control.CodeBadRequest, `unknown field`, []byte(`{"NqdGrXhbhBpB2mTVi0Nj7w==": 1}`)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,7 +103,7 @@ func TestInvalidRequests(t *testing.T) {
 			if !strings.Contains(e.Msg, c.field) {
 				t.Errorf("error_msg %q does not name %s", e.Msg, c.field)
 			}
-			if strings.Contains(e.Msg, "MDEyMzQ1Njc4OWFiY2RlZg") || strings.Contains(e.Msg, "0123456789abcdef") {
+			if strings.Contains(e.Msg, "MDEyMzQ1Njc4OWFiY2RlZg") || strings.Contains(e.Msg, "0123456789abcdef") || strings.Contains(e.Msg, "NqdGrXhbhBpB2mTVi0Nj7w") {
 				t.Errorf("error_msg %q contains the key", e.Msg)
 			}
 		})

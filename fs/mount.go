@@ -126,7 +126,9 @@ func (r *rootNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.A
 	return 0
 }
 
-// errno maps store errors to what a lookup or listing should see.
+// errno maps store errors to what a lookup or listing should see: ENOENT
+// for a missing name, else EIO (store unreachable or too slow, object
+// changed). Never EINTR: lookups are not canceled by signals (metaContext).
 func errno(err error) syscall.Errno {
 	switch {
 	case err == nil:
@@ -135,8 +137,6 @@ func errno(err error) syscall.Errno {
 		return syscall.EIO
 	case isNotExist(err):
 		return syscall.ENOENT
-	case isContextErr(err):
-		return syscall.EINTR
 	}
 	return syscall.EIO
 }

@@ -78,8 +78,10 @@ type Tuning struct {
 	// under their inode (content-derived), and withdrawn ones are
 	// invalidated at once, so their entries can live long.
 	OutputEntryTTL time.Duration
-	// StoreTimeout bounds one metadata request (lookup, listing) so a
-	// store that went away gives EIO instead of a hung ls.
+	// StoreTimeout bounds the store requests of one lookup, getattr,
+	// readdir or open, so a store that went away or froze gives EIO
+	// within seconds instead of a hung ls (they are not cut short by a
+	// signal to the caller: fs metaContext).
 	StoreTimeout time.Duration
 	// WarmAfter: a segment read in sequence past this many bytes is being
 	// played or copied, not probed; the next segments are warmed then.
@@ -135,7 +137,7 @@ func Default() Tuning {
 		LaneLinger:      300 * time.Microsecond,
 		EntryTTL:        time.Second,
 		OutputEntryTTL:  time.Hour,
-		StoreTimeout:    30 * time.Second,
+		StoreTimeout:    5 * time.Second,
 		WarmAfter:       1 << 20,
 		WarmLead:        4 << 20,
 		WarmNext:        4,

@@ -37,6 +37,23 @@ type Segment struct {
 	ByteRange     *ByteRange // resolved (see Parse), nil if none
 	Map           int        // index into Playlist.Maps of the EXT-X-MAP in force, -1 if none
 	Discontinuity bool
+	// Gap: EXT-X-GAP, players must not load the segment (RFC 8216bis
+	// 4.4.4.7), so its object may legitimately be missing.
+	Gap bool
+}
+
+// SideRef is a URI in a tag that is neither a segment, a map, a key nor a
+// playlist the caller follows (EXT-X-SESSION-DATA, EXT-X-CONTENT-STEERING,
+// URI attributes of EXT-X-DATERANGE): the caller must serve its object or
+// refuse the playlist, never leave the reference dangling.
+type SideRef struct {
+	Tag  string // "EXT-X-SESSION-DATA"
+	Attr string // "URI", "SERVER-URI", "X-ASSET-URI"
+	URI  string // as written
+	Line int    // 1-based
+	// Presentation: the URI names another presentation (an interstitial's
+	// playlist or asset list), not a plain data file.
+	Presentation bool
 }
 
 // Playlist is what Parse learned about a master or media playlist.
@@ -52,6 +69,8 @@ type Playlist struct {
 	// Encrypted: an EXT-X-KEY (or, in a master, EXT-X-SESSION-KEY) with a
 	// METHOD other than NONE is present in the source.
 	Encrypted bool
+	// SideRefs are the URIs of tags the caller does not follow, in order.
+	SideRefs []SideRef
 }
 
 // ParseError is returned by Parse. Line is 1-based, 0 when the error is about

@@ -59,6 +59,7 @@ type pendingSeg struct {
 	rngLine  int
 	rngNoOff bool
 	disc     bool
+	gap      bool
 	tagLine  int // first segment tag, for "tag without a URI" errors
 	tagName  string
 }
@@ -238,6 +239,7 @@ func (p *parser) segment(i int, uri string) error {
 		ByteRange:     rng,
 		Map:           p.curMap,
 		Discontinuity: p.pend.disc,
+		Gap:           p.pend.gap,
 	})
 	if p.pend.rng != nil {
 		p.lay.roles[p.pend.rngLine-1] = role{roleRange, n}

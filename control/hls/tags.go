@@ -53,6 +53,8 @@ func (p *parser) segmentTag(i int, name, val string) (bool, error) {
 		return true, p.byteRange(i, val)
 	case "#EXT-X-DISCONTINUITY":
 		p.pend.disc = true
+	case "#EXT-X-GAP":
+		p.pend.gap = true
 	}
 	return true, nil
 }
@@ -88,9 +90,10 @@ func (p *parser) mediaTag(i int, name, val string) (bool, error) {
 	case "#EXT-X-MAP", "#EXT-X-KEY", "#EXT-X-MEDIA-SEQUENCE", "#EXT-X-TARGETDURATION",
 		"#EXT-X-DISCONTINUITY-SEQUENCE", "#EXT-X-ENDLIST", "#EXT-X-PLAYLIST-TYPE",
 		"#EXT-X-I-FRAMES-ONLY", "#EXT-X-DATERANGE", "#EXT-X-SERVER-CONTROL",
-		"#EXT-X-PART-INF", "#EXT-X-RENDITION-REPORT":
-	case "#EXT-X-PART", "#EXT-X-PRELOAD-HINT", "#EXT-X-SKIP":
-		// Their URIs are media we would serve unencrypted.
+		"#EXT-X-PART-INF":
+	case "#EXT-X-PART", "#EXT-X-PRELOAD-HINT", "#EXT-X-SKIP", "#EXT-X-RENDITION-REPORT":
+		// Their URIs are media (or playlists of parts) we would serve
+		// unencrypted or leave dangling.
 		return true, fmt.Errorf("%s (low-latency HLS) is not supported", name[1:])
 	default:
 		return false, nil
@@ -122,6 +125,34 @@ func (p *parser) mediaTagValue(i int, name, val string) error {
 			return fmt.Errorf("EXT-X-PLAYLIST-TYPE %q is neither VOD nor EVENT", val)
 		}
 		p.pl.PlaylistType = val
+	case "#EXT-X-DATERANGE":
+		return p.sideRefs(i, name, val, isDateRangeURI, true)
+	}
+	return nil
+}
+
+// isDateRangeURI reports the EXT-X-DATERANGE attributes holding a URI:
+// the interstitials' X-ASSET-URI and X-ASSET-LIST, and any client
+// attribute named X-...-URI.
+func isDateRangeURI(attr string) bool {
+	return attr == "X-ASSET-URI" || attr == "X-ASSET-LIST" || (strings.HasPrefix(attr, "X-") && strings.HasSuffix(attr, "-URI"))
+}
+
+// sideRefs records the URI attributes (those isURI accepts) of a tag the
+// caller does not follow.
+func (p *parser) sideRefs(i int, name, val string, isURI func(string) bool, presentation bool) error {
+	as, err := parseAttrs(val)
+	if err != nil {
+		return fmt.Errorf("%s: %v", name[1:], err)
+	}
+	for _, a := range as {
+		if !isURI(a.Name) {
+			continue
+		}
+		if !a.Quoted || a.Value == "" {
+			return fmt.Errorf("%s: %s must be a quoted URI", name[1:], a.Name)
+		}
+		p.pl.SideRefs = append(p.pl.SideRefs, SideRef{Tag: name[1:], Attr: a.Name, URI: a.Value, Line: i + 1, Presentation: presentation})
 	}
 	return nil
 }
@@ -216,6 +247,10 @@ func (p *parser) masterTag(i int, name, val string) (bool, error) {
 			return true, fmt.Errorf("EXT-X-SESSION-KEY: %v", err)
 		}
 		p.pl.Encrypted = p.pl.Encrypted || m != "NONE"
+	case "#EXT-X-SESSION-DATA":
+		return true, p.sideRefs(i, name, val, func(a string) bool { return a == "URI" }, false)
+	case "#EXT-X-CONTENT-STEERING":
+		return true, p.sideRefs(i, name, val, func(a string) bool { return a == "SERVER-URI" }, false)
 	}
 	return true, nil
 }
