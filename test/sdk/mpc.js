@@ -7,7 +7,9 @@
 //   {"op": "create", "body": {...}}            POST /v1/{project_id}/encryptions
 //   {"op": "query", "query": {"task_id": ...}} GET  (query parameters as given)
 //   {"op": "cancel", "task_id": "..."}         DELETE ?task_id=
-//   and optionally "sk" / "ak" / "project_id" overriding the credential.
+//   and optionally "sk" / "ak" / "project_id" overriding the credential, and
+//   "headers" added to the request before signing (e.g. an old X-Sdk-Date,
+//   which the SDK then signs with).
 // Output (stdout): a JSON array, one {"status", "body", "request_id"} per op.
 'use strict';
 const { BasicCredentials } = require('@huaweicloud/huaweicloud-sdk-core');
@@ -27,7 +29,7 @@ async function run(plan, op) {
     pathParams: {},
     queryParams: {},
     contentType: 'application/json',
-    headers: {},
+    headers: Object.assign({}, op.headers || {}),
   };
   switch (op.op) {
     case 'create':
