@@ -13,7 +13,7 @@ export MPCFS_MINIO_BIN = $(MINIO)
 # versions (@latest) is refused, and every machine tests the same server.
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
-.PHONY: all build test demo bench deps sysdeps minio clean fuzz
+.PHONY: all build test demo bench deps sysdeps sdkdeps minio clean fuzz
 
 all: build
 
@@ -23,16 +23,34 @@ build:
 # deps installs what the tests run for real: sysdeps and a MinIO server.
 deps: sysdeps minio
 
-# sysdeps installs fuse3 (fusermount3), ffmpeg and openssl from Debian's
-# packages when they are missing.
+# sysdeps installs fuse3 (fusermount3), ffmpeg, openssl and curl from
+# Debian's packages when they are missing.
 sysdeps:
 	@missing=""; \
 	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# sdkdeps installs Node.js and npm (Debian's packages) and, when missing,
+# test/sdk's npm packages exactly as locked (npm ci): Huawei Cloud's Node
+# SDK core, the client the HTTP API is tested with.
+SDK_DIR ?= test/sdk
+sdkdeps:
+	@missing=""; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@if [ ! -f $(SDK_DIR)/node_modules/@huaweicloud/huaweicloud-sdk-core/auth/AKSKSigner.js ]; then \
+		echo "npm ci in $(SDK_DIR)"; \
+		cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 minio: $(MINIO)
@@ -40,7 +58,7 @@ $(MINIO):
 	mkdir -p $(dir $(MINIO))
 	GOBIN=$(abspath $(dir $(MINIO))) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
-test: deps
+test: deps sdkdeps
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m ./...
 	$(MAKE) fuzz

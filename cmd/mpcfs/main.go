@@ -3,6 +3,7 @@
 // output encrypted on the fly.
 //
 //	mpcfs mount [flags] MOUNTPOINT
+//	mpcfs serve [flags]
 //	mpcfs demo [--dir DIR]
 package main
 
@@ -20,6 +21,8 @@ func main() {
 	switch os.Args[1] {
 	case "mount":
 		err = runMount(os.Args[2:])
+	case "serve":
+		err = runServe(os.Args[2:])
 	case "demo":
 		err = runDemo(os.Args[2:])
 	case "-h", "--help", "help":
@@ -39,7 +42,8 @@ func main() {
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   mpcfs mount [flags] MOUNTPOINT   mount; stays in the foreground until unmounted
+  mpcfs serve [flags]              the MPC REST API and an HTTP origin, no FUSE
   mpcfs demo [--dir DIR]           make sample HLS, mount it, run a task, check the output
-run "mpcfs mount -h" for the mount flags
+run "mpcfs mount -h" or "mpcfs serve -h" for the flags
 `)
 }

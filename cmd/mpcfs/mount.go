@@ -32,6 +32,7 @@ type mountConfig struct {
 	Debug      bool
 	Tuning     tuning.Tuning // the defaults, with --refresh and --read-ahead-kb
 	Mountpoint string
+	HTTP       httpConfig // --listen and what goes with it (serve.go)
 }
 
 func defaultStoreDir() string { return filepath.Join(dataHome(), "mpcfs", "store") }
@@ -46,15 +47,11 @@ func defaultMasterKey() string {
 func parseMountFlags(args []string) (*mountConfig, error) {
 	c := &mountConfig{Tuning: tuning.Default()}
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
-	fl.StringVar(&c.StoreDir, "store", defaultStoreDir(), "local-directory store (each sub-folder a bucket), used when no --endpoint is given")
-	fl.StringVar(&c.Region, "region", "region1", "the region that requests' location must equal")
+	c.storeFlags(fl)
 	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users read buckets/ (control/ stays owner-only)")
-	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
-	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
-	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
 	fl.IntVar(&c.Tuning.ReadAheadKB, "read-ahead-kb", c.Tuning.ReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
+	c.HTTP.flags(fl, false)
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
 		fl.PrintDefaults()
@@ -67,7 +64,21 @@ func parseMountFlags(args []string) (*mountConfig, error) {
 		return nil, errors.New("mount needs exactly one MOUNTPOINT")
 	}
 	c.Mountpoint = fl.Arg(0)
+	if err := c.HTTP.check(false); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// storeFlags are the flags of the store and task store, which mount and
+// serve share.
+func (c *mountConfig) storeFlags(fl *flag.FlagSet) {
+	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+	fl.StringVar(&c.StoreDir, "store", defaultStoreDir(), "local-directory store (each sub-folder a bucket), used when no --endpoint is given")
+	fl.StringVar(&c.Region, "region", "region1", "the region that requests' location must equal")
+	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
+	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
+	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
 }
 
 func runMount(args []string) error {
@@ -76,18 +87,30 @@ func runMount(args []string) error {
 		return err
 	}
 	setMemoryLimit(c.Tuning.MemoryLimit)
-	m, err := startMount(c, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+	lg := log.New(os.Stderr, "mpcfs: ", log.LstdFlags)
+	// The HTTP side is set up (credentials read, address bound) before
+	// mounting, so a bad flag fails before anything is mounted.
+	web, err := c.HTTP.listen(lg)
 	if err != nil {
 		return err
 	}
+	m, err := startMount(c, lg)
+	if err != nil {
+		web.closeListener()
+		return err
+	}
+	webDone := web.serve(m.mgr)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sig
+		web.shutdown(s) // in-flight responses finish first (bounded)
 		m.log.Printf("%v: unmounting %s", s, c.Mountpoint)
 		m.unmount()
 	}()
 	m.server.Wait()
+	web.shutdown(nil) // unmounted from outside: stop serving too
+	<-webDone
 	m.mgr.Close()
 	if s := crypto.LaneStats(); s != [4]int64{} {
 		m.log.Printf("CBC lane engine: MB encrypted in steps of 1/2/3/4 lanes: %d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20)
@@ -118,14 +141,7 @@ func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, err := keywrap.LoadOrCreate(c.MasterKey)
-	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	if err := crypto.SetTuning(c.Tuning); err != nil {
-		return nil, err
-	}
-	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Tuning: c.Tuning})
+	mgr, err := newManager(c, st, sys, lg)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +152,19 @@ func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
 	}
 	lg.Printf("mounted %s (region %s)", c.Mountpoint, c.Region)
 	return &mounted{server: server, mgr: mgr, log: lg}, nil
+}
+
+// newManager loads the master key and the task store and starts the
+// control plane; mount and serve share it.
+func newManager(c *mountConfig, st store.Store, sys string, lg *log.Logger) (*control.Manager, error) {
+	master, err := keywrap.LoadOrCreate(c.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if err := crypto.SetTuning(c.Tuning); err != nil {
+		return nil, err
+	}
+	return control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Tuning: c.Tuning})
 }
 
 func (m *mounted) unmount() {
