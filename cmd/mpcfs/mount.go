@@ -147,7 +147,7 @@ func (m *mounted) unmount() {
 
 func openStore(c *mountConfig) (store.Store, string, error) {
 	if c.Endpoint != "" {
-		st, err := store.NewS3(store.S3ConfigFromEnv(c.Endpoint, c.Region))
+		st, err := store.NewS3(store.S3ConfigFromEnv(c.Endpoint))
 		return st, orDefault(c.SysBucket, "mpcfs-system"), err
 	}
 	if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {

@@ -4,6 +4,8 @@ package miniotest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,15 +29,33 @@ type Server struct {
 	bin, dataDir, logPath string
 	addr, consoleAddr     string
 	st                    *store.S3
+	opts                  Options
+	client                *http.Client // for the health check
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil while stopped
 	exited chan struct{} // closed when cmd has been waited for
 }
 
+// Options are the rarer ways to start MinIO.
+type Options struct {
+	// CertsDir holds public.crt and private.key: MinIO then serves HTTPS
+	// (its --certs-dir) and Endpoint is https://127.0.0.1:PORT.
+	CertsDir string
+	// CABundle is the PEM file of the CA that signed public.crt, trusted
+	// by the Server's own client.
+	CABundle string
+}
+
 // Start starts MinIO with a fresh data folder. Without a minio binary the
 // test is skipped, or fails under CI (CI must never pass by skipping).
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin := findBinary()
 	if bin == "" {
@@ -47,9 +67,19 @@ func Start(t testing.TB) *Server {
 	dir := t.TempDir()
 	s := &Server{AccessKey: "mpcfs-test", SecretKey: "mpcfs-test-secret", bin: bin,
 		dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "minio.log"),
-		addr: freeAddr(t), consoleAddr: freeAddr(t)}
+		addr: freeAddr(t), consoleAddr: freeAddr(t), opts: o, client: &http.Client{Timeout: time.Second}}
 	s.Endpoint = "http://" + s.addr
-	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey})
+	if o.CertsDir != "" {
+		s.Endpoint = "https://" + s.addr
+		pem, err := os.ReadFile(o.CABundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
+	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: o.CABundle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +146,11 @@ func (s *Server) start(t testing.TB) {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr, s.dataDir)
+	args := []string{"server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr}
+	if s.opts.CertsDir != "" {
+		args = append(args, "--certs-dir", s.opts.CertsDir)
+	}
+	cmd := exec.Command(s.bin, append(args, s.dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -138,7 +172,7 @@ func (s *Server) start(t testing.TB) {
 // waitReady polls the liveness endpoint, then lists buckets: "live" can come
 // before the object layer accepts requests.
 func (s *Server) waitReady(exited <-chan struct{}, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+	client := s.client
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
