@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,13 +57,17 @@ func (d *demo) run(keep bool) error {
 	if err := os.MkdirAll(d.mnt, 0o755); err != nil {
 		return err
 	}
-	m, err := startMount(&mountConfig{StoreDir: storeDir, Region: "region1", Mountpoint: d.mnt,
-		MasterKey: filepath.Join(d.dir, "master.key"), ReadAhead: fs.DefaultReadAheadKB}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+	c := &mountConfig{storeConfig: storeConfig{StoreDir: storeDir, MasterKey: filepath.Join(d.dir, "master.key")},
+		Region: "region1", Mountpoint: d.mnt, OthersSee: fs.OthersSeeOutputs, ReadAhead: fs.DefaultReadAheadKB}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	m, err := startMount(c, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
 	d.m = m
-	defer func() { m.unmount(); m.mgr.Close() }()
+	defer func() { m.unmount(); m.stopServices() }()
 	if err := d.task(); err != nil {
 		return err
 	}
