@@ -56,6 +56,10 @@ type encryptionsNode struct {
 
 	mu      sync.Mutex
 	scratch map[string][]byte
+	// backupOf maps a scratch file made by renaming a response away (an
+	// editor's backup before it writes the file anew) to that response's
+	// name: writing the same body back under that name submits nothing.
+	backupOf map[string]string
 }
 
 // Scratch files are few and small: editors make one or two at a time.
@@ -122,7 +126,7 @@ func (e *encryptionsNode) child(ctx context.Context, name string, a *fuse.Attr) 
 func (e *encryptionsNode) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	if isRequestName(name) {
 		n := e.child(ctx, name, &out.Attr)
-		return n, &requestWriter{opts: e.opts, dir: e, name: name}, fuse.FOPEN_DIRECT_IO, 0
+		return n, &requestWriter{opts: e.opts, dir: e, name: name, orig: e.backupBody(name)}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	e.mu.Lock()
 	if e.scratch == nil {
@@ -143,6 +147,7 @@ func (e *encryptionsNode) Unlink(ctx context.Context, name string) syscall.Errno
 	e.mu.Lock()
 	_, ok := e.scratch[name]
 	delete(e.scratch, name)
+	delete(e.backupOf, name)
 	e.mu.Unlock()
 	if ok {
 		return 0
@@ -180,6 +185,10 @@ func (e *encryptionsNode) Rename(ctx context.Context, name string, newParent fus
 	e.dropScratch(newName)
 	switch {
 	case isScratch && isRequestName(newName):
+		if cur, ok := e.opts.Manager.Response(newName); ok && sameBody(cur, data) {
+			e.dropScratch(name) // sed -i that changed nothing: nothing to submit
+			return 0
+		}
 		if e.submit(newName, data) != 0 {
 			return syscall.EINVAL
 		}
@@ -187,13 +196,21 @@ func (e *encryptionsNode) Rename(ctx context.Context, name string, newParent fus
 	case isScratch:
 		e.mu.Lock()
 		delete(e.scratch, name)
+		delete(e.backupOf, name)
 		e.scratch[newName] = data
 		e.mu.Unlock()
 	case isRequestName(newName):
 		e.opts.Manager.RenameResponse(name, newName)
 	default: // a response renamed to a scratch name (an editor's backup)
 		e.mu.Lock()
+		if e.scratch == nil {
+			e.scratch = map[string][]byte{}
+		}
+		if e.backupOf == nil {
+			e.backupOf = map[string]string{}
+		}
 		e.scratch[newName] = data
+		e.backupOf[newName] = name
 		e.mu.Unlock()
 		e.opts.Manager.RemoveResponse(name)
 	}
@@ -203,8 +220,23 @@ func (e *encryptionsNode) Rename(ctx context.Context, name string, newParent fus
 func (e *encryptionsNode) dropScratch(name string) {
 	e.mu.Lock()
 	delete(e.scratch, name)
+	delete(e.backupOf, name)
 	e.mu.Unlock()
 }
+
+// backupBody is the response an editor moved away from name, if any.
+func (e *encryptionsNode) backupBody(name string) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for scratch, of := range e.backupOf {
+		if of == name {
+			return e.scratch[scratch]
+		}
+	}
+	return nil
+}
+
+func sameBody(a, b []byte) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }
 
 // submit creates the task of a request file and logs the outcome (name,
 // task id or error code; never the request, which holds the key). A
@@ -355,7 +387,7 @@ func (w *requestWriter) Flush(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	w.dirty = false
-	if w.orig != nil && bytes.Equal(bytes.TrimSpace(w.buf), bytes.TrimSpace(w.orig)) {
+	if w.orig != nil && sameBody(w.buf, w.orig) {
 		return 0 // the response saved back unchanged (vim :wq after viewing)
 	}
 	return w.dir.submit(w.name, w.buf)
