@@ -24,13 +24,17 @@ build:
 deps: sysdeps minio
 
 # sysdeps installs fuse3 (fusermount3), ffmpeg, openssl and curl from
-# Debian's packages when they are missing.
+# Debian's packages when they are missing, and the editors the control/
+# tests run for real (vim, nano; script and setpriv come with util-linux).
 sysdeps:
 	@missing=""; \
 	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v vim >/dev/null || missing="$$missing vim"; \
+	command -v nano >/dev/null || missing="$$missing nano"; \
+	command -v script >/dev/null || missing="$$missing bsdutils"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -89,6 +89,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// Tuning is the tuning the Manager runs with.
+func (m *Manager) Tuning() tuning.Tuning { return m.cfg.Tuning }
+
 // Close stops the workers; unfinished tasks resume on the next start.
 func (m *Manager) Close() {
 	m.stop()

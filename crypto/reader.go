@@ -32,6 +32,8 @@ func (f *File) NewReader() *Reader {
 	r := f.takeWarm()
 	if r == nil {
 		r = f.newReader()
+	} else {
+		warmHits.Add(1)
 	}
 	r.open = true
 	f.open.Add(1)

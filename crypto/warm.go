@@ -20,6 +20,15 @@ import (
 // chunk and a source window, plus what it holds of the ahead budget).
 var warmHeld atomic.Int32
 
+// warmHits counts readers that adopted a warm stream (for metrics).
+var warmHits atomic.Int64
+
+// WarmHits is how many opened readers found their stream already warm.
+func WarmHits() int64 { return warmHits.Load() }
+
+// WarmHeld is how many warm streams wait for their reader now.
+func WarmHeld() int32 { return warmHeld.Load() }
+
 // warmSlot holds a File's warm Reader, if any.
 type warmSlot struct {
 	mu    sync.Mutex

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 )
 
@@ -60,7 +61,11 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 		return nil, errno(err)
 	}
 	var entries []fuse.DirEntry
+	hide := b.opts.hidesSources(ctx)
 	for _, n := range names {
+		if hide && len(b.opts.Manager.OutputChildren(n, "")) == 0 {
+			continue
+		}
 		if n != b.opts.SysBucket {
 			entries = append(entries, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR, Ino: dirIno(n, "")})
 		}
@@ -69,7 +74,7 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 }
 
 func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if name == b.opts.SysBucket {
+	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && len(b.opts.Manager.OutputChildren(name, "")) == 0) {
 		return nil, syscall.ENOENT
 	}
 	ctx, cancel := b.opts.metaContext(ctx)
@@ -146,6 +151,9 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 			add(name, syscall.S_IFREG)
 		}
 	}
+	if d.opts.hidesSources(ctx) {
+		return fusefs.NewListDirStream(entries), 0
+	}
 	for _, p := range l.Prefixes {
 		add(strings.TrimSuffix(strings.TrimPrefix(p, d.prefix), "/"), syscall.S_IFDIR)
 	}
@@ -162,6 +170,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	if d.opts.Manager.IsOutputDir(d.bucket, key) {
 		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
+	}
+	if d.opts.hidesSources(ctx) {
+		return nil, syscall.ENOENT
 	}
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
@@ -213,6 +224,7 @@ var (
 
 func (n *objectNode) fill(a *fuse.Attr) {
 	fileAttr(a, n.info.Size, n.info.ModTime)
+	a.Mode = syscall.S_IFREG | n.opts.sourceMode()
 }
 
 func (n *objectNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -234,7 +246,7 @@ func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if err != nil {
 		return nil, 0, syscall.EIO
 	}
-	return newReadHandle(f, n.opts, bucket+"/"+key), readOnlyOpen, 0
+	return newReadHandle(f, n.opts, bucket+"/"+key, metrics.KindObject), readOnlyOpen, 0
 }
 
 // outputNode is an output of a SUCCEEDED task: a playlist held in memory or
@@ -269,14 +281,14 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 		return nil, 0, syscall.ENOENT
 	}
 	if n.out.File.Playlist != nil {
-		return &bytesHandle{data: n.out.File.Playlist}, readOnlyOpen, 0
+		return newPlaylistHandle(n.out.File.Playlist), readOnlyOpen, 0
 	}
 	f, err := n.opts.Manager.Open(n.out)
 	if err != nil {
 		n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
 		return nil, 0, syscall.EIO
 	}
-	h := newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key)
+	h := newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key, metrics.KindSegment)
 	if n.out.Next != nil {
 		out, m := n.out, n.opts.Manager
 		h.warmNext = func() { m.WarmNext(out) }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 )
 
 // readOnlyOpen are the open flags of every file read from buckets/: keep
@@ -22,6 +24,7 @@ type readHandle struct {
 	r    *crypto.Reader
 	opts *Options
 	name string // for log lines
+	kind string // metrics.Kind*
 	size int64
 
 	// warmNext, if set, starts the next segments of the playlist; called
@@ -34,11 +37,13 @@ type readHandle struct {
 	warmed   atomic.Bool
 }
 
-func newReadHandle(f *crypto.File, opts *Options, name string) *readHandle {
-	return &readHandle{r: f.NewReader(), opts: opts, name: name, size: f.Size()}
+func newReadHandle(f *crypto.File, opts *Options, name, kind string) *readHandle {
+	metrics.OpenFiles.WithLabelValues(kind).Inc()
+	return &readHandle{r: f.NewReader(), opts: opts, name: name, kind: kind, size: f.Size()}
 }
 
 func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	start := time.Now()
 	d, err := h.r.ReadData(ctx, off, len(dest))
 	if err != nil {
 		d.Release()
@@ -48,6 +53,7 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		return nil, readErrno(err)
 	}
 	n := d.Len()
+	metrics.ObserveRead(h.kind, n, start)
 	if end := off + int64(n); h.warmNext != nil && (end >= h.opts.Tuning.WarmAfter || end+h.opts.Tuning.WarmLead >= h.size) && !h.warmed.Load() && h.r.Streaming() {
 		if !h.warmed.Swap(true) {
 			h.warmNext()
@@ -90,16 +96,36 @@ func readErrno(err error) syscall.Errno {
 
 func (h *readHandle) Release(ctx context.Context) syscall.Errno {
 	h.r.Close()
+	metrics.OpenFiles.WithLabelValues(h.kind).Dec()
 	return 0
 }
 
 // bytesHandle serves an in-memory snapshot (playlists, control files).
-type bytesHandle struct{ data []byte }
+type bytesHandle struct {
+	data []byte
+	kind string // metrics.KindPlaylist for output playlists; "" is not counted
+}
+
+// newPlaylistHandle serves an output playlist, counted in the metrics.
+func newPlaylistHandle(data []byte) *bytesHandle {
+	metrics.OpenFiles.WithLabelValues(metrics.KindPlaylist).Inc()
+	return &bytesHandle{data: data, kind: metrics.KindPlaylist}
+}
 
 func (h *bytesHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off >= int64(len(h.data)) {
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), int64(len(h.data)))
+	if h.kind != "" {
+		metrics.ObserveRead(h.kind, int(end-off), time.Now())
+	}
 	return fuse.ReadResultData(h.data[off:end]), 0
+}
+
+func (h *bytesHandle) Release(ctx context.Context) syscall.Errno {
+	if h.kind != "" {
+		metrics.OpenFiles.WithLabelValues(h.kind).Dec()
+	}
+	return 0
 }

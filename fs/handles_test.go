@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/tuning"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 )
 
 // TestWarmNextOnce: a segment read in sequence warms the next ones once,
@@ -27,7 +28,7 @@ func TestWarmNextOnce(t *testing.T) {
 	ctx := context.Background()
 	buf := make([]byte, 128<<10)
 
-	seek := newReadHandle(f, opts, "seek")
+	seek := newReadHandle(f, opts, "seek", metrics.KindSegment)
 	calls := 0
 	seek.warmNext = func() { calls++ }
 	for _, off := range []int64{f.Size() - 1<<20, f.Size() - 3<<20} {
@@ -40,7 +41,7 @@ func TestWarmNextOnce(t *testing.T) {
 		t.Fatalf("random reads near the end warmed the next segment %d times", calls)
 	}
 
-	probe := newReadHandle(f, opts, "probe")
+	probe := newReadHandle(f, opts, "probe", metrics.KindSegment)
 	probe.warmNext = func() { calls++ }
 	for off := int64(0); off+int64(len(buf)) < tuning.Default().WarmAfter; off += int64(len(buf)) {
 		if _, errno := probe.Read(ctx, buf, off); errno != 0 {
@@ -52,7 +53,7 @@ func TestWarmNextOnce(t *testing.T) {
 		t.Fatalf("reading the first %d bytes warmed the next segment %d times", tuning.Default().WarmAfter, calls)
 	}
 
-	seq := newReadHandle(f, opts, "seq")
+	seq := newReadHandle(f, opts, "seq", metrics.KindSegment)
 	var warmedAt []int64
 	var off int64
 	seq.warmNext = func() { warmedAt = append(warmedAt, off) }

@@ -34,6 +34,7 @@ type Options struct {
 	Manager    *control.Manager
 	SysBucket  string // hidden from buckets/
 	AllowOther bool   // let other users read buckets/ (control/ stays owner-only)
+	OthersSee  string // with AllowOther: OthersSeeOutputs (default) or OthersSeeAll
 	Debug      bool
 	Log        *log.Logger
 	// Tuning: EntryTTL, OutputEntryTTL, StoreTimeout, WarmAfter, WarmLead,

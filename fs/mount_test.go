@@ -59,6 +59,7 @@ func newFixture(t *testing.T, st store.Store, sys string) *fixture {
 // beyond newFixture's defaults.
 type mountOpts struct {
 	allowOther bool
+	othersSee  string        // fs.OthersSeeOutputs (""), fs.OthersSeeAll
 	refresh    time.Duration // task-store refresh (0: the default tuning's)
 	masterKey  string        // share a master key with another fixture
 }
@@ -101,7 +102,7 @@ func (f *fixture) mount() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther,
+	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther, OthersSee: f.opts.othersSee,
 		Tuning: tune})
 	if err != nil {
 		f.mgr.Close()

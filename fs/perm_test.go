@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/fs"
 )
 
 // asNobody runs a shell command as uid/gid 65534 with no groups.
@@ -29,10 +30,13 @@ func openPath(t *testing.T, mnt string) {
 	}
 }
 
-// TestPermissions: with --allow-other another user reads buckets/ but not
-// control/; without it the mount is the owner's only. Every write outside
-// control/ fails with EROFS for the owner (EACCES for others, from the
-// mode bits).
+// TestPermissions: with --allow-other another user reads task outputs in
+// buckets/ but not control/, and (default --others-see outputs) not the
+// sources: they are neither listed nor found, and mode 0400 even when the
+// owner's lookup put them in the kernel's cache. --others-see all (the
+// negative control) lets the same user read a source. Without allow-other
+// the mount is the owner's only. Every write outside control/ fails with
+// EROFS for the owner (EACCES for others, from the mode bits).
 func TestPermissions(t *testing.T) {
 	srcDir, _ := ladder(t)
 	need(t, "root (to mount with allow_other and switch users)", os.Geteuid() == 0)
@@ -46,8 +50,27 @@ func TestPermissions(t *testing.T) {
 	if v := open.wait(id); v.Status != control.Succeeded {
 		t.Fatalf("task: %s %s", v.Status, v.Description)
 	}
-	if out, err := asNobody(t, "cat "+open.path("buckets", "media", "vod", "master.m3u8")+" "+open.path("buckets", "public", "out", "v0", "seg000.ts")+" >/dev/null && ls "+open.path("buckets", "public", "out")); err != nil {
-		t.Errorf("another user cannot read buckets/ with allow-other: %v: %s", err, out)
+	source := open.path("buckets", "media", "vod", "master.m3u8")
+	if out, err := asNobody(t, "cat "+open.path("buckets", "public", "out", "master.m3u8")+" "+open.path("buckets", "public", "out", "v0", "seg000.ts")+" >/dev/null && ls "+open.path("buckets", "public", "out")); err != nil {
+		t.Errorf("another user cannot read outputs with allow-other: %v: %s", err, out)
+	}
+	if out, err := asNobody(t, "cat "+source); err == nil || !strings.Contains(out, "No such file") {
+		t.Errorf("another user found a source with --others-see outputs: %v: %s", err, out)
+	}
+	if out, _ := asNobody(t, "ls "+open.path("buckets")+"; ls "+open.path("buckets", "public")); strings.Contains(out, "media") || !strings.Contains(out, "out") {
+		t.Errorf("another user's listing of buckets/ shows sources or lacks outputs:\n%s", out)
+	}
+	if _, err := os.ReadFile(source); err != nil { // the owner reads it (and the kernel caches its entry)
+		t.Errorf("the owner cannot read a source: %v", err)
+	}
+	if out, err := asNobody(t, "cat "+source); err == nil {
+		t.Errorf("another user read a source through the owner's cached entry: %s", out)
+	}
+
+	all := newFixtureOpts(t, st, ".mpcfs", mountOpts{allowOther: true, othersSee: fs.OthersSeeAll, masterKey: open.masterKey})
+	openPath(t, all.mnt)
+	if out, err := asNobody(t, "cat "+all.path("buckets", "media", "vod", "master.m3u8")+" >/dev/null && ls "+all.path("buckets", "media", "vod")); err != nil {
+		t.Errorf("another user cannot read a source with --others-see all: %v: %s", err, out)
 	}
 	for _, p := range []string{open.path("control"), open.path("control", "tasks", id+".json"), open.path("control", "encryptions", "perm.json")} {
 		out, err := asNobody(t, "ls "+p+" && cat "+p)

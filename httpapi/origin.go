@@ -41,11 +41,6 @@ const (
 // readSize is how much ciphertext one ReadData hands to the connection.
 const readSize = 1 << 20
 
-// warmAfter: a GET that has sent this much of a segment in sequence is a
-// player or a copy, not a probe: the playlist's next segments are warmed
-// (crypto.File.Warm), as the mount does.
-const warmAfter = 1 << 20
-
 func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 	h := w.Header()
 	s.setCORS(h, r)
@@ -164,7 +159,10 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 		}
 		off += int64(d.Len())
 		d.Release()
-		if !warmed && (off >= warmAfter || off == end) {
+		// A GET that has sent Tuning.WarmAfter of a segment in sequence is
+		// a player or a copy, not a probe: the playlist's next segments
+		// are warmed (crypto.File.Warm), as the mount does.
+		if !warmed && (off >= s.mgr.Tuning().WarmAfter || off == end) {
 			warmed = true
 			s.mgr.WarmNext(o)
 		}

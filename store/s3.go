@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,23 +23,89 @@ import (
 
 // S3Config says where an S3-compatible store is and how to sign requests.
 type S3Config struct {
-	Endpoint  string // "http://127.0.0.1:9000" or "https://obs.example.com"
-	Region    string
+	Endpoint string // "http://127.0.0.1:9000" or "https://obs.example.com"
+	// Region is the signing region; "" lets minio-go ask the service
+	// (GetBucketLocation), which MinIO and AWS answer.
+	Region string
+	// AccessKey and SecretKey, when set, are used as they are (tests, the
+	// bench). Empty: the AWS credential chain (CredentialChain).
 	AccessKey string
 	SecretKey string
+	// CABundle is a PEM file of CA certificates trusted on top of the
+	// system's (a private CA); "" trusts the system pool only, which Go
+	// reads from SSL_CERT_FILE / SSL_CERT_DIR when set.
+	CABundle string
+	// PathStyle forces http://host/bucket/key addressing; false lets
+	// minio-go choose (virtual-hosted for AWS, path style elsewhere).
+	PathStyle bool
 }
 
-// S3ConfigFromEnv reads the credentials from AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY: secrets never come from the command line.
-func S3ConfigFromEnv(endpoint, region string) S3Config {
-	return S3Config{Endpoint: endpoint, Region: region,
-		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+// S3ConfigFromEnv is the config `mpcfs mount` starts from: credentials come
+// from the AWS chain (never from the command line), the signing region from
+// AWS_REGION (or AWS_DEFAULT_REGION), the CA bundle from AWS_CA_BUNDLE.
+func S3ConfigFromEnv(endpoint string) S3Config {
+	return S3Config{Endpoint: endpoint, Region: firstEnv("AWS_REGION", "AWS_DEFAULT_REGION"), CABundle: os.Getenv("AWS_CA_BUNDLE")}
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// CredentialChain is where credentials come from when none are given, in
+// the AWS SDKs' order, all from minio-go: the environment
+// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), the shared
+// credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials,
+// profile AWS_PROFILE or "default"), then an IAM role (EC2 instance
+// profile, ECS task role, EKS web identity / IRSA).
+func CredentialChain() *credentials.Credentials {
+	return credentials.NewChainCredentials(credentialProviders())
+}
+
+func credentialProviders() []credentials.Provider {
+	return []credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{},
+		&credentials.IAM{Client: &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport}},
+	}
+}
+
+// CredentialSource names which link of the chain gives credentials (for
+// error messages; never the credentials themselves). IAM is not probed:
+// it may take seconds off EC2.
+func CredentialSource() string {
+	if v, err := (&credentials.EnvAWS{}).Retrieve(); err == nil && v.AccessKeyID != "" {
+		if v.SessionToken != "" {
+			return "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
+		}
+		return "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+	}
+	if v, err := (&credentials.FileAWSCredentials{}).Retrieve(); err == nil && v.AccessKeyID != "" {
+		file := firstEnv("AWS_SHARED_CREDENTIALS_FILE")
+		if file == "" {
+			file = "~/.aws/credentials"
+		}
+		return fmt.Sprintf("shared credentials file %s, profile %q", file, orDefault(os.Getenv("AWS_PROFILE"), "default"))
+	}
+	return "an IAM role, if any (no AWS_ACCESS_KEY_ID in the environment, no ~/.aws/credentials profile)"
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // S3 is a Store over an S3-compatible service (MinIO, AWS S3, Huawei OBS).
 // It is safe for concurrent use; all requests share one pooled transport.
 type S3 struct {
-	core *minio.Core
+	core     *minio.Core
+	endpoint string // redacted, for messages
 }
 
 // maxRetries bounds minio-go's retry loop (default 10, ~8 s of back-off) so
@@ -50,17 +118,91 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil {
 		return nil, fmt.Errorf("endpoint %q must be http://host[:port] or https://host[:port] (credentials go in the environment)", redact(cfg.Endpoint))
 	}
+	tr := transport()
+	if cfg.CABundle != "" {
+		pool, err := caPool(cfg.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	creds := CredentialChain()
+	if cfg.AccessKey != "" {
+		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
+	}
+	lookup := minio.BucketLookupAuto
+	if cfg.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
 	core, err := minio.NewCore(u.Host, &minio.Options{
-		Creds:      credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure:     u.Scheme == "https",
-		Region:     cfg.Region,
-		Transport:  transport(),
-		MaxRetries: maxRetries,
+		Creds:        creds,
+		Secure:       u.Scheme == "https",
+		Region:       cfg.Region,
+		Transport:    tr,
+		MaxRetries:   maxRetries,
+		BucketLookup: lookup,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("S3 client for %s: %v", u.Host, err)
 	}
-	return &S3{core: core}, nil
+	return &S3{core: core, endpoint: u.Redacted()}, nil
+}
+
+// caPool is the system's CAs plus those of a PEM file.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w (set by --ca-bundle or AWS_CA_BUNDLE)", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate (set by --ca-bundle or AWS_CA_BUNDLE)", file)
+	}
+	return pool, nil
+}
+
+// Check makes one signed request against bucket (a one-key listing) so a
+// mount fails at start, with the cause and the fix, instead of at the
+// first ls. A missing bucket is ErrNotExist (the caller may create it).
+func (s *S3) Check(ctx context.Context, bucket string) error {
+	_, err := s.core.ListObjectsV2(bucket, "", "", "", "", 1)
+	if err == nil {
+		return nil
+	}
+	return explain(s.endpoint, bucket, err)
+}
+
+// explain turns a failed first request into a message naming the cause and
+// the fix: unreachable endpoint, TLS, credentials, region, missing bucket.
+func explain(endpoint, bucket string, err error) error {
+	resp := minio.ToErrorResponse(err)
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr):
+		return fmt.Errorf("TLS failure talking to %s: %v; if it uses a private CA, pass --ca-bundle FILE (or set AWS_CA_BUNDLE or SSL_CERT_FILE) with that CA's PEM certificate", endpoint, err)
+	case errors.As(err, &recordErr) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("TLS failure talking to %s: the service speaks plain HTTP: use an http:// endpoint (%v)", endpoint, err)
+	case resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch" || resp.Code == "InvalidToken" ||
+		resp.Code == "ExpiredToken" || resp.Code == "InvalidTokenId":
+		return fmt.Errorf("%s refused the credentials from %s (%s: %s): fix AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE / AWS_SHARED_CREDENTIALS_FILE",
+			endpoint, CredentialSource(), resp.Code, resp.Message)
+	case resp.Code == "AuthorizationHeaderMalformed" || resp.Code == "InvalidRegion":
+		region := resp.Region
+		return fmt.Errorf("%s wants another signing region (%s: %s): pass --s3-region %s (or set AWS_REGION)", endpoint, resp.Code, resp.Message, orDefault(region, "REGION"))
+	case resp.Code == "AccessDenied" || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%s denied access to bucket %q with credentials from %s (%s): check the credentials, or grant s3:ListBucket, s3:GetObject and s3:PutObject on it", endpoint, bucket, CredentialSource(), resp.Message)
+	case resp.Code == "NoSuchBucket":
+		return fmt.Errorf("bucket %q does not exist on %s: %w", bucket, endpoint, ErrNotExist)
+	case unavailable(err, resp):
+		return fmt.Errorf("cannot reach the S3 endpoint %s: %w: %v; check --endpoint (scheme, host, port) and that the service is running and reachable", endpoint, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s, bucket %q: %w", endpoint, bucket, err)
 }
 
 // redact hides a user:password@ part of an endpoint so it never reaches an

@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mpcfs/mpcfs/fs"
 	"github.com/mpcfs/mpcfs/internal/sample"
 	"github.com/mpcfs/mpcfs/tuning"
 )
@@ -56,13 +58,17 @@ func (d *demo) run(keep bool) error {
 	if err := os.MkdirAll(d.mnt, 0o755); err != nil {
 		return err
 	}
-	m, err := startMount(&mountConfig{StoreDir: storeDir, Region: "region1", Mountpoint: d.mnt,
-		MasterKey: filepath.Join(d.dir, "master.key"), Tuning: tuning.Default()}, log.New(os.Stderr, "mpcfs: ", log.LstdFlags))
+	c := &mountConfig{storeConfig: storeConfig{StoreDir: storeDir, MasterKey: filepath.Join(d.dir, "master.key")},
+		Region: "region1", Mountpoint: d.mnt, OthersSee: fs.OthersSeeOutputs, Tuning: tuning.Default()}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	m, err := startMount(c, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
 	d.m = m
-	defer func() { m.unmount(); m.mgr.Close() }()
+	defer func() { m.unmount(); m.stopServices() }()
 	if err := d.task(); err != nil {
 		return err
 	}

@@ -1,84 +1,183 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto"
-	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
 
-// mountConfig is everything `mpcfs mount` needs; the demo fills it too.
-type mountConfig struct {
-	Endpoint   string
-	StoreDir   string
-	Region     string
-	AllowOther bool
-	MasterKey  string
-	SysBucket  string
-	Debug      bool
-	Tuning     tuning.Tuning // the defaults, with --refresh and --read-ahead-kb
-	Mountpoint string
-	HTTP       httpConfig // --listen and what goes with it (serve.go)
+// storeConfig says which task store and object store a command uses;
+// mount, init, rekey and tasks share it.
+type storeConfig struct {
+	Endpoint        string
+	StoreDir        string
+	S3Region        string
+	CABundle        string
+	PathStyle       bool
+	CredentialsFile string
+	Profile         string
+	SysBucket       string
+	MasterKey       string
 }
 
-func defaultStoreDir() string { return filepath.Join(dataHome(), "mpcfs", "store") }
+// mountConfig is everything `mpcfs mount` needs; the demo fills it too.
+type mountConfig struct {
+	storeConfig
+	Region        string
+	AllowOther    bool
+	OthersSee     string
+	AllowNonEmpty bool
+	Debug         bool
+	Tuning        tuning.Tuning // the defaults, with --refresh and --read-ahead-kb
+	Mountpoint    string
+	HTTP          httpConfig // --listen and what goes with it (serve.go)
+	Daemon        bool
+	LogLevel      string
+	LogFormat     string
+	LogFile       string
+	MetricsAddr   string
+}
 
-func defaultMasterKey() string {
-	if p := os.Getenv("MPCFS_MASTER_KEY_FILE"); p != "" {
-		return p
+func (c *storeConfig) addFlags(fl *flag.FlagSet) {
+	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000 (credentials: the AWS chain, see docs/admin.md)")
+	fl.StringVar(&c.StoreDir, "store", "", "local-directory store (each sub-folder a bucket), used when no --endpoint is given (default $XDG_DATA_HOME/mpcfs/store or ~/.local/share/mpcfs/store)")
+	fl.StringVar(&c.S3Region, "s3-region", "", "S3 signing region (default $AWS_REGION, else asked from the service)")
+	fl.StringVar(&c.CABundle, "ca-bundle", "", "PEM file of extra CAs to trust for an https endpoint (default $AWS_CA_BUNDLE; Go also reads SSL_CERT_FILE)")
+	fl.BoolVar(&c.PathStyle, "force-path-style", false, "address buckets as https://host/bucket/key instead of virtual-hosted https://bucket.host/key")
+	fl.StringVar(&c.CredentialsFile, "credentials-file", "", "AWS shared credentials file (sets AWS_SHARED_CREDENTIALS_FILE; for fstab)")
+	fl.StringVar(&c.Profile, "profile", "", "profile of the shared credentials file (sets AWS_PROFILE; for fstab)")
+	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
+	fl.StringVar(&c.MasterKey, "master-key-file", "", "file with the 32-byte master key that seals task keys at rest (default $MPCFS_MASTER_KEY_FILE, else $XDG_CONFIG_HOME/mpcfs/master.key or ~/.config/mpcfs/master.key)")
+}
+
+// resolve fills the defaults that depend on the environment. Without a
+// home folder nothing is guessed: a key or store must never land in
+// whatever the current directory is.
+func (c *storeConfig) resolve() error {
+	if c.CredentialsFile != "" {
+		os.Setenv("AWS_SHARED_CREDENTIALS_FILE", c.CredentialsFile)
 	}
-	return filepath.Join(configHome(), "mpcfs", "master.key")
+	if c.Profile != "" {
+		os.Setenv("AWS_PROFILE", c.Profile)
+	}
+	if c.MasterKey == "" {
+		c.MasterKey = os.Getenv("MPCFS_MASTER_KEY_FILE")
+	}
+	if c.MasterKey == "" {
+		dir, err := configHome()
+		if err != nil {
+			return fmt.Errorf("no default master key file: %v; pass --master-key-file (or set MPCFS_MASTER_KEY_FILE)", err)
+		}
+		c.MasterKey = filepath.Join(dir, "mpcfs", "master.key")
+	}
+	if c.Endpoint == "" && c.StoreDir == "" {
+		dir, err := dataHome()
+		if err != nil {
+			return fmt.Errorf("no default store folder: %v; pass --store DIR or --endpoint URL", err)
+		}
+		c.StoreDir = filepath.Join(dir, "mpcfs", "store")
+	}
+	if c.Endpoint == "" {
+		c.SysBucket = orDefault(c.SysBucket, ".mpcfs")
+	} else {
+		c.SysBucket = orDefault(c.SysBucket, "mpcfs-system")
+	}
+	return nil
+}
+
+// describe names the store for log lines (never credentials).
+func (c *storeConfig) describe() string {
+	if c.Endpoint != "" {
+		return "s3 " + c.Endpoint
+	}
+	return "local " + c.StoreDir
 }
 
 func parseMountFlags(args []string) (*mountConfig, error) {
 	c := &mountConfig{Tuning: tuning.Default()}
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	c.storeFlags(fl)
-	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users read buckets/ (control/ stays owner-only)")
+	c.storeConfig.addFlags(fl)
+	fl.StringVar(&c.Region, "region", "region1", "the MPC region requests' location must equal (not the S3 signing region: --s3-region)")
+	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users into buckets/ (control/ stays owner-only; see --others-see)")
+	fl.StringVar(&c.OthersSee, "others-see", fs.OthersSeeOutputs, "with --allow-other, what other users may read in buckets/: outputs (task outputs only) or all (sources too)")
+	fl.BoolVar(&c.AllowNonEmpty, "allow-non-empty", false, "mount over a folder that is not empty (hiding its files)")
 	fl.IntVar(&c.Tuning.ReadAheadKB, "read-ahead-kb", c.Tuning.ReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
+	fl.BoolVar(&c.Daemon, "daemon", false, "run in the background; return once the mount is ready (exit status says whether it is)")
+	fl.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fl.StringVar(&c.LogFile, "log-file", "", "append the log to this file (default stderr; with --daemon, syslog)")
+	fl.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
 	c.HTTP.flags(fl, false)
 	fl.Usage = func() {
-		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT")
+		fmt.Fprintln(fl.Output(), "usage: mpcfs mount [flags] MOUNTPOINT   (flags may also follow MOUNTPOINT)")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	pos, err := parseInterleaved(fl, args)
+	if err != nil {
 		return nil, err
 	}
-	if fl.NArg() != 1 {
+	if len(pos) != 1 {
 		fl.Usage()
-		return nil, errors.New("mount needs exactly one MOUNTPOINT")
+		return nil, usageError{"mount needs exactly one MOUNTPOINT"}
 	}
-	c.Mountpoint = fl.Arg(0)
+	if c.OthersSee != fs.OthersSeeOutputs && c.OthersSee != fs.OthersSeeAll {
+		return nil, usageError{fmt.Sprintf("--others-see %q: want outputs or all", c.OthersSee)}
+	}
+	c.Mountpoint = pos[0]
 	if err := c.HTTP.check(false); err != nil {
-		return nil, err
+		return nil, usageError{err.Error()}
 	}
-	return c, nil
+	return c, c.resolve()
 }
 
-// storeFlags are the flags of the store and task store, which mount and
-// serve share.
-func (c *mountConfig) storeFlags(fl *flag.FlagSet) {
-	fl.StringVar(&c.Endpoint, "endpoint", "", "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
-	fl.StringVar(&c.StoreDir, "store", defaultStoreDir(), "local-directory store (each sub-folder a bucket), used when no --endpoint is given")
-	fl.StringVar(&c.Region, "region", "region1", "the region that requests' location must equal")
-	fl.StringVar(&c.MasterKey, "master-key-file", defaultMasterKey(), "file with the 32-byte master key that wraps task keys at rest (created 0600 if missing; env MPCFS_MASTER_KEY_FILE)")
-	fl.StringVar(&c.SysBucket, "system-bucket", "", "bucket holding the task store (default .mpcfs for a local store, mpcfs-system for S3)")
-	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+// parseInterleaved parses flags wherever they stand, before or after the
+// positional arguments (mpcfs mount /mnt --endpoint ...), as admins type
+// them; "--" ends the flags.
+func parseInterleaved(fl *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fl.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		rest := fl.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 func runMount(args []string) error {
@@ -86,35 +185,32 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.Daemon && os.Getenv(daemonReadyEnv) == "" {
+		return daemonize(c)
+	}
+	lg, closeLog, err := newLogger(c.LogLevel, c.LogFormat, c.LogFile, c.Daemon)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	setMemoryLimit(c.Tuning.MemoryLimit)
-	lg := log.New(os.Stderr, "mpcfs: ", log.LstdFlags)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
-	web, err := c.HTTP.listen(lg)
+	web, err := c.HTTP.listen(slog.NewLogLogger(lg.Handler(), slog.LevelInfo))
 	if err != nil {
+		reportReady(err)
 		return err
 	}
 	m, err := startMount(c, lg)
 	if err != nil {
 		web.closeListener()
+		reportReady(err)
 		return err
 	}
-	webDone := web.serve(m.mgr)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sig
-		web.shutdown(s) // in-flight responses finish first (bounded)
-		m.log.Printf("%v: unmounting %s", s, c.Mountpoint)
-		m.unmount()
-	}()
-	m.server.Wait()
-	web.shutdown(nil) // unmounted from outside: stop serving too
-	<-webDone
-	m.mgr.Close()
-	if s := crypto.LaneStats(); s != [4]int64{} {
-		m.log.Printf("CBC lane engine: MB encrypted in steps of 1/2/3/4 lanes: %d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20)
-	}
+	m.web, m.webDone = web, web.serve(m.mgr)
+	reportReady(nil)
+	sdNotify("READY=1\nSTATUS=mounted " + c.Mountpoint)
+	m.serveUntilSignal()
 	return nil
 }
 
@@ -130,59 +226,300 @@ func setMemoryLimit(limit int64) {
 
 // mounted is a running mount.
 type mounted struct {
-	server *fuse.Server
-	mgr    *control.Manager
-	log    *log.Logger
+	server  *fuse.Server
+	mgr     *control.Manager
+	log     *slog.Logger
+	dir     string
+	metrics *http.Server
+	web     *web            // the HTTP side (--listen), or nil
+	webDone <-chan struct{} // closed when the HTTP side has stopped
 }
 
-// startMount opens the store and task store and mounts.
-func startMount(c *mountConfig, lg *log.Logger) (*mounted, error) {
-	st, sys, err := openStore(c)
+// startMount checks the mount point, opens the store, the master key and
+// the task store, and mounts.
+func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
+	if err := checkMountpoint(c.Mountpoint, c.AllowNonEmpty); err != nil {
+		return nil, err
+	}
+	st, err := openStore(&c.storeConfig)
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := newManager(c, st, sys, lg)
+	mgr, err := openManager(&c.storeConfig, c.Region, c.Tuning, st, lg)
 	if err != nil {
 		return nil, err
 	}
-	server, err := fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: sys, AllowOther: c.AllowOther, Debug: c.Debug, Log: lg, Tuning: c.Tuning})
+	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+	m := &mounted{mgr: mgr, log: lg, dir: c.Mountpoint}
+	if c.MetricsAddr != "" {
+		if m.metrics, err = serveMetrics(c.MetricsAddr, lg); err != nil {
+			mgr.Close()
+			return nil, err
+		}
+	}
+	metrics.WatchTasks(func() map[string]int {
+		n := map[string]int{}
+		for s, k := range mgr.StatusCounts() {
+			n[string(s)] = k
+		}
+		return n
+	})
+	m.server, err = fs.Mount(c.Mountpoint, fs.Options{Store: st, Manager: mgr, SysBucket: c.SysBucket, AllowOther: c.AllowOther,
+		OthersSee: c.OthersSee, Debug: c.Debug, Log: stdlog, Tuning: c.Tuning})
 	if err != nil {
-		mgr.Close()
+		m.stopServices()
 		return nil, fmt.Errorf("mounting %s: %w", c.Mountpoint, err)
 	}
-	lg.Printf("mounted %s (region %s)", c.Mountpoint, c.Region)
-	return &mounted{server: server, mgr: mgr, log: lg}, nil
+	lg.Info("mounted", "mountpoint", c.Mountpoint, "store", c.describe(), "system_bucket", c.SysBucket,
+		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region,
+		"allow_other", c.AllowOther, "others_see", c.OthersSee, "version", versionString())
+	return m, nil
 }
 
-// newManager loads the master key and the task store and starts the
-// control plane; mount and serve share it.
-func newManager(c *mountConfig, st store.Store, sys string, lg *log.Logger) (*control.Manager, error) {
-	master, err := keywrap.LoadOrCreate(c.MasterKey)
-	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	if err := crypto.SetTuning(c.Tuning); err != nil {
+// openManager opens the master key (checked against the task store's
+// check value; a new one is announced loudly) and the task store, and
+// starts the control plane with the tuning; mount and serve share it.
+func openManager(c *storeConfig, region string, tune tuning.Tuning, st store.Store, lg *slog.Logger) (*control.Manager, error) {
+	if err := crypto.SetTuning(tune); err != nil {
 		return nil, err
 	}
-	return control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: sys, Master: master, Log: lg, Tuning: c.Tuning})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := control.OpenMasterKey(ctx, st, c.SysBucket, c.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	if key.Created {
+		announceNewKey(lg, c.MasterKey)
+	}
+	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+	return control.NewManager(control.Config{Store: st, Region: region, SysBucket: c.SysBucket, Master: key.Master, Log: stdlog, Tuning: tune})
 }
 
-func (m *mounted) unmount() {
-	if err := m.server.Unmount(); err != nil {
-		m.log.Printf("unmount: %v (is a file still open?)", err)
+// announceNewKey is the loud line of a first start: without this file no
+// task of the store can ever be served again.
+func announceNewKey(lg *slog.Logger, path string) {
+	lg.Warn("NEW MASTER KEY created: back this file up now, somewhere safe and apart from the store; without it no task of this store can be served again",
+		"master_key_file", path)
+}
+
+func serveMetrics(addr string, lg *slog.Logger) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			lg.Error("metrics server", "err", err)
+		}
+	}()
+	lg.Info("serving metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return srv, nil
+}
+
+func (m *mounted) stopServices() {
+	if m.webDone != nil {
+		m.web.shutdown(nil) // unmounted from outside: stop serving too
+		<-m.webDone
+	}
+	if m.metrics != nil {
+		m.metrics.Close()
+	}
+	m.mgr.Close()
+}
+
+// serveUntilSignal serves until the mount is unmounted (fusermount3 -u,
+// umount) or a SIGINT/SIGTERM: then it unmounts, lazily if a file is still
+// open, and returns. A second signal ends the process at once.
+func (m *mounted) serveUntilSignal() {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	served := make(chan struct{})
+	go func() { m.server.Wait(); close(served) }()
+	select {
+	case <-served:
+	case s := <-sig:
+		sdNotify("STOPPING=1")
+		m.web.shutdown(s) // HTTP responses in flight finish first (bounded)
+		m.log.Info("unmounting", "signal", s.String(), "mountpoint", m.dir)
+		go func() {
+			s := <-sig
+			m.log.Warn("second signal: exiting now", "signal", s.String())
+			lazyUnmount(m.dir)
+			os.Exit(1)
+		}()
+		if !m.unmount() {
+			// Detached, but a file kept open holds the FUSE connection: it
+			// ends when this process exits (that file then reads ENOTCONN).
+			select {
+			case <-served:
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+	m.stopServices()
+	if s := crypto.LaneStats(); s != [4]int64{} {
+		m.log.Info("CBC lane engine", "mb_1_2_3_4_lanes", fmt.Sprintf("%d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20))
 	}
 }
 
-func openStore(c *mountConfig) (store.Store, string, error) {
-	if c.Endpoint != "" {
-		st, err := store.NewS3(store.S3ConfigFromEnv(c.Endpoint, c.Region))
-		return st, orDefault(c.SysBucket, "mpcfs-system"), err
+// unmount unmounts cleanly, retrying a few times while files are open,
+// then lazily (detached from the tree at once, gone when the last file
+// closes). It reports whether the clean unmount worked.
+func (m *mounted) unmount() bool {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = m.server.Unmount(); err == nil {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {
-		return nil, "", err
+	m.log.Warn("unmount failed, detaching lazily", "mountpoint", m.dir, "err", err)
+	if err := lazyUnmount(m.dir); err != nil {
+		m.log.Error("lazy unmount", "mountpoint", m.dir, "err", err)
 	}
-	st, err := store.NewLocal(c.StoreDir)
-	return st, orDefault(c.SysBucket, ".mpcfs"), err
+	return false
+}
+
+// lazyUnmount detaches the mount (umount -l): root directly, other users
+// through fusermount3 -u -z.
+func lazyUnmount(dir string) error {
+	if os.Geteuid() == 0 {
+		return syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		if p, err := exec.LookPath(bin); err == nil {
+			out, err := exec.Command(p, "-u", "-z", dir).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s -u -z: %v: %s", bin, err, strings.TrimSpace(string(out)))
+			}
+			return nil
+		}
+	}
+	return errors.New("no fusermount3 for a lazy unmount")
+}
+
+// checkMountpoint refuses what would go wrong later or leave a stale mount
+// behind: a missing path, a file, a stale or live mount, a non-empty folder.
+func checkMountpoint(dir string, allowNonEmpty bool) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return fmt.Errorf("mount point %s is a stale mount (its process is gone): run fusermount3 -u %s first", dir, dir)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mount point %s does not exist: create it (mkdir -p %s)", dir, dir)
+	case err != nil:
+		return fmt.Errorf("mount point: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("mount point %s is not a directory", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if fstype, ok := mountedAt(abs); ok {
+		return fmt.Errorf("mount point %s is already mounted (%s): unmount it first (fusermount3 -u %s)", dir, fstype, dir)
+	}
+	if !allowNonEmpty {
+		f, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("mount point: %w", err)
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return fmt.Errorf("mount point %s is not empty (it holds %s): mounting would hide its files; empty it or pass --allow-non-empty", dir, names[0])
+		}
+	}
+	return nil
+}
+
+// mountedAt reports whether something is mounted at dir (an absolute path
+// without symlinks), and its filesystem type, from /proc/self/mountinfo.
+func mountedAt(dir string) (string, bool) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != dir {
+			continue
+		}
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) {
+				return fields[i+1], true
+			}
+		}
+		return "unknown", true
+	}
+	return "", false
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// openStore opens the store and, for S3, makes one request so a wrong
+// endpoint, credential, CA or bucket is reported at start with its fix.
+// The system bucket is created when missing.
+func openStore(c *storeConfig) (store.Store, error) {
+	if c.Endpoint == "" {
+		if err := os.MkdirAll(c.StoreDir, 0o755); err != nil {
+			return nil, err
+		}
+		st, err := store.NewLocal(c.StoreDir)
+		return metrics.InstrumentStore(st), err
+	}
+	cfg := store.S3ConfigFromEnv(c.Endpoint)
+	if c.S3Region != "" {
+		cfg.Region = c.S3Region
+	}
+	if c.CABundle != "" {
+		cfg.CABundle = c.CABundle
+	}
+	cfg.PathStyle = c.PathStyle
+	st, err := store.NewS3(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = st.Check(ctx, c.SysBucket)
+	if errors.Is(err, store.ErrNotExist) {
+		if err = st.MakeBucket(ctx, c.SysBucket); err != nil {
+			err = fmt.Errorf("system bucket %q does not exist and could not be created (%v): create it, or name an existing one with --system-bucket", c.SysBucket, err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return metrics.InstrumentStore(st), nil
 }
 
 func orDefault(s, def string) string {
@@ -192,20 +529,18 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func dataHome() string {
+func dataHome() (string, error) {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		return d
+		return d, nil
 	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".local", "share")
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".local", "share"), nil
 }
 
-func configHome() string {
-	if d, err := os.UserConfigDir(); err == nil {
-		return d
-	}
-	return "."
-}
+func configHome() (string, error) { return os.UserConfigDir() }
 
 func waitForSignal() {
 	sig := make(chan os.Signal, 1)

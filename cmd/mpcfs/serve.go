@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/mpcfs/mpcfs/tuning"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -134,7 +135,12 @@ func (w *web) shutdown(sig os.Signal) {
 func parseServeFlags(args []string) (*mountConfig, error) {
 	c := &mountConfig{Tuning: tuning.Default()}
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c.storeFlags(fl)
+	c.storeConfig.addFlags(fl)
+	fl.StringVar(&c.Region, "region", "region1", "the MPC region requests' location must equal (not the S3 signing region: --s3-region)")
+	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+	fl.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fl.StringVar(&c.LogFile, "log-file", "", "append the log to this file (default stderr)")
 	c.HTTP.flags(fl, true)
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs serve [flags]   (the MPC API and the HTTP origin, no FUSE)")
@@ -153,7 +159,7 @@ func parseServeFlags(args []string) (*mountConfig, error) {
 	if err := c.HTTP.check(true); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return c, c.resolve()
 }
 
 // runServe serves the API and the origin without mounting, until SIGINT or
@@ -165,21 +171,28 @@ func runServe(args []string) error {
 		return err
 	}
 	setMemoryLimit(c.Tuning.MemoryLimit)
-	lg := log.New(os.Stderr, "mpcfs: ", log.LstdFlags)
+	slg, closeLog, err := newLogger(c.LogLevel, c.LogFormat, c.LogFile, false)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	lg := slog.NewLogLogger(slg.Handler(), slog.LevelInfo)
 	w, err := c.HTTP.listen(lg)
 	if err != nil {
 		return err
 	}
-	st, sys, err := openStore(c)
+	st, err := openStore(&c.storeConfig)
 	if err != nil {
 		w.closeListener()
 		return err
 	}
-	mgr, err := newManager(c, st, sys, lg)
+	mgr, err := openManager(&c.storeConfig, c.Region, c.Tuning, st, slg)
 	if err != nil {
 		w.closeListener()
 		return err
 	}
+	slg.Info("serving", "listen", c.HTTP.Listen, "store", c.describe(), "system_bucket", c.SysBucket,
+		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region, "version", versionString())
 	done := w.serve(mgr)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -117,3 +117,46 @@ func (m *Master) Open(sealed, taskID string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// checkAD is the additional data of a key check value: it can never be
+// mistaken for (or swapped with) a task's sealed key.
+const checkAD = "mpcfs master key check value"
+
+// CheckValue is a key check value: an authentication tag that only this
+// master key verifies (Verify), kept in the task store so a mount with
+// another key refuses to start. It tells nothing about the key.
+func (m *Master) CheckValue() string { return m.Seal(nil, checkAD) }
+
+// Verify reports whether cv was made by CheckValue of this master key.
+func (m *Master) Verify(cv string) bool {
+	_, err := m.Open(cv, checkAD)
+	return err == nil
+}
+
+// Exists reports whether the master key file exists.
+func Exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// Create makes a new master key file (mode 0600); it fails if the file
+// exists, so a key is never overwritten.
+func Create(path string) (*Master, error) {
+	if Exists(path) {
+		return nil, fmt.Errorf("master key file %s already exists", path)
+	}
+	key, err := createKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(key)
+}
+
+// Load reads an existing master key file (see LoadOrCreate for its rules).
+func Load(path string) (*Master, error) {
+	key, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(key)
+}

@@ -5,6 +5,8 @@ package miniotest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,16 +30,34 @@ type Server struct {
 	bin, dataDir, logPath string
 	addr, consoleAddr     string
 	st                    *store.S3
+	opts                  Options
+	client                *http.Client // for the health check
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil while stopped
 	exited chan struct{} // closed when cmd has been waited for
 }
 
+// Options are the rarer ways to start MinIO for a test.
+type Options struct {
+	// CertsDir holds public.crt and private.key: MinIO then serves HTTPS
+	// (its --certs-dir) and Endpoint is https://127.0.0.1:PORT.
+	CertsDir string
+	// CABundle is the PEM file of the CA that signed public.crt, trusted
+	// by the Server's own client.
+	CABundle string
+}
+
 // Start starts MinIO with a fresh data folder for a test and stops it
 // when the test ends. Without a minio binary the test is skipped, or
 // fails under CI (CI must never pass by skipping).
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin := FindBinary()
 	if bin == "" {
@@ -48,7 +68,7 @@ func Start(t testing.TB) *Server {
 	}
 	dir := t.TempDir()
 	s, err := Launch(Config{Bin: bin, DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "minio.log"),
-		AccessKey: "mpcfs-test", SecretKey: "mpcfs-test-secret"})
+		AccessKey: "mpcfs-test", SecretKey: "mpcfs-test-secret", Options: o})
 	if s != nil {
 		t.Cleanup(s.Stop)
 	}
@@ -64,6 +84,7 @@ type Config struct {
 	DataDir              string // its data folder (created)
 	LogPath              string // its stdout and stderr, appended
 	AccessKey, SecretKey string // the root credentials it is started with
+	Options                     // TLS
 }
 
 // Launch starts MinIO on free 127.0.0.1 ports and waits until it serves
@@ -79,9 +100,20 @@ func Launch(c Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{AccessKey: c.AccessKey, SecretKey: c.SecretKey, bin: c.Bin,
-		dataDir: c.DataDir, logPath: c.LogPath, addr: addr, consoleAddr: console}
+		dataDir: c.DataDir, logPath: c.LogPath, addr: addr, consoleAddr: console,
+		opts: c.Options, client: &http.Client{Timeout: time.Second}}
 	s.Endpoint = "http://" + s.addr
-	s.st, err = store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey})
+	if c.CertsDir != "" {
+		s.Endpoint = "https://" + s.addr
+		pem, err := os.ReadFile(c.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
+	s.st, err = store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: c.CABundle})
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +206,11 @@ func (s *Server) start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command(s.bin, "server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr, s.dataDir)
+	args := []string{"server", "--quiet", "--address", s.addr, "--console-address", s.consoleAddr}
+	if s.opts.CertsDir != "" {
+		args = append(args, "--certs-dir", s.opts.CertsDir)
+	}
+	cmd := exec.Command(s.bin, append(args, s.dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -196,7 +232,7 @@ func (s *Server) start() error {
 // waitReady polls the liveness endpoint, then lists buckets: "live" can come
 // before the object layer accepts requests.
 func (s *Server) waitReady(exited <-chan struct{}, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+	client := s.client
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
