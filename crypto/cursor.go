@@ -31,11 +31,12 @@ type cursor struct {
 	pos    int64     // part-relative output offset of the next byte
 	chain  [blockSize]byte
 	src    io.ReadCloser
-	srcPos int64   // plaintext offset src is at
-	srcEnd int64   // end of src's window
-	window int64   // size of the next window
-	lanes  bool    // encrypt AES-128-CBC through the lane engine (producers)
-	job    laneJob // this cursor's chunk in the engine, reused
+	srcPos int64           // plaintext offset src is at
+	srcEnd int64           // end of src's window
+	window int64           // size of the next window
+	lanes  bool            // encrypt AES-128-CBC through the lane engine (producers)
+	xs     TransformStream // a transform part's stream, made at its first chunk
+	job    laneJob         // this cursor's chunk in the engine, reused
 }
 
 // newCursor returns a cursor that can produce part idx from output offset
@@ -55,6 +56,7 @@ func newCursor(parent context.Context, f *File, idx int, pos int64) *cursor {
 // enter moves to the start of part idx.
 func (c *cursor) enter(idx int) {
 	c.closeSrc()
+	c.xs = nil
 	c.idx, c.fp, c.pos, c.srcPos, c.window = idx, nil, 0, 0, firstWindow
 	if idx < len(c.f.parts) {
 		c.fp = c.f.parts[idx]
@@ -136,8 +138,32 @@ func (c *cursor) produce(out []byte) error {
 	if err := c.fill(out[:nPlain]); err != nil {
 		return err
 	}
-	c.encrypt(out, int(nPlain))
+	if c.fp.xform != nil {
+		if err := c.transform(out); err != nil {
+			return err
+		}
+	} else {
+		c.encrypt(out, int(nPlain))
+	}
 	c.pos += int64(len(out))
+	return nil
+}
+
+// transform encrypts the plaintext out at c.pos with the part's
+// Transform, starting its stream there if this is the cursor's first
+// chunk of the part.
+func (c *cursor) transform(out []byte) error {
+	if c.xs == nil {
+		xs, err := c.fp.xform.Stream(c.ctx, c.pos)
+		if err != nil {
+			return fmt.Errorf("part %d: %w", c.idx, err)
+		}
+		c.xs = xs
+	}
+	if err := c.xs.Apply(c.ctx, out); err != nil {
+		c.xs = nil
+		return fmt.Errorf("part %d: %w", c.idx, err)
+	}
 	return nil
 }
 
