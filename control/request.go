@@ -299,8 +299,8 @@ func decode16(s string) []byte {
 }
 
 var (
-	validEMI       = map[int]bool{16418: true, 16420: true, 16422: true}
-	validModes     = map[string]bool{"HLS": true, "DASH": true}
+	validEMI   = map[int]bool{16418: true, 16420: true, 16422: true}
+	validModes = map[string]bool{"HLS": true, "DASH": true}
 	// CLEARKEY is an mpcfs extension (W3C ClearKey signalling, so a
 	// browser can play without a commercial DRM).
 	validDRMSystem = map[string]bool{"PLAYREADY": true, "WIDEVINE": true, "CHINA_DRM": true, "CLEARKEY": true}
