@@ -26,6 +26,9 @@ type BoxLayout struct {
 	Size    int64        `json:"size"`
 	NewSize int64        `json:"new_size,omitempty"` // moof: with senc, saiz, saio
 	Trafs   []TrafLayout `json:"trafs,omitempty"`    // moof
+	// Data replaces the box in the output: a single file's protected
+	// init, or a sidx with the new sizes.
+	Data []byte `json:"data,omitempty"`
 }
 
 // TrafLayout is what encrypting one traf's samples needs.
@@ -47,81 +50,228 @@ type TrafLayout struct {
 // maxMoof bounds a moof read into memory (planning and serving).
 const maxMoof = 64 << 20
 
-// Scan plans a media segment: it walks its top-level boxes and, for every
-// protected traf, finds each video sample's subsamples. nextIV is the
-// task's IV counter: each protected sample takes one. The whole segment
-// is in data (planning reads each segment once).
+// Scan plans a media segment held whole in data (see Scanner).
 func Scan(data []byte, in *Init, cfg *Config, nextIV *uint64) (*Layout, error) {
-	l := &Layout{}
-	var lastMoof *BoxLayout
-	var lastSamples [][]srcSample
+	sc := NewScanner(in, cfg, nextIV)
 	for off := int64(0); off < int64(len(data)); {
-		typ, size, err := boxHeader(data[off:])
+		_, size, err := boxHeader(data[off:])
 		if err != nil {
 			return nil, fmt.Errorf("box at offset %d: %w", off, err)
 		}
-		b := BoxLayout{Type: typ, Off: off, Size: size}
-		switch typ {
-		case "moof":
-			if size > maxMoof {
-				return nil, fmt.Errorf("moof at %d is %d bytes (limit %d)", off, size, maxMoof)
-			}
-			moof, samples, err := parseMoof(data[off:off+size], off, in)
-			if err != nil {
-				return nil, fmt.Errorf("moof at %d: %w", off, err)
-			}
-			for i, traf := range moof.Trafs {
-				t := in.Tracks[traf.Tfhd.TrackID]
-				tl := TrafLayout{TrackID: t.ID, Protected: t.Protected, Video: t.Video, DefaultSize: t.DefaultSize}
-				if t.Protected {
-					tl.FirstIV = *nextIV
-					*nextIV += uint64(len(samples[i]))
-				}
-				if t.Protected && t.Video {
-					for _, s := range samples[i] {
-						if s.pos+s.size > int64(len(data)) {
-							return nil, fmt.Errorf("moof at %d: a sample of track %d ends past the segment", off, t.ID)
-						}
-						subs, err := t.protRanges(data[s.pos:s.pos+s.size], string(cfg.Scheme))
-						if err != nil {
-							return nil, fmt.Errorf("moof at %d, track %d: subsamples: %w", off, t.ID, err)
-						}
-						tl.Subs = appendSubs(tl.Subs, subs)
-					}
-				}
-				b.Trafs = append(b.Trafs, tl)
-			}
-			newMoof, _, err := protectMoof(data[off:off+size], off, b.Trafs, in, cfg)
-			if err != nil {
-				return nil, fmt.Errorf("moof at %d: %w", off, err)
-			}
-			if int64(len(newMoof)) != size {
-				b.NewSize = int64(len(newMoof)) // else nothing in it is protected
-			}
-			lastSamples = samples
-		case "mdat":
-			if lastMoof != nil {
-				for _, ts := range lastSamples {
-					for _, s := range ts {
-						if s.pos < off || s.pos+s.size > off+size {
-							return nil, fmt.Errorf("moof at %d: a sample lies outside the mdat that follows it", lastMoof.Off)
-						}
-					}
-				}
-			}
-			lastSamples = nil
+		if err := sc.Add(data[off : off+size]); err != nil {
+			return nil, err
 		}
-		l.Boxes = append(l.Boxes, b)
-		if typ == "moof" {
-			lastMoof = &l.Boxes[len(l.Boxes)-1]
-		}
-		l.Size += max(b.NewSize, b.Size)
 		off += size
 	}
-	if lastSamples != nil {
+	return sc.Layout()
+}
+
+// Scanner plans a media segment, or a whole single-file representation,
+// one top-level box at a time (so a large file is never in memory whole):
+// for every protected traf of a moof it finds, once the mdat after it
+// comes, each video sample's subsamples. nextIV is the task's IV counter:
+// each protected sample takes one. sidx boxes are rewritten for the new
+// sizes when the layout is finished.
+type Scanner struct {
+	in     *Init
+	cfg    *Config
+	nextIV *uint64
+	l      Layout
+	off    int64 // source offset of the next box
+	// the moof waiting for its mdat: its box index, bytes and samples
+	moofIdx  int
+	moof     []byte
+	moofSmps [][]srcSample
+	sidx     []int // indices of sidx boxes
+}
+
+// NewScanner starts planning a segment or file.
+func NewScanner(in *Init, cfg *Config, nextIV *uint64) *Scanner {
+	return &Scanner{in: in, cfg: cfg, nextIV: nextIV, moofIdx: -1}
+}
+
+// Replace puts data in place of the next size source bytes (a single
+// file's init: its protected version).
+func (s *Scanner) Replace(size int64, data []byte) {
+	s.l.Boxes = append(s.l.Boxes, BoxLayout{Type: "init", Off: s.off, Size: size, Data: data})
+	s.off += size
+}
+
+// Add plans the next top-level box, given whole.
+func (s *Scanner) Add(box []byte) error {
+	off := s.off
+	typ, size, err := boxHeader(box)
+	if err != nil || size != int64(len(box)) {
+		return fmt.Errorf("box at offset %d: bad header (%v)", off, err)
+	}
+	b := BoxLayout{Type: typ, Off: off, Size: size}
+	switch typ {
+	case "moof":
+		if s.moofIdx >= 0 {
+			return fmt.Errorf("moof at %d follows a moof without an mdat", off)
+		}
+		if size > maxMoof {
+			return fmt.Errorf("moof at %d is %d bytes (limit %d)", off, size, maxMoof)
+		}
+		_, samples, err := parseMoof(box, off, s.in)
+		if err != nil {
+			return fmt.Errorf("moof at %d: %w", off, err)
+		}
+		s.moofIdx, s.moof, s.moofSmps = len(s.l.Boxes), append([]byte(nil), box...), samples
+	case "mdat":
+		if s.moofIdx >= 0 {
+			if err := s.planMoof(box, off); err != nil {
+				return err
+			}
+		}
+	case "sidx":
+		s.sidx = append(s.sidx, len(s.l.Boxes))
+		b.Data = append([]byte(nil), box...) // rewritten in Layout
+	}
+	s.l.Boxes = append(s.l.Boxes, b)
+	s.off += size
+	return nil
+}
+
+// planMoof plans the waiting moof now that its mdat (at mdatOff) is here.
+func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
+	mb := &s.l.Boxes[s.moofIdx]
+	moof, _, err := parseMoof(s.moof, mb.Off, s.in)
+	if err != nil {
+		return err
+	}
+	for i, traf := range moof.Trafs {
+		t := s.in.Tracks[traf.Tfhd.TrackID]
+		tl := TrafLayout{TrackID: t.ID, Protected: t.Protected, Video: t.Video, DefaultSize: t.DefaultSize}
+		for _, smp := range s.moofSmps[i] {
+			if smp.pos < mdatOff || smp.pos+smp.size > mdatOff+int64(len(mdat)) {
+				return fmt.Errorf("moof at %d: a sample lies outside the mdat that follows it", mb.Off)
+			}
+		}
+		if t.Protected {
+			tl.FirstIV = *s.nextIV
+			*s.nextIV += uint64(len(s.moofSmps[i]))
+		}
+		if t.Protected && t.Video {
+			for _, smp := range s.moofSmps[i] {
+				rel := smp.pos - mdatOff
+				subs, err := t.protRanges(mdat[rel:rel+smp.size], string(s.cfg.Scheme))
+				if err != nil {
+					return fmt.Errorf("moof at %d, track %d: subsamples: %w", mb.Off, t.ID, err)
+				}
+				tl.Subs = appendSubs(tl.Subs, subs)
+			}
+		}
+		mb.Trafs = append(mb.Trafs, tl)
+	}
+	newMoof, _, err := protectMoof(s.moof, mb.Off, mb.Trafs, s.in, s.cfg)
+	if err != nil {
+		return fmt.Errorf("moof at %d: %w", mb.Off, err)
+	}
+	if int64(len(newMoof)) != mb.Size {
+		mb.NewSize = int64(len(newMoof)) // else nothing in it is protected
+	}
+	s.moofIdx, s.moof, s.moofSmps = -1, nil, nil
+	return nil
+}
+
+// Layout finishes the plan: sidx references get the new sizes of the
+// ranges they index.
+func (s *Scanner) Layout() (*Layout, error) {
+	if s.moofIdx >= 0 {
 		return nil, errors.New("a moof is not followed by its mdat")
 	}
+	l := &s.l
+	for _, i := range s.sidx {
+		if err := l.rewriteSidx(i); err != nil {
+			return nil, err
+		}
+	}
+	l.Size = 0
+	for _, b := range l.Boxes {
+		l.Size += b.OutSize()
+	}
 	return l, nil
+}
+
+// OutSize is the box's size in the output.
+func (b *BoxLayout) OutSize() int64 {
+	switch {
+	case b.Data != nil:
+		return int64(len(b.Data))
+	case b.NewSize > 0:
+		return b.NewSize
+	}
+	return b.Size
+}
+
+// OutOffset maps a source offset at a box boundary to the output.
+func (l *Layout) OutOffset(src int64) (int64, bool) {
+	var out int64
+	for _, b := range l.Boxes {
+		if b.Off == src {
+			return out, true
+		}
+		if b.Off > src {
+			return 0, false
+		}
+		out += b.OutSize()
+	}
+	if n := len(l.Boxes); n > 0 && l.Boxes[n-1].Off+l.Boxes[n-1].Size == src {
+		return out, true
+	}
+	return 0, src == 0
+}
+
+// rewriteSidx sets each reference's size to the output size of the source
+// range it covers (which must start and end at box boundaries), and the
+// first offset likewise.
+func (l *Layout) rewriteSidx(i int) error {
+	b := &l.Boxes[i]
+	box, err := mp4.DecodeBox(0, bytes.NewReader(b.Data))
+	if err != nil {
+		return fmt.Errorf("sidx at %d: %w", b.Off, err)
+	}
+	sidx, ok := box.(*mp4.SidxBox)
+	if !ok {
+		return fmt.Errorf("sidx at %d: not a sidx", b.Off)
+	}
+	outSize := func(from, to int64) (int64, error) {
+		a, ok1 := l.OutOffset(from)
+		z, ok2 := l.OutOffset(to)
+		if !ok1 || !ok2 {
+			return 0, fmt.Errorf("sidx at %d: a reference [%d, %d) does not start and end at boxes", b.Off, from, to)
+		}
+		return z - a, nil
+	}
+	end := b.Off + b.Size
+	first, err := outSize(end, end+int64(sidx.FirstOffset))
+	if err != nil {
+		return err
+	}
+	pos := end + int64(sidx.FirstOffset)
+	for j := range sidx.SidxRefs {
+		r := &sidx.SidxRefs[j]
+		n, err := outSize(pos, pos+int64(r.ReferencedSize))
+		if err != nil {
+			return err
+		}
+		pos += int64(r.ReferencedSize)
+		if n >= 1<<31 {
+			return fmt.Errorf("sidx at %d: a reference grows past 2 GiB", b.Off)
+		}
+		r.ReferencedSize = uint32(n)
+	}
+	sidx.FirstOffset = uint64(first)
+	var buf bytes.Buffer
+	if err := sidx.Encode(&buf); err != nil {
+		return err
+	}
+	if int64(buf.Len()) != b.Size {
+		return fmt.Errorf("sidx at %d: re-encoded to %d bytes, was %d", b.Off, buf.Len(), b.Size)
+	}
+	b.Data = buf.Bytes()
+	return nil
 }
 
 // boxHeader reads a top-level box's type and size (32-bit or 64-bit).

@@ -35,6 +35,13 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 			clearRun = -1
 		}
 		switch {
+		case b.Data != nil:
+			data := b.Data
+			parts = append(parts, crypto.Part{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+			}})
+			clearRun = -1
+			continue
 		case b.Type == "moof" && b.NewSize > 0:
 			frag = &fragment{box: b, src: src, cfg: cfg}
 			f := frag

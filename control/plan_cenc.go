@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -32,11 +33,12 @@ const (
 
 // cencPlan is the state of planning a Common Encryption task.
 type cencPlan struct {
-	cfg    *cenc.Config
-	psshs  []cenc.Pssh
-	nextIV uint64
-	inits  map[string]*cenc.Init // by source key
-	done   map[string]bool       // source keys already planned
+	cfg     *cenc.Config
+	psshs   []cenc.Pssh
+	nextIV  uint64
+	inits   map[string]*cenc.Init // by source key
+	done    map[string]bool       // source keys already planned
+	singles map[string]*singleFile
 }
 
 // planCENC plans a multidrm task: DASH, or fMP4 HLS. applied is false for
@@ -239,6 +241,17 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 	protectedAS := map[*dash.Node]bool{}
 	var order []*dash.Node
 	for _, r := range reps {
+		if r.File != "" {
+			init, terr := p.protectSingleFile(cp, in, r)
+			if terr != nil {
+				return terr
+			}
+			if init.Protected && !protectedAS[r.AS] {
+				protectedAS[r.AS] = true
+				order = append(order, r.AS)
+			}
+			continue
+		}
 		if r.Init == "" {
 			return failf(CodeInputFormat, "MPD %q: Representation %q has no initialization segment (Common Encryption signals in it)", in, r.ID)
 		}
@@ -275,6 +288,119 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 	out := mpd.Bytes()
 	p.out = append(p.out, OutFile{Name: top, Playlist: out, Size: int64(len(out))})
 	return nil
+}
+
+// protectSingleFile plans a single-file Representation (SegmentBase, or a
+// SegmentList of byte ranges): the file is read once, box by box (never
+// whole in memory), its init replaced by the protected one, its moofs
+// planned, its sidx rewritten; the MPD's byte ranges are moved to the
+// new layout.
+func (p *planner) protectSingleFile(cp *cencPlan, mpdKey string, r dash.Rep) (*cenc.Init, *taskError) {
+	key, name, terr := p.resolve(mpdKey, r.File)
+	if terr != nil {
+		return nil, terr
+	}
+	if cp.singles == nil {
+		cp.singles = map[string]*singleFile{}
+	}
+	sf := cp.singles[key]
+	if sf == nil {
+		var terr *taskError
+		if sf, terr = p.scanSingleFile(cp, key, name, r.InitEnd); terr != nil {
+			return nil, terr
+		}
+		cp.singles[key] = sf
+	}
+	for _, ra := range r.Ranges {
+		first, ok1 := sf.layout.OutOffset(ra.First)
+		end, ok2 := sf.layout.OutOffset(ra.Last + 1)
+		if !ok1 || !ok2 {
+			return nil, failf(CodeInputFormat, "MPD %q: Representation %q: %s@%s %d-%d does not start and end at boxes of %q",
+				mpdKey, r.ID, ra.Node.Name.Local, ra.Attr, ra.First, ra.Last, key)
+		}
+		ra.Set(first, end-1)
+	}
+	return sf.init, nil
+}
+
+// singleFile is a planned single-file Representation's file.
+type singleFile struct {
+	init   *cenc.Init
+	layout *cenc.Layout
+}
+
+func (p *planner) scanSingleFile(cp *cencPlan, key, name string, initEnd int64) (*singleFile, *taskError) {
+	info, terr := p.stat(key)
+	if terr != nil {
+		return nil, terr
+	}
+	if initEnd > maxInitSize || initEnd > info.Size {
+		return nil, failf(CodeInputFormat, "%q: init range of %d bytes (file %d, limit %d)", key, initEnd, info.Size, maxInitSize)
+	}
+	rc, err := p.st.Open(p.ctx, p.bucket, key, 0, -1)
+	if err != nil {
+		return nil, storeFailure(key, err)
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	initData := make([]byte, initEnd)
+	if _, err := io.ReadFull(br, initData); err != nil {
+		return nil, storeFailure(key, err)
+	}
+	init, err := cenc.ProtectInit(initData, cp.cfg, cp.psshs)
+	if err != nil {
+		return nil, failf(CodeInputFormat, "%q: %v", key, err)
+	}
+	sc := cenc.NewScanner(init, cp.cfg, &cp.nextIV)
+	sc.Replace(initEnd, init.Data)
+	for off := initEnd; off < info.Size; {
+		box, err := readBox(br, info.Size-off)
+		if err != nil {
+			return nil, failf(CodeInputFormat, "%q: box at %d: %v", key, off, err)
+		}
+		if err := sc.Add(box); err != nil {
+			return nil, failf(CodeInputFormat, "%q: %v", key, err)
+		}
+		off += int64(len(box))
+	}
+	l, err := sc.Layout()
+	if err != nil {
+		return nil, failf(CodeInputFormat, "%q: %v", key, err)
+	}
+	p.out = append(p.out, OutFile{Name: name, Size: l.Size, CENC: l,
+		Parts: []OutPart{{Key: key, ETag: info.ETag, Len: info.Size}}})
+	return &singleFile{init: init, layout: l}, nil
+}
+
+// readBox reads one whole top-level box (at most left bytes, and at most
+// maxSegmentSize).
+func readBox(r *bufio.Reader, left int64) ([]byte, error) {
+	hdr, err := r.Peek(8)
+	if err != nil {
+		return nil, fmt.Errorf("reading a box header: %w", err)
+	}
+	size := int64(binary.BigEndian.Uint32(hdr))
+	switch size {
+	case 0:
+		size = left
+	case 1:
+		h16, err := r.Peek(16)
+		if err != nil {
+			return nil, fmt.Errorf("reading a box header: %w", err)
+		}
+		size = int64(binary.BigEndian.Uint64(h16[8:]))
+	}
+	if size < 8 || size > left {
+		return nil, fmt.Errorf("%q box of %d bytes does not fit in the %d left", hdr[4:8], size, left)
+	}
+	if size > maxSegmentSize {
+		return nil, fmt.Errorf("%q box of %d bytes (limit %d)", hdr[4:8], size, maxSegmentSize)
+	}
+	box := make([]byte, size)
+	if _, err := io.ReadFull(r, box); err != nil {
+		return nil, fmt.Errorf("reading a %q box: %w", hdr[4:8], err)
+	}
+	return box, nil
 }
 
 // contentProtection is the DASH signalling of an AdaptationSet: the

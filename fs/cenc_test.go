@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/control/dash"
@@ -35,6 +36,10 @@ func TestMultiDRM(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmp4, err := sample.MakeFMP4(filepath.Join(srcDir, "fmp4"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single, err := sample.MakeDASHSingleFile(filepath.Join(srcDir, "single"), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +86,61 @@ func TestMultiDRM(t *testing.T) {
 			checkPreads(t, filepath.Join(out, d.Reps[0].Segments[1]))
 		})
 	}
+
+	t.Run("DASH single file cbcs", func(t *testing.T) {
+		f.t = t
+		drm := map[string]any{"emi": 16418, "streaming_mode": "DASH", "drm_list": []string{"PLAYREADY", "CLEARKEY"}}
+		f.runShape("single", shapeRequest("", s, "src/single/manifest.mpd", "drm/single", map[string]any{"multidrm": drm}))
+		out := f.path("buckets", "public", "drm", "single")
+		srcMPD, _ := dash.Parse(mustRead(t, filepath.Join(srcDir, "single", single.MPD)))
+		outMPD, err := dash.Parse(mustRead(t, filepath.Join(out, single.MPD)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcReps, _ := srcMPD.Representations(func(string) bool { return true })
+		outReps, _ := outMPD.Representations(func(string) bool { return true })
+		for i, sr := range srcReps {
+			or := outReps[i]
+			srcFile := mustRead(t, filepath.Join(srcDir, "single", sr.File))
+			outFile := mustRead(t, filepath.Join(out, or.File))
+			cut := func(b []byte, r *dash.RangeAttr) []byte { return b[r.First : r.Last+1] }
+			work := t.TempDir()
+			for j := 1; j < len(sr.Ranges); j++ {
+				if sr.Ranges[j].Attr == "indexRange" {
+					if string(cut(outFile, or.Ranges[j])[4:8]) != "sidx" {
+						t.Fatalf("rep %s: indexRange %d-%d is not a sidx", or.ID, or.Ranges[j].First, or.Ranges[j].Last)
+					}
+					continue
+				}
+				src := append(append([]byte{}, cut(srcFile, sr.Ranges[0])...), cut(srcFile, sr.Ranges[j])...)
+				enc := append(append([]byte{}, cut(outFile, or.Ranges[0])...), cut(outFile, or.Ranges[j])...)
+				os.WriteFile(filepath.Join(work, "src.mp4"), src, 0o644)
+				os.WriteFile(filepath.Join(work, "out.mp4"), enc, 0o644)
+				want, err := sample.FrameMD5(filepath.Join(work, "src.mp4"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(s.key))
+				if err != nil || got != want {
+					t.Fatalf("rep %s range %s: ffmpeg does not decrypt it to the source frames (%v)", or.ID, or.Ranges[j].Attr, err)
+				}
+				if ct, _ := sr.AS.Get("contentType"); j == 1 && ct == "audio" {
+					// encrypt_audio absent (0): audio stays clear
+					if !bytes.Equal(cut(srcFile, sr.Ranges[j]), cut(outFile, or.Ranges[j])) {
+						t.Fatalf("rep %s: audio changed though encrypt_audio is 0", or.ID)
+					}
+				} else if j == 1 {
+					if bad, _ := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(wrong)); bad == want {
+						t.Fatal("a wrong key decrypts to the source frames")
+					}
+				}
+			}
+			// The whole file, decrypted by mp4ff (which also reads every
+			// sidx), plays as the source file does.
+			checkWholeFileDecrypts(t, filepath.Join(srcDir, "single", sr.File), outFile, s.key)
+		}
+		checkPreads(t, filepath.Join(out, outReps[0].File))
+	})
 
 	t.Run("fMP4 HLS cenc", func(t *testing.T) {
 		f.t = t
@@ -175,6 +235,52 @@ func checkCENCSegment(t *testing.T, srcDir, outDir, init, seg string, key []byte
 		if bad, _ := sample.FrameMD5(out, "-decryption_key", hex.EncodeToString(wrong)); bad == want {
 			t.Fatalf("%s: a wrong key decrypts to the source's frames", seg)
 		}
+	}
+}
+
+// checkWholeFileDecrypts decrypts a whole single-file output with mp4ff
+// and checks ffmpeg decodes it to the source file's frames; the sidx
+// sizes must add up to the file.
+func checkWholeFileDecrypts(t *testing.T, srcPath string, out []byte, key []byte) {
+	t.Helper()
+	f, err := mp4.DecodeFile(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sidxTotal, segTotal uint64
+	for _, seg := range f.Segments {
+		for _, sx := range seg.Sidxs {
+			for _, r := range sx.SidxRefs {
+				sidxTotal += uint64(r.ReferencedSize)
+			}
+			segTotal += seg.Size() - sx.Size()
+		}
+	}
+	if sidxTotal == 0 || sidxTotal != segTotal {
+		t.Fatalf("sidx references add up to %d bytes, the fragments are %d", sidxTotal, segTotal)
+	}
+	di, err := mp4.DecryptInit(f.Init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range f.Segments {
+		if err := mp4.DecryptSegment(seg, di, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "clear.mp4")
+	var buf bytes.Buffer
+	if err := f.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	want, err := sample.FrameMD5(srcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := sample.FrameMD5(p)
+	if err != nil || got != want {
+		t.Fatalf("%s: mp4ff-decrypted output decodes to other frames (%v)", srcPath, err)
 	}
 }
 

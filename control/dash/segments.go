@@ -16,6 +16,95 @@ type Rep struct {
 	Node     *Node
 	Init     string   // "" when there is none
 	Segments []string // in order
+	// File is set for a single-file Representation (SegmentBase, or a
+	// SegmentList of mediaRanges): the file every range is in. Init and
+	// Segments are then empty; InitEnd is where its init ends, and Ranges
+	// are the byte-range attributes that must follow the file's new
+	// layout.
+	File    string
+	InitEnd int64
+	Ranges  []*RangeAttr
+}
+
+// RangeAttr is a byte-range attribute ("first-last", inclusive) of an
+// MPD element: Initialization@range, SegmentURL@mediaRange/@indexRange,
+// SegmentBase@indexRange.
+type RangeAttr struct {
+	Node        *Node
+	Attr        string
+	First, Last int64
+}
+
+// Set rewrites the attribute to a new range.
+func (r *RangeAttr) Set(first, last int64) {
+	for i := range r.Node.Attr {
+		a := &r.Node.Attr[i]
+		if a.Name.Space == "" && a.Name.Local == r.Attr {
+			a.Value = fmt.Sprintf("%d-%d", first, last)
+		}
+	}
+}
+
+func rangeAttr(n *Node, attr string) (*RangeAttr, bool, error) {
+	v, ok := n.Get(attr)
+	if !ok {
+		return nil, false, nil
+	}
+	a, b, found := strings.Cut(v, "-")
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if !found || err1 != nil || err2 != nil || first < 0 || last < first {
+		return nil, true, fmt.Errorf("%s@%s %q is not a byte range", n.Name.Local, attr, v)
+	}
+	return &RangeAttr{Node: n, Attr: attr, First: first, Last: last}, true, nil
+}
+
+// singleFile fills a single-file Representation: the init range (it must
+// start the file) and every range attribute of seg (SegmentBase or
+// SegmentList).
+func singleFile(rep *Rep, file string, seg *Node) error {
+	if file == "" {
+		return fmt.Errorf("byte ranges without a BaseURL naming the file")
+	}
+	rep.File = file
+	init := seg.Child("Initialization")
+	if init == nil {
+		return fmt.Errorf("%s without Initialization@range", seg.Name.Local)
+	}
+	if _, ok := init.Get("sourceURL"); ok {
+		return fmt.Errorf("Initialization@sourceURL with byte-range segments is not supported")
+	}
+	ir, ok, err := rangeAttr(init, "range")
+	if err != nil {
+		return err
+	}
+	if !ok || ir.First != 0 {
+		return fmt.Errorf("Initialization@range must start at 0")
+	}
+	rep.InitEnd = ir.Last + 1
+	rep.Ranges = append(rep.Ranges, ir)
+	if r, ok, err := rangeAttr(seg, "indexRange"); err != nil {
+		return err
+	} else if ok {
+		rep.Ranges = append(rep.Ranges, r)
+	}
+	for _, su := range seg.Children("SegmentURL") {
+		if _, ok := su.Get("media"); ok {
+			return fmt.Errorf("SegmentURL with both media and mediaRange is not supported")
+		}
+		for _, attr := range []string{"mediaRange", "indexRange"} {
+			r, ok, err := rangeAttr(su, attr)
+			if err != nil {
+				return err
+			}
+			if ok {
+				rep.Ranges = append(rep.Ranges, r)
+			} else if attr == "mediaRange" {
+				return fmt.Errorf("SegmentURL without media or mediaRange")
+			}
+		}
+	}
+	return nil
 }
 
 // maxSegments bounds the segments of one Representation.
@@ -91,17 +180,22 @@ func representation(mpd, period, as, r *Node, dur float64, exists func(string) b
 	id, _ := r.Get("id")
 	bw, _ := r.Get("bandwidth")
 	rep := Rep{ID: id, AS: as, Node: r}
-	base, err := baseURL(mpd, period, as, r)
+	base, file, err := baseURL(mpd, period, as, r)
 	if err != nil {
 		return rep, err
 	}
 	levels := []*Node{period, as, r}
-	for _, n := range levels {
-		if n.Child("SegmentBase") != nil && r.Child("SegmentTemplate") == nil && r.Child("SegmentList") == nil {
-			return rep, fmt.Errorf("SegmentBase (a single file indexed by its sidx) is not supported yet")
+	if mostSpecific(levels, "SegmentTemplate") == nil && mostSpecific(levels, "SegmentList") == nil {
+		if sb := mostSpecific(levels, "SegmentBase"); sb != nil {
+			return rep, singleFile(&rep, file, sb)
 		}
 	}
 	if list := mostSpecific(levels, "SegmentList"); list != nil {
+		if urls := list.Children("SegmentURL"); len(urls) > 0 {
+			if _, ranged := urls[0].Get("mediaRange"); ranged {
+				return rep, singleFile(&rep, file, list)
+			}
+		}
 		if init := list.Child("Initialization"); init != nil {
 			if u, ok := init.Get("sourceURL"); ok {
 				rep.Init = base + u
@@ -113,7 +207,7 @@ func representation(mpd, period, as, r *Node, dur float64, exists func(string) b
 				return rep, fmt.Errorf("SegmentURL without media")
 			}
 			if _, ok := su.Get("mediaRange"); ok {
-				return rep, fmt.Errorf("SegmentURL@mediaRange is not supported yet")
+				return rep, fmt.Errorf("SegmentURLs mix media files and mediaRanges")
 			}
 			rep.Segments = append(rep.Segments, base+u)
 		}
@@ -263,9 +357,10 @@ func mergedTemplate(levels []*Node) *template {
 }
 
 // baseURL joins the relative BaseURLs of the MPD, Period, AdaptationSet
-// and Representation. Absolute ones point outside the input folder.
-func baseURL(levels ...*Node) (string, error) {
-	base := ""
+// and Representation: the folder they name, and the file when the last
+// one names a file (single-file Representations). Absolute ones point
+// outside the input folder.
+func baseURL(levels ...*Node) (dir, file string, err error) {
 	for _, n := range levels {
 		b := n.Child("BaseURL")
 		if b == nil {
@@ -273,14 +368,16 @@ func baseURL(levels ...*Node) (string, error) {
 		}
 		u := b.Text()
 		if strings.Contains(u, "://") || strings.HasPrefix(u, "/") {
-			return "", fmt.Errorf("BaseURL %q is absolute: media must be in the MPD's folder", u)
+			return "", "", fmt.Errorf("BaseURL %q is absolute: media must be in the MPD's folder", u)
 		}
+		file = ""
 		if u != "" && !strings.HasSuffix(u, "/") {
+			file = dir + u
 			u = u[:strings.LastIndex(u, "/")+1]
 		}
-		base += u
+		dir += u
 	}
-	return base, nil
+	return dir, file, nil
 }
 
 var templateID = regexp.MustCompile(`\$(RepresentationID|Number|Time|Bandwidth)(%0[0-9]+d)?\$|\$\$`)
