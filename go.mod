@@ -3,6 +3,7 @@ module github.com/mpcfs/mpcfs
 go 1.26.0
 
 require (
+	github.com/Eyevinn/mp4ff v0.50.0
 	github.com/emmansun/gmsm v0.15.5
 	github.com/grafov/m3u8 v0.12.1
 	github.com/hanwen/go-fuse/v2 v2.12.1

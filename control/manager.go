@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mpcfs/mpcfs/cenc"
 	"io"
 	"log"
 	"math/big"
@@ -162,6 +163,13 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 			Output: p.Output, OutputFileName: p.Output.FileName, UserData: p.UserData},
 		Algorithm: p.Algorithm, KeyURL: p.KeyURL, IV: p.IV, PreviewDuration: p.PreviewDuration,
 		MultiDRM: p.MultiDRM, Nonce: newNonce()}}
+	if p.MultiDRM != nil {
+		kid, err := cenc.KIDFromContentID(p.MultiDRM.ContentID)
+		if err != nil {
+			return nil, fmt.Errorf("making the KID: %v", err)
+		}
+		t.rec.KID = cenc.UUIDString(kid)
+	}
 	m.addWithNewID(t)
 	t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
 	if err := m.save(t); err != nil {
@@ -339,6 +347,9 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		rec.Status, rec.Description = Failed, terr.Error()
 	} else {
 		rec.Status, rec.Plan, rec.Description = Succeeded, plan, fmt.Sprintf("%d output files", len(plan.Files))
+		if plan.Note != "" {
+			rec.Description += "; " + plan.Note
+		}
 	}
 	m.cfg.Log.Printf("task %s %s: %s", rec.TaskID, rec.Status, rec.Description)
 	if err := m.saveRec(&rec); err != nil {

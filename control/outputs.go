@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/store"
 )
@@ -232,9 +233,12 @@ func (m *Manager) Open(o *Output) (*crypto.File, error) {
 	// The task's fields are read under m.mu, which is never taken while
 	// holding outputs.mu (reindexLocked takes them the other way round).
 	m.mu.Lock()
-	parts := m.parts(o)
+	parts, err := m.parts(o)
 	m.mu.Unlock()
-	f, err := crypto.NewFile(parts)
+	if err != nil {
+		return nil, err
+	}
+	f, err = crypto.NewFile(parts)
 	if err != nil {
 		return nil, err
 	}
@@ -247,9 +251,20 @@ func (m *Manager) Open(o *Output) (*crypto.File, error) {
 	return f, nil
 }
 
-// parts builds a segment output's crypto parts; called under m.mu.
-func (m *Manager) parts(o *Output) []crypto.Part {
+// parts builds a segment output's crypto parts; called under m.mu. A
+// Common Encryption segment's parts come from its layout (cenc.Parts).
+func (m *Manager) parts(o *Output) ([]crypto.Part, error) {
 	t := o.task
+	if l := o.File.CENC; l != nil {
+		info := t.rec.Plan.CENC
+		if info == nil || len(o.File.Parts) != 1 {
+			return nil, fmt.Errorf("output %s: Common Encryption layout without its task's scheme", o.Key)
+		}
+		src := o.File.Parts[0]
+		src.Off = 0
+		cfg := &cenc.Config{Scheme: info.Scheme, Key: t.key, ConstantIV: info.ConstantIV}
+		return cenc.Parts(l, m.source(t, t.rec.TaskID, t.rec.Input.Bucket, src), cfg)
+	}
 	parts := make([]crypto.Part, len(o.File.Parts))
 	for i, p := range o.File.Parts {
 		parts[i] = crypto.Part{Src: m.source(t, t.rec.TaskID, t.rec.Input.Bucket, p), PlainSize: p.Len}
@@ -257,7 +272,7 @@ func (m *Manager) parts(o *Output) []crypto.Part {
 			parts[i].Alg, parts[i].Key, parts[i].IV = t.rec.Algorithm, t.key, p.IV
 		}
 	}
-	return parts
+	return parts, nil
 }
 
 // source reads plaintext of one part as ranged requests to the store, on

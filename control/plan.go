@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control/hls"
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/store"
@@ -23,15 +24,26 @@ import (
 // served from it without re-reading any playlist.
 type Plan struct {
 	Files []OutFile `json:"files"`
+	// CENC is set when multidrm was applied: what serving the samples
+	// needs besides the key and each segment's layout.
+	CENC *CENCInfo `json:"cenc,omitempty"`
+	// Note is added to the task's description (e.g. why multidrm was
+	// not applied).
+	Note string `json:"note,omitempty"`
 }
 
 // OutFile is one output file: a rewritten playlist (Playlist set) or a
 // segment file made of parts of one source object (Parts set).
 type OutFile struct {
-	Name     string    `json:"name"` // relative to the output folder
+	Name string `json:"name"` // relative to the output folder
+	// Playlist is a file served from memory: a playlist or MPD, or a
+	// protected init segment.
 	Playlist []byte    `json:"playlist,omitempty"`
 	Parts    []OutPart `json:"parts,omitempty"`
 	Size     int64     `json:"size"` // exact, before any byte is encrypted
+	// CENC is the layout of a Common Encryption media segment: Parts
+	// then holds the whole source segment, clear.
+	CENC *cenc.Layout `json:"cenc,omitempty"`
 }
 
 // OutPart is a byte range of a source object, encrypted or clear.
@@ -81,6 +93,7 @@ type planner struct {
 	playlists map[string]bool   // every playlist read, by key
 	planned   map[string]bool   // media playlists planned, by key
 	outSrc    map[string]string // output name -> what it is made from
+	note      string            // for the task's description
 }
 
 // srcFile collects how each referenced source object is used.
@@ -125,19 +138,28 @@ func buildPlan(ctx context.Context, st store.Store, rec *record) (*Plan, *taskEr
 	if d := path.Dir(rec.Input.Object); d != "." {
 		p.baseDir = d + "/"
 	}
+	if rec.MultiDRM != nil {
+		plan, applied, err := p.planCENC()
+		if err != nil {
+			return nil, err
+		}
+		if applied {
+			return plan, nil
+		}
+	}
 	if err := p.planInput(); err != nil {
 		return nil, err
 	}
 	if err := p.finish(); err != nil {
 		return nil, err
 	}
-	return &Plan{Files: p.out}, nil
+	return &Plan{Files: p.out, Note: p.note}, nil
 }
 
 func (p *planner) planInput() *taskError {
 	in := p.rec.Input.Object
 	if strings.EqualFold(path.Ext(in), ".mpd") {
-		return failf(CodeInputFormat, "input %q: DASH (.mpd) input is not supported yet; only HLS (.m3u8)", in)
+		return failf(CodeInputFormat, "input %q: DASH (.mpd) input needs encryption.multidrm (Common Encryption); hls_encrypt alone encrypts HLS", in)
 	}
 	data, pl, err := p.readPlaylist(in)
 	if err != nil {

@@ -344,9 +344,11 @@ func decode16(s string) []byte {
 }
 
 var (
-	validEMI       = map[int]bool{16418: true, 16420: true, 16422: true}
-	validModes     = map[string]bool{"HLS": true, "DASH": true}
-	validDRMSystem = map[string]bool{"PLAYREADY": true, "WIDEVINE": true, "CHINA_DRM": true}
+	validEMI   = map[int]bool{16418: true, 16420: true, 16422: true}
+	validModes = map[string]bool{"HLS": true, "DASH": true}
+	// CLEARKEY is an mpcfs extension (W3C ClearKey signalling, so a
+	// browser can play without a commercial DRM).
+	validDRMSystem = map[string]bool{"PLAYREADY": true, "WIDEVINE": true, "CHINA_DRM": true, "CLEARKEY": true}
 )
 
 func (m *MultiDRM) validate() *APIError {
@@ -362,7 +364,7 @@ func (m *MultiDRM) validate() *APIError {
 	}
 	for i, d := range m.DRMList {
 		if !validDRMSystem[d] {
-			return badRequest("field %q: %q is not PLAYREADY, WIDEVINE or CHINA_DRM", fmt.Sprintf("%s.drm_list[%d]", f, i), d)
+			return badRequest("field %q: %q is not PLAYREADY, WIDEVINE, CHINA_DRM or CLEARKEY", fmt.Sprintf("%s.drm_list[%d]", f, i), d)
 		}
 	}
 	if m.EMI != nil && !validEMI[*m.EMI] {

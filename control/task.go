@@ -36,6 +36,9 @@ type TaskView struct {
 	OutputFileName string   `json:"output_file_name"`
 	UserData       string   `json:"user_data"`
 	Description    string   `json:"description"`
+	// KID is the Common Encryption key ID (multidrm tasks), a UUID: not
+	// secret, DRM providers are told it with the key.
+	KID string `json:"kid,omitempty"`
 }
 
 // record is a task as the task store keeps it. SealedKey is the content key

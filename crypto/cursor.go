@@ -3,6 +3,7 @@ package crypto
 import (
 	"context"
 	stdcipher "crypto/cipher"
+	"fmt"
 	"io"
 )
 
@@ -18,9 +19,10 @@ type cursor struct {
 	fp     *filePart // nil past the last part
 	pos    int64     // part-relative output offset of the next byte
 	chain  [blockSize]byte
-	in     windowReader // the part's plaintext, at pos
-	lanes  bool         // encrypt AES-128-CBC through the lane engine (producers)
-	job    laneJob      // this cursor's chunk in the engine, reused
+	in     windowReader    // the part's plaintext, at pos
+	lanes  bool            // encrypt AES-128-CBC through the lane engine (producers)
+	xs     TransformStream // a transform part's stream, made at its first chunk
+	job    laneJob         // this cursor's chunk in the engine, reused
 }
 
 // newCursor returns a cursor that can produce part idx from its
@@ -41,6 +43,7 @@ func newCursor(parent context.Context, f *File, idx int, rel int64) *cursor {
 func (c *cursor) enter(idx int) {
 	c.idx, c.fp, c.pos = idx, nil, 0
 	c.in.close()
+	c.xs = nil
 	if idx < len(c.f.parts) {
 		c.fp = c.f.parts[idx]
 		c.chain = c.fp.iv
@@ -123,8 +126,32 @@ func (c *cursor) produce(out []byte) error {
 	if err := c.in.readFull(out[:nPlain]); err != nil {
 		return err
 	}
-	c.encrypt(out, int(nPlain))
+	if c.fp.xform != nil {
+		if err := c.transform(out); err != nil {
+			return err
+		}
+	} else {
+		c.encrypt(out, int(nPlain))
+	}
 	c.pos += int64(len(out))
+	return nil
+}
+
+// transform encrypts the plaintext out at c.pos with the part's
+// Transform, starting its stream there if this is the cursor's first
+// chunk of the part.
+func (c *cursor) transform(out []byte) error {
+	if c.xs == nil {
+		xs, err := c.fp.xform.Stream(c.ctx, c.pos)
+		if err != nil {
+			return fmt.Errorf("part %d: %w", c.idx, err)
+		}
+		c.xs = xs
+	}
+	if err := c.xs.Apply(c.ctx, out); err != nil {
+		c.xs = nil
+		return fmt.Errorf("part %d: %w", c.idx, err)
+	}
 	return nil
 }
 

@@ -22,6 +22,25 @@ type Part struct {
 	PlainSize int64
 	Alg       Algorithm
 	Key, IV   []byte
+	// Xform, with Alg "", encrypts parts of the plaintext in place and
+	// keeps its size (Common Encryption of the samples of an mdat).
+	Xform Transform
+}
+
+// Transform encrypts a part's plaintext in place without changing its
+// size, at any offset: Common Encryption, where only sample data is
+// encrypted, by sample and subsample.
+type Transform interface {
+	// Stream returns a stream that encrypts the part's plaintext from
+	// part-relative offset pos on. It may read the part's source (a
+	// chain that starts before pos) and so can fail.
+	Stream(ctx context.Context, pos int64) (TransformStream, error)
+}
+
+// TransformStream encrypts consecutive plaintext: each Apply continues
+// where the previous one ended (or at the stream's start).
+type TransformStream interface {
+	Apply(ctx context.Context, buf []byte) error
 }
 
 // Format prints a Part without its key or IV, whatever the verb (%v, %+v,
@@ -50,6 +69,7 @@ type filePart struct {
 	block     stdcipher.Block // nil for a clear part
 	iv        [blockSize]byte // CBC: chain value at 0; CTR: counter of block 0
 	cps       *checkpoints    // CBC only
+	xform     Transform       // Common Encryption of a clear part (Alg "")
 	outOff    int64           // where the part starts in the File
 	outSize   int64
 }
@@ -73,7 +93,7 @@ func newFilePart(p Part, outOff int64) (*filePart, error) {
 	if p.PlainSize < 0 || p.Src == nil {
 		return nil, errors.New("a part needs a source and a size >= 0")
 	}
-	fp := &filePart{src: p.Src, plainSize: p.PlainSize, alg: p.Alg, outOff: outOff, outSize: p.PlainSize}
+	fp := &filePart{src: p.Src, plainSize: p.PlainSize, alg: p.Alg, outOff: outOff, outSize: p.PlainSize, xform: p.Xform}
 	if p.Alg == "" {
 		return fp, nil
 	}

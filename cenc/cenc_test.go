@@ -1,0 +1,358 @@
+package cenc
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/sample"
+)
+
+func need(t testing.TB, what string, ok bool) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing; CI installs it (.ci/run)", what)
+	}
+	t.Skipf("%s is missing", what)
+}
+
+func needFFmpeg(t testing.TB) {
+	_, err := exec.LookPath("ffmpeg")
+	need(t, "ffmpeg", err == nil)
+}
+
+var (
+	dashOnce  sync.Once
+	dashDir   string
+	dashMedia *sample.DASH
+	dashErr   error
+)
+
+// dashSample is DASH media made once for the package's tests.
+func dashSample(t *testing.T) (string, *sample.DASH) {
+	needFFmpeg(t)
+	dashOnce.Do(func() {
+		dashDir, dashErr = os.MkdirTemp("", "mpcfs-cenc-")
+		if dashErr == nil {
+			dashMedia, dashErr = sample.MakeDASH(dashDir, 3, false)
+		}
+	})
+	if dashErr != nil {
+		t.Fatal(dashErr)
+	}
+	return dashDir, dashMedia
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dashDir != "" {
+		os.RemoveAll(dashDir)
+	}
+	os.Exit(code)
+}
+
+var testKey = []byte("0123456789abcdef")
+
+func testConfig(scheme Scheme, audio bool) *Config {
+	kid, _ := KIDFromContentID("movie-42")
+	return &Config{Scheme: scheme, KID: kid, Key: testKey, ConstantIV: []byte("fedcba9876543210"),
+		DRMs: []string{Widevine, PlayReady, ChinaDRM, ClearKey}, ContentID: "movie-42",
+		LicenseURL: "https://license.example.com/a?b=1&c=2", EncryptAudio: audio}
+}
+
+// fileSource reads a local file as a RangeSource.
+func fileSource(path string) crypto.RangeSource {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.NewSectionReader(f, off, n), f}, nil
+	}
+}
+
+// protectSegment plans and serves one segment, returning the output
+// File and the layout.
+func protectSegment(t *testing.T, path string, in *Init, cfg *Config, nextIV *uint64) (*crypto.File, *Layout) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Scan(data, in, cfg, nextIV)
+	if err != nil {
+		t.Fatalf("scan %s: %v", path, err)
+	}
+	parts, err := Parts(l, fileSource(path), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := crypto.NewFile(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size() != l.Size {
+		t.Fatalf("file size %d, layout %d", f.Size(), l.Size)
+	}
+	return f, l
+}
+
+func readAll(t *testing.T, f *crypto.File) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	if int64(buf.Len()) != f.Size() {
+		t.Fatalf("read %d bytes of %d", buf.Len(), f.Size())
+	}
+	return buf.Bytes()
+}
+
+// frameMD5 decodes init+segment with ffmpeg (with a decryption key when
+// key is not nil) and returns the per-frame hashes.
+func frameMD5(t *testing.T, dir string, initData, seg []byte, key []byte) (string, error) {
+	t.Helper()
+	p := filepath.Join(dir, "joined.mp4")
+	if err := os.WriteFile(p, append(append([]byte{}, initData...), seg...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var opts []string
+	if key != nil {
+		opts = []string{"-decryption_key", hex.EncodeToString(key)}
+	}
+	return sample.FrameMD5(p, opts...)
+}
+
+// TestSegmentsDecryptToSourceFrames: for every representation and every
+// segment, ffmpeg decrypts init+segment to the source's frames with the
+// key; without it (or with a wrong one) it does not.
+func TestSegmentsDecryptToSourceFrames(t *testing.T) {
+	dir, d := dashSample(t)
+	for _, scheme := range []Scheme{CENC, CBCS} {
+		t.Run(string(scheme), func(t *testing.T) {
+			cfg := testConfig(scheme, true)
+			psshs, err := cfg.PsshBoxes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			nextIV := uint64(1) << 40
+			work := t.TempDir()
+			for _, r := range d.Reps {
+				srcInit, err := os.ReadFile(filepath.Join(dir, r.Init))
+				if err != nil {
+					t.Fatal(err)
+				}
+				in, err := ProtectInit(srcInit, cfg, psshs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, s := range r.Segments {
+					f, _ := protectSegment(t, filepath.Join(dir, s), in, cfg, &nextIV)
+					out := readAll(t, f)
+					src, _ := os.ReadFile(filepath.Join(dir, s))
+					want, err := frameMD5(t, work, srcInit, src, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := frameMD5(t, work, in.Data, out, testKey)
+					if err != nil {
+						t.Fatalf("rep %s segment %s: %v", r.ID, s, err)
+					}
+					if got != want {
+						t.Fatalf("rep %s segment %s: decrypted frames differ from the source's", r.ID, s)
+					}
+					if i == 0 { // negative controls, once per representation
+						wrong, _ := frameMD5(t, work, in.Data, out, []byte("XXXXXXXXXXXXXXXX"))
+						if wrong == want {
+							t.Fatalf("rep %s: a wrong key gives the source's frames", r.ID)
+						}
+						none, _ := frameMD5(t, work, in.Data, out, nil)
+						if none == want {
+							t.Fatalf("rep %s: no key gives the source's frames", r.ID)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRandomReads: any byte range of a protected segment equals the same
+// bytes of a whole sequential read.
+func TestRandomReads(t *testing.T) {
+	dir, d := dashSample(t)
+	for _, scheme := range []Scheme{CENC, CBCS} {
+		cfg := testConfig(scheme, true)
+		for _, r := range d.Reps {
+			srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
+			in, err := ProtectInit(srcInit, cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var iv uint64
+			f, _ := protectSegment(t, filepath.Join(dir, r.Segments[0]), in, cfg, &iv)
+			whole := readAll(t, f)
+			rng := rand.New(rand.NewSource(int64(len(whole))))
+			for i := 0; i < 200; i++ {
+				off := rng.Int63n(int64(len(whole)))
+				n := 1 + rng.Intn(min(64<<10, len(whole)-int(off)))
+				if i%4 == 0 {
+					n = 1 + rng.Intn(40)
+					n = min(n, len(whole)-int(off))
+				}
+				rd := f.NewReader()
+				p := make([]byte, n)
+				k, err := rd.ReadAt(context.Background(), p, off)
+				rd.Close()
+				if err != nil && err != io.EOF || k != n {
+					t.Fatalf("%s rep %s: read %d at %d: %d, %v", scheme, r.ID, n, off, k, err)
+				}
+				if !bytes.Equal(p, whole[off:off+int64(n)]) {
+					t.Fatalf("%s rep %s: read %d at %d differs from the sequential read", scheme, r.ID, n, off)
+				}
+			}
+		}
+	}
+}
+
+// TestBoxes checks the protection boxes: schm, tenc, pssh SystemIDs and
+// payloads; senc sample counts and IVs, saio pointing at senc, trun data
+// offsets at the samples.
+func TestBoxes(t *testing.T) {
+	dir, d := dashSample(t)
+	for _, scheme := range []Scheme{CENC, CBCS} {
+		cfg := testConfig(scheme, true)
+		psshs, _ := cfg.PsshBoxes()
+		r := d.Reps[0]
+		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
+		in, err := ProtectInit(srcInit, cfg, psshs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		initFile, err := mp4.DecodeFile(bytes.NewReader(in.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stsd := initFile.Moov.Trak.Mdia.Minf.Stbl.Stsd
+		enc, ok := stsd.Children[0].(*mp4.VisualSampleEntryBox)
+		if !ok || enc.Type() != "encv" || enc.Sinf == nil {
+			t.Fatalf("%s: sample entry is not encv with sinf", scheme)
+		}
+		if enc.Sinf.Schm.SchemeType != string(scheme) || enc.Sinf.Frma.DataFormat != "avc1" {
+			t.Fatalf("%s: schm %q frma %q", scheme, enc.Sinf.Schm.SchemeType, enc.Sinf.Frma.DataFormat)
+		}
+		tenc := enc.Sinf.Schi.Tenc
+		if tenc.DefaultKID.String() != UUIDString(cfg.KID) {
+			t.Fatalf("tenc KID %s, want %s", tenc.DefaultKID, UUIDString(cfg.KID))
+		}
+		if scheme == CBCS && (tenc.DefaultCryptByteBlock != 1 || tenc.DefaultSkipByteBlock != 9 || !bytes.Equal(tenc.DefaultConstantIV, cfg.ConstantIV)) {
+			t.Fatalf("cbcs tenc pattern %d:%d", tenc.DefaultCryptByteBlock, tenc.DefaultSkipByteBlock)
+		}
+		if scheme == CENC && tenc.DefaultPerSampleIVSize != 8 {
+			t.Fatalf("cenc tenc IV size %d", tenc.DefaultPerSampleIVSize)
+		}
+		var ids []string
+		for _, p := range initFile.Moov.Psshs {
+			ids = append(ids, p.SystemID.String())
+		}
+		want := []string{WidevineSystemID, PlayReadySystemID, ChinaDRMSystemID, CommonSystemID}
+		if strings.Join(ids, ",") != strings.Join(want, ",") {
+			t.Fatalf("pssh SystemIDs %v, want %v", ids, want)
+		}
+		pro := string(initFile.Moov.Psshs[1].Data)
+		if !strings.Contains(utf16le(pro), "LA_URL>https://license.example.com/a?b=1&amp;c=2</LA_URL>") {
+			t.Fatalf("PlayReady object has no LA_URL: %q", utf16le(pro))
+		}
+		if !bytes.Contains(initFile.Moov.Psshs[0].Data, []byte("movie-42")) || !bytes.Contains(initFile.Moov.Psshs[0].Data, cfg.KID[:]) {
+			t.Fatal("Widevine pssh lacks the KID or content_id")
+		}
+
+		var iv uint64 = 7
+		f, _ := protectSegment(t, filepath.Join(dir, r.Segments[1]), in, cfg, &iv)
+		out := readAll(t, f)
+		seg, err := mp4.DecodeFile(bytes.NewReader(append(append([]byte{}, in.Data...), out...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		frag := seg.Segments[0].Fragments[0]
+		traf := frag.Moof.Traf
+		var senc *mp4.SencBox
+		var saio *mp4.SaioBox
+		for _, c := range traf.Children {
+			switch b := c.(type) {
+			case *mp4.SencBox:
+				senc = b
+			case *mp4.SaioBox:
+				saio = b
+			}
+		}
+		if senc == nil || saio == nil {
+			t.Fatalf("%s: traf lacks senc or saio", scheme)
+		}
+		n := int(traf.Trun.SampleCount())
+		if int(senc.SampleCount) != n {
+			t.Fatalf("senc has %d samples, trun %d", senc.SampleCount, n)
+		}
+		moofStart := int64(frag.Moof.StartPos) - int64(len(in.Data))
+		sencPos := bytes.Index(out[moofStart:], []byte("senc")) - 4
+		if int64(saio.Offset[0]) != int64(sencPos)+16 {
+			t.Fatalf("saio offset %d, senc data at %d", saio.Offset[0], sencPos+16)
+		}
+		dataStart := moofStart + int64(frag.Moof.Size()) + 8
+		if moofStart+int64(traf.Trun.DataOffset) != dataStart {
+			t.Fatalf("trun data offset %d points at %d, mdat data at %d", traf.Trun.DataOffset, moofStart+int64(traf.Trun.DataOffset), dataStart)
+		}
+		if scheme == CENC {
+			ivs := map[string]bool{}
+			for _, v := range senc.IVs {
+				ivs[hex.EncodeToString(v)] = true
+			}
+			if len(ivs) != n || !ivs["0000000000000007"] {
+				t.Fatalf("cenc IVs are not one per sample from the counter: %d distinct of %d", len(ivs), n)
+			}
+			for _, s := range senc.SubSamples {
+				for _, ss := range s {
+					if ss.BytesOfProtectedData%16 != 0 {
+						t.Fatalf("cenc subsample protects %d bytes, not a multiple of 16", ss.BytesOfProtectedData)
+					}
+				}
+			}
+		}
+	}
+}
+
+func utf16le(s string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(s); i += 2 {
+		b.WriteRune(rune(uint16(s[i]) | uint16(s[i+1])<<8))
+	}
+	return b.String()
+}
+
+func TestKIDFromContentID(t *testing.T) {
+	a, _ := KIDFromContentID("x")
+	b, _ := KIDFromContentID("x")
+	c, _ := KIDFromContentID("y")
+	r1, _ := KIDFromContentID("")
+	r2, _ := KIDFromContentID("")
+	if a != b || a == c || r1 == r2 {
+		t.Fatal("KIDs: same content_id must give the same KID, others differ")
+	}
+}

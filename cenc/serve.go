@@ -1,0 +1,329 @@
+package cenc
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	stdcipher "crypto/cipher"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/mpcfs/mpcfs/crypto"
+)
+
+// Parts lays out a planned segment's output as crypto parts: each
+// protected moof is made (once per File, on first need) from the source's
+// moof and the layout; each mdat is the source's bytes with the samples
+// encrypted by a Transform; every other box is copied clear. src reads
+// the source object (offsets from its start).
+func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error) {
+	block, err := aes.NewCipher(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("content key: %w", err)
+	}
+	if cfg.Scheme == CBCS && len(cfg.ConstantIV) != 16 {
+		return nil, fmt.Errorf("cbcs needs a 16-byte constant IV")
+	}
+	var parts []crypto.Part
+	var frag *fragment
+	clearRun := -1 // index of the last part if it is a clear copy
+	for _, b := range l.Boxes {
+		if b.Type == "moof" || b.Type == "mdat" && frag != nil {
+			clearRun = -1
+		}
+		switch {
+		case b.Data != nil:
+			data := b.Data
+			parts = append(parts, crypto.Part{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+			}})
+			clearRun = -1
+			continue
+		case b.Type == "moof" && b.NewSize > 0:
+			frag = &fragment{box: b, src: src, cfg: cfg}
+			f := frag
+			parts = append(parts, crypto.Part{PlainSize: b.NewSize, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				moof, _, err := f.load(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return io.NopCloser(bytes.NewReader(moof[off : off+n])), nil
+			}})
+		case b.Type == "mdat" && frag != nil:
+			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off),
+				Xform: &sampleCipher{frag: frag, mdatOff: b.Off, src: src, block: block, scheme: cfg.Scheme}})
+			frag = nil
+		default:
+			if b.Type == "moof" {
+				frag = nil // a moof with nothing protected is copied as it is
+			}
+			if clearRun >= 0 {
+				parts[clearRun].PlainSize += b.Size // boxes follow each other in the source
+				continue
+			}
+			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off)})
+			clearRun = len(parts) - 1
+		}
+	}
+	return parts, nil
+}
+
+func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) { return src(ctx, base+off, n) }
+}
+
+// fragment is one protected moof, built from the source moof when first
+// needed and kept by the File: its bytes, and its protected samples for
+// the mdat's sample cipher.
+type fragment struct {
+	box BoxLayout
+	src crypto.RangeSource
+	cfg *Config
+
+	mu      sync.Mutex
+	moof    []byte
+	samples []protSample
+}
+
+func (f *fragment) load(ctx context.Context) ([]byte, []protSample, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.moof != nil {
+		return f.moof, f.samples, nil
+	}
+	rc, err := f.src(ctx, f.box.Off, f.box.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, f.box.Size)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, nil, fmt.Errorf("reading the source moof: %w", err)
+	}
+	in := &Init{Tracks: map[uint32]*Track{}}
+	for _, t := range f.box.Trafs {
+		in.Tracks[t.TrackID] = &Track{ID: t.TrackID, DefaultSize: t.DefaultSize}
+	}
+	moof, samples, err := protectMoof(b, f.box.Off, f.box.Trafs, in, f.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if int64(len(moof)) != f.box.NewSize {
+		return nil, nil, fmt.Errorf("the protected moof at %d is %d bytes, planned %d: the source changed", f.box.Off, len(moof), f.box.NewSize)
+	}
+	f.moof, f.samples = moof, samples
+	return moof, samples, nil
+}
+
+// span is a run of protected bytes of one sample, offsets relative to the
+// mdat: a cenc subsample's protected bytes (keystream continuing across
+// the sample's runs from ks), or a cbcs subsample (its own CBC chain from
+// the constant IV; video 1:9 pattern, audio every block).
+type span struct {
+	start, end int64
+	iv         [16]byte
+	ks         int64 // cenc: keystream offset of start within the sample
+	pattern    bool  // cbcs video: 1 block in 10
+}
+
+// sampleCipher is the Transform of one mdat.
+type sampleCipher struct {
+	frag    *fragment
+	mdatOff int64
+	src     crypto.RangeSource
+	block   stdcipher.Block
+	scheme  Scheme
+
+	once  sync.Mutex
+	spans []span
+}
+
+func (x *sampleCipher) spansOf(ctx context.Context) ([]span, error) {
+	x.once.Lock()
+	defer x.once.Unlock()
+	if x.spans != nil {
+		return x.spans, nil
+	}
+	_, samples, err := x.frag.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spans := make([]span, 0, len(samples))
+	for _, s := range samples {
+		start := s.pos - x.mdatOff
+		if s.subs == nil {
+			spans = append(spans, span{start: start, end: start + s.size, iv: s.iv})
+			continue
+		}
+		var ks int64
+		pos := start
+		for _, ss := range s.subs {
+			pos += int64(ss.BytesOfClearData)
+			if ss.BytesOfProtectedData > 0 {
+				end := pos + int64(ss.BytesOfProtectedData)
+				spans = append(spans, span{start: pos, end: end, iv: s.iv, ks: ks, pattern: s.video})
+				ks += int64(ss.BytesOfProtectedData)
+				pos = end
+			}
+		}
+	}
+	sort.SliceStable(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	x.spans = spans
+	return spans, nil
+}
+
+// Stream starts encrypting the mdat at pos.
+func (x *sampleCipher) Stream(ctx context.Context, pos int64) (crypto.TransformStream, error) {
+	spans, err := x.spansOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].end > pos })
+	return &sampleStream{x: x, spans: spans, idx: i, pos: pos, chainSpan: -1}, nil
+}
+
+// sampleStream encrypts the mdat's bytes in order.
+type sampleStream struct {
+	x     *sampleCipher
+	spans []span
+	idx   int   // first span that may still hold bytes at pos
+	pos   int64 // mdat-relative offset of the next byte
+
+	// cbcs: chain is the CBC chain value for the next encrypted block of
+	// span chainSpan, after block chainBlock (-1: none yet, chain = IV).
+	chainSpan  int
+	chainBlock int64
+	chain      [16]byte
+	// carry is the ciphertext of the block at carryAt (mdat-relative),
+	// made whole when a buffer ended inside it.
+	carryAt int64
+	carry   [16]byte
+	carried bool
+}
+
+func (s *sampleStream) Apply(ctx context.Context, buf []byte) error {
+	start, end := s.pos, s.pos+int64(len(buf))
+	for ; s.idx < len(s.spans) && s.spans[s.idx].start < end; s.idx++ {
+		sp := &s.spans[s.idx]
+		a, b := max(sp.start, start), min(sp.end, end)
+		if a < b {
+			var err error
+			if s.x.scheme == CBCS {
+				err = s.cbcs(ctx, s.idx, buf, start, a, b)
+			} else {
+				s.ctr(sp, buf[a-start:b-start], a)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if sp.end > end {
+			break // the span goes on in the next buffer
+		}
+	}
+	s.pos = end
+	return nil
+}
+
+// ctr XORs the keystream of span sp at mdat offset at into p.
+func (s *sampleStream) ctr(sp *span, p []byte, at int64) {
+	ks := sp.ks + (at - sp.start)
+	var ctr [16]byte
+	copy(ctr[:8], sp.iv[:8])
+	binary.BigEndian.PutUint64(ctr[8:], uint64(ks/16))
+	st := stdcipher.NewCTR(s.x.block, ctr[:])
+	if skip := ks % 16; skip > 0 {
+		var junk [16]byte
+		st.XORKeyStream(junk[:skip], junk[:skip])
+	}
+	st.XORKeyStream(p, p)
+}
+
+// cbcs encrypts the pattern blocks of span i that lie in [a, b), buf
+// holding mdat bytes from bufStart.
+func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a, b int64) error {
+	sp := &s.spans[i]
+	period := int64(1)
+	if sp.pattern {
+		period = 10
+	}
+	full := (sp.end - sp.start) / 16 // blocks; a partial last block stays clear
+	first := (a - sp.start) / 16
+	for k := first; k < full; k++ {
+		bs := sp.start + 16*k
+		if bs >= b {
+			break
+		}
+		if k%period != 0 {
+			continue
+		}
+		be := bs + 16
+		if s.carried && s.carryAt == bs {
+			copy(buf[max(bs, bufStart)-bufStart:min(be, b)-bufStart], s.carry[max(bs, bufStart)-bs:min(be, b)-bs])
+			continue
+		}
+		if err := s.chainTo(ctx, i, k); err != nil {
+			return err
+		}
+		var blk [16]byte
+		if bs >= bufStart && be <= bufStart+int64(len(buf)) {
+			copy(blk[:], buf[bs-bufStart:be-bufStart])
+		} else if err := s.readPlain(ctx, bs, blk[:]); err != nil {
+			return err
+		}
+		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk[:], blk[:])
+		s.chain, s.chainBlock = blk, k
+		lo, hi := max(bs, bufStart), min(be, bufStart+int64(len(buf)))
+		copy(buf[lo-bufStart:hi-bufStart], blk[lo-bs:hi-bs])
+		if lo != bs || hi != be {
+			s.carried, s.carryAt, s.carry = true, bs, blk
+		}
+	}
+	return nil
+}
+
+// chainTo makes s.chain the chain value before pattern block k of span i:
+// the constant IV for the span's first block, else the ciphertext of the
+// pattern block before k, re-encrypted from the source when the stream
+// started inside the span.
+func (s *sampleStream) chainTo(ctx context.Context, i int, k int64) error {
+	sp := &s.spans[i]
+	period := int64(1)
+	if sp.pattern {
+		period = 10
+	}
+	if s.chainSpan == i && s.chainBlock == k-period {
+		return nil
+	}
+	s.chainSpan, s.chainBlock, s.chain = i, -1, sp.iv
+	if k == 0 {
+		return nil
+	}
+	prefix := make([]byte, 16*k)
+	if err := s.readPlain(ctx, sp.start, prefix); err != nil {
+		return err
+	}
+	for j := int64(0); j < k; j += period {
+		blk := prefix[16*j : 16*j+16]
+		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk, blk)
+		s.chain = [16]byte(blk)
+	}
+	s.chainBlock = k - period
+	return nil
+}
+
+// readPlain reads source bytes at mdat offset off into p.
+func (s *sampleStream) readPlain(ctx context.Context, off int64, p []byte) error {
+	rc, err := s.x.src(ctx, s.x.mdatOff+off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.ReadFull(rc, p); err != nil {
+		return fmt.Errorf("reading sample bytes at %d: %w", s.x.mdatOff+off, err)
+	}
+	return nil
+}
