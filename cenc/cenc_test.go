@@ -14,20 +14,14 @@ import (
 	"testing"
 
 	"github.com/Eyevinn/mp4ff/mp4"
+
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 )
 
-func need(t testing.TB, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing; CI installs it (.ci/run)", what)
-	}
-	t.Skipf("%s is missing", what)
-}
+// need is the one rule for missing tools (internal/testutil).
+var need = testutil.Need
 
 func needFFmpeg(t testing.TB) {
 	_, err := exec.LookPath("ffmpeg")

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mpcfs/mpcfs/cenc"
 	"io"
 	"log"
 	"math/big"
@@ -18,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"

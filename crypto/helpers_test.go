@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/mpcfs/mpcfs/internal/testutil"
 	"io"
 	"math/rand"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mpcfs/mpcfs/internal/testutil"
 )
 
 var (

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/mpcfs/mpcfs/internal/testutil"
-	"github.com/mpcfs/mpcfs/tuning"
 	"io"
 	"math/rand"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mpcfs/mpcfs/internal/testutil"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // waitFor polls cond for up to 5 s.

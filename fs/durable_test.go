@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
@@ -196,15 +197,8 @@ func checkArgv(t *testing.T, pid int, key []byte, secret string) {
 	}
 }
 
-// eventually polls cond every 50 ms for up to limit.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(limit); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-	}
-}
+// eventually polls (internal/testutil).
+var eventually = testutil.Eventually
 
 // TestTwoMountsShareTasks: two mounts over one MinIO (same system bucket
 // and master key, as on two machines). A task created on one can be

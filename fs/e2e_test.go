@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
@@ -210,14 +210,7 @@ func keepsEveryLine(t *testing.T, name string, src, out []byte) {
 // opensslDecrypt decrypts with openssl, an independent implementation.
 func opensslDecrypt(t *testing.T, cipherName string, key, iv []byte, ct []byte) []byte {
 	t.Helper()
-	cmd := exec.Command("openssl", "enc", "-d", "-"+cipherName, "-K", hex.EncodeToString(key), "-iv", hex.EncodeToString(iv))
-	cmd.Stdin = bytes.NewReader(ct)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("openssl %s -d: %v: %s", cipherName, err, stderr.String())
-	}
-	return out.Bytes()
+	return testutil.OpenSSL(t, true, cipherName, key, iv, ct)
 }
 
 func seqIV(seq int) []byte {

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/mpcfs/mpcfs/crypto"
-	"github.com/mpcfs/mpcfs/tuning"
 	"github.com/mpcfs/mpcfs/internal/metrics"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // TestWarmNextOnce: a segment read in sequence warms the next ones once,

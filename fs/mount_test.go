@@ -13,24 +13,15 @@ import (
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
 
-// need skips (or, in CI, fails) a test when a real part is missing: CI
-// must never pass by skipping the FUSE or media checks.
-func need(t testing.TB, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing; CI installs it (.ci/run)", what)
-	}
-	t.Skipf("%s is missing", what)
-}
+// need and haveCmd are the one rule for missing tools (internal/testutil).
+var need = testutil.Need
 
-func haveCmd(name string) bool { _, err := exec.LookPath(name); return err == nil }
+var haveCmd = testutil.HaveCmd
 
 func needFUSE(t testing.TB) {
 	_, err := os.Stat("/dev/fuse")

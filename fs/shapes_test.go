@@ -20,6 +20,7 @@ import (
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/control/hls"
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
@@ -209,7 +210,7 @@ func checkPlaysOverHTTP(t *testing.T, srcDir, outDir, rel string, s secret, minF
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == s.keyFile {
-			serveKeyRanged(w, r, s.key)
+			testutil.ServeKey(w, r, s.key)
 			return
 		}
 		http.FileServer(http.Dir(outDir)).ServeHTTP(w, r)
@@ -237,20 +238,6 @@ func checkPlaysSameFrames(t *testing.T, src, out string, minFrames int) {
 	if frames := len(segmentsOf([]byte(want))); frames < minFrames {
 		t.Fatalf("framemd5 has %d frames, too few to mean anything (want >= %d):\n%s", frames, minFrames, want)
 	}
-}
-
-// serveKeyRanged serves the key file. ffmpeg 5.1 asks for the key with
-// the Range of the segment it is about to read and wants a 206 back, so
-// the key is served as if it sat at the start of that range.
-func serveKeyRanged(w http.ResponseWriter, r *http.Request, key []byte) {
-	var start int64
-	if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &start); err != nil || start == 0 {
-		w.Write(key)
-		return
-	}
-	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(key))-1, start+int64(len(key))))
-	w.WriteHeader(http.StatusPartialContent)
-	w.Write(key)
 }
 
 // byteRanges reports whether a media playlist has EXT-X-BYTERANGE segments.

@@ -6,7 +6,6 @@ import (
 	"crypto/cipher"
 	"encoding/json"
 	"fmt"
-	"github.com/mpcfs/mpcfs/tuning"
 	"io"
 	"log"
 	"math/rand"
@@ -21,6 +20,7 @@ import (
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // A test API user.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/mpcfs/mpcfs/tuning"
 	"log"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/httpapi"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // httpConfig is the HTTP side's flags, for serve and for mount --listen.

@@ -18,22 +18,14 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
-// need skips (or, under CI, fails) a test when a real part is missing.
-func need(t testing.TB, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing; `make test` installs it", what)
-	}
-	t.Skipf("%s is missing", what)
-}
+// need and haveCmd are the one rule for missing tools (internal/testutil).
+var need = testutil.Need
 
-func haveCmd(name string) bool { _, err := exec.LookPath(name); return err == nil }
+var haveCmd = testutil.HaveCmd
 
 // sdkDir holds the Node test driver and its npm packages (make sdkdeps).
 func sdkDir(t *testing.T) string {
