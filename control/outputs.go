@@ -220,6 +220,11 @@ func (m *Manager) OutputChildren(bucket, prefix string) []string {
 	return names
 }
 
+// HasOutputs reports whether some output lies in bucket.
+func (m *Manager) HasOutputs(bucket string) bool {
+	return len(m.outputs.idx.Load().dirs[bucket+"/"]) > 0
+}
+
 // IsOutputDir reports whether some output lies under bucket/prefix/.
 func (m *Manager) IsOutputDir(bucket, prefix string) bool {
 	return len(m.outputs.idx.Load().dirs[bucket+"/"+strings.TrimSuffix(prefix, "/")+"/"]) > 0
