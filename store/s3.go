@@ -303,6 +303,27 @@ func (s *S3) Put(ctx context.Context, bucket, key string, data []byte) error {
 	return mapErr("writing "+bucket+"/"+key, err)
 }
 
+// PutMatch is Put with If-Match (or If-None-Match: * for etag ""): S3 and
+// MinIO answer 412 (ErrChanged) when the condition fails, and write
+// nothing.
+func (s *S3) PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error) {
+	var opts minio.PutObjectOptions
+	if etag == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(etag)
+	}
+	info, err := s.core.Client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		if resp := minio.ToErrorResponse(err); resp.StatusCode == http.StatusConflict || resp.Code == "ConditionalRequestConflict" {
+			// A concurrent conditional write won (AWS answers 409).
+			return "", fmt.Errorf("writing %s/%s: %w: %w", bucket, key, ErrChanged, err)
+		}
+		return "", mapErr("writing "+bucket+"/"+key, err)
+	}
+	return strings.Trim(info.ETag, `"`), nil
+}
+
 // Delete removes an object; a missing one is not an error.
 func (s *S3) Delete(ctx context.Context, bucket, key string) error {
 	err := mapErr("deleting "+bucket+"/"+key, s.core.Client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}))
