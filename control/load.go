@@ -307,4 +307,3 @@ func (m *Manager) lookupStore(id string) *task {
 	defer m.mu.Unlock()
 	return m.tasks[id]
 }
-
