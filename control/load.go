@@ -137,36 +137,68 @@ func (m *Manager) readSys(ctx context.Context, key string) ([]byte, error) {
 }
 
 // readTask reads and checks one task record and unwraps its key (nil,
-// logged, if this master key does not open it).
-func (m *Manager) readTask(ctx context.Context, key string) (*task, error) {
-	data, err := m.readSys(ctx, key)
+// logged, if this master key does not open it). It returns the ETag of
+// the version read: the one a compare-and-swap update must replace. The
+// read is conditioned on etag (from a listing; "": the current one, from
+// a Stat), so the bytes are that version's.
+func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string, error) {
+	data, etag, err := m.readVersion(ctx, key, etag)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	t := &task{}
 	if err := json.Unmarshal(data, &t.rec); err != nil {
-		return nil, fmt.Errorf("malformed task record: %v", err)
+		return nil, "", fmt.Errorf("malformed task record: %v", err)
 	}
-	if !validID.MatchString(t.rec.TaskID) || tasksPrefix+t.rec.TaskID+".json" != key {
-		return nil, fmt.Errorf("task record does not match its name")
+	if !validID.MatchString(t.rec.TaskID) || recordKey(t.rec.TaskID) != key {
+		return nil, "", fmt.Errorf("task record does not match its name")
 	}
 	t.key, err = m.cfg.Master.Open(t.rec.SealedKey, t.rec.TaskID)
 	if err != nil {
 		m.cfg.Log.Printf("task %s: %v; its outputs are not served", t.rec.TaskID, err)
 	}
-	return t, nil
+	return t, etag, nil
+}
+
+// readVersion reads a system object and the ETag of the bytes read.
+// With etag "" the current one is found by a Stat; a write landing
+// between the Stat and the read makes it look again.
+func (m *Manager) readVersion(ctx context.Context, key, etag string) ([]byte, string, error) {
+	for attempt := 1; ; attempt++ {
+		want := etag
+		if want == "" {
+			info, err := m.cfg.Store.Stat(ctx, m.cfg.SysBucket, key)
+			if err != nil {
+				return nil, "", err
+			}
+			want = info.ETag
+		}
+		rc, err := m.cfg.Store.OpenMatch(ctx, m.cfg.SysBucket, key, want, 0, -1)
+		if errors.Is(err, store.ErrChanged) && etag == "" && attempt < maxUpdateAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+		rc.Close()
+		return data, want, err
+	}
 }
 
 // syncTask reads one changed record and merges it; at startup an
 // unfinished task is queued again.
 func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool) (bool, error) {
-	nt, err := m.readTask(ctx, o.Key)
+	nt, etag, err := m.readTask(ctx, o.Key, o.ETag)
+	if errors.Is(err, store.ErrChanged) {
+		return false, nil // written again since the listing: read at the next refresh
+	}
 	if err != nil {
 		m.markSeen(o) // do not re-read a bad record every refresh
 		return false, err
 	}
 	m.markSeen(o)
-	changed, isNew := m.adopt(nt)
+	changed, isNew := m.adopt(nt, etag)
 	if startup && isNew && !nt.rec.Status.Final() && nt.key != nil {
 		m.mu.Lock()
 		nt.rec.Status = Waiting
@@ -176,38 +208,27 @@ func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool
 	return changed, nil
 }
 
-// adopt merges a record read from the store: an unknown task is added; a
-// known one takes the store's state only if that is a step forward (another
-// mount finished or canceled it), never back. It reports whether the
-// outputs may have changed and whether the task was new.
-func (m *Manager) adopt(nt *task) (changed, isNew bool) {
+// adopt merges a record read from the store (ETag etag): an unknown task
+// is added; a known one takes the store's state only if that is a step
+// forward (another mount finished or canceled it), never back
+// (mergeLocked). It reports whether the outputs may have changed and
+// whether the task was new.
+func (m *Manager) adopt(nt *task, etag string) (changed, isNew bool) {
 	id := nt.rec.TaskID
 	m.mu.Lock()
 	t := m.tasks[id]
 	if t == nil {
+		nt.etag = etag
 		m.tasks[id] = nt
 		m.mu.Unlock()
 		return nt.rec.Status == Succeeded, true
 	}
 	m.mu.Unlock()
-	t.mu.Lock() // after the task's own save, if one is running
+	t.mu.Lock() // after the task's own update, if one is running
 	defer t.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !forward(t.rec.Status, nt.rec.Status) {
-		return false, false
-	}
-	if nt.rec.Status == Canceled {
-		t.withdrawn = true
-		if fn := m.cancelFns[id]; fn != nil {
-			fn() // another mount canceled what this one is processing
-		}
-	}
-	t.rec = nt.rec
-	if t.key == nil {
-		t.key = nt.key
-	}
-	return true, false
+	return m.mergeLocked(t, nt, etag, false), false
 }
 
 // forward reports whether a task may move from status a to b: the order
@@ -268,33 +289,17 @@ func (m *Manager) lookupStore(id string) *task {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
 	defer cancel()
-	nt, err := m.readTask(ctx, tasksPrefix+id+".json")
+	nt, etag, err := m.readTask(ctx, recordKey(id), "")
 	if err != nil {
 		if !errors.Is(err, store.ErrNotExist) {
 			m.cfg.Log.Printf("task store: reading task %s: %v", id, err)
 		}
 		return nil
 	}
-	if changed, _ := m.adopt(nt); changed {
+	if changed, _ := m.adopt(nt, etag); changed {
 		m.reindex()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.tasks[id]
-}
-
-// storeCanceled reports whether the store holds the task as CANCELED
-// (canceled by another mount while this one processed it).
-func (m *Manager) storeCanceled(id string) (*record, bool) {
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
-	defer cancel()
-	data, err := m.readSys(ctx, tasksPrefix+id+".json")
-	if err != nil {
-		return nil, false
-	}
-	var rec record
-	if json.Unmarshal(data, &rec) != nil || rec.Status != Canceled {
-		return nil, false
-	}
-	return &rec, true
 }

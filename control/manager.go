@@ -171,13 +171,21 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 		t.rec.KID = cenc.UUIDString(kid)
 	}
 	m.addWithNewID(t)
+	m.mu.Lock()
 	t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
-	if err := m.save(t); err != nil {
-		m.mu.Lock()
-		delete(m.tasks, t.rec.TaskID)
-		m.mu.Unlock()
+	rec := t.rec
+	m.mu.Unlock()
+	// Created only if no record of that id exists: another mount may have
+	// picked the same id since addWithNewID asked the store.
+	etag, err := m.putRec(&rec, "")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		delete(m.tasks, rec.TaskID)
 		return nil, fmt.Errorf("could not save the task: %v", err)
 	}
+	t.etag = etag
+	m.seen[recordKey(rec.TaskID)] = etag
 	return t, nil
 }
 
@@ -220,25 +228,6 @@ func newNonce() []byte {
 		panic("control: no randomness: " + err.Error())
 	}
 	return n
-}
-
-// save writes the task's current record to the task store.
-func (m *Manager) save(t *task) error {
-	m.mu.Lock()
-	rec := t.rec
-	m.mu.Unlock()
-	return m.saveRec(&rec)
-}
-
-// saveRec writes a record (with the sealed key only) to the task store.
-func (m *Manager) saveRec(rec *record) error {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreOpTimeout)
-	defer cancel()
-	return m.cfg.Store.Put(ctx, m.cfg.SysBucket, tasksPrefix+rec.TaskID+".json", data)
 }
 
 func (m *Manager) worker() {
@@ -292,93 +281,99 @@ func (m *Manager) plan(ctx context.Context, t *task) (*Plan, *taskError) {
 	return plan, terr
 }
 
-// begin moves a WAITING task to PROCESSING; nil if it is not waiting.
+// begin moves a WAITING task to PROCESSING; nil if it is not waiting
+// (final here, or in the store: another mount canceled it).
 func (m *Manager) begin(id string, cancel context.CancelFunc) *task {
 	m.mu.Lock()
 	t := m.tasks[id]
+	if t != nil {
+		m.cancelFns[id] = cancel // a Cancel from now on stops the planning
+	}
 	m.mu.Unlock()
 	if t == nil {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m.mu.Lock()
-	if t.rec.Status.Final() {
+	changed, err := m.update(t, func(r *record) bool {
+		if r.Status.Final() {
+			return false
+		}
+		r.Status = Processing
+		return true
+	})
+	if err != nil {
+		m.cfg.Log.Printf("task %s: saving PROCESSING: %v", id, err)
+	}
+	if !changed {
+		m.mu.Lock()
+		delete(m.cancelFns, id)
 		m.mu.Unlock()
 		return nil
-	}
-	t.rec.Status = Processing
-	m.cancelFns[id] = cancel
-	rec := t.rec
-	m.mu.Unlock()
-	if err := m.saveRec(&rec); err != nil {
-		m.cfg.Log.Printf("task %s: saving PROCESSING: %v", id, err)
 	}
 	return t
 }
 
-// finish records a task's outcome. It is saved first, then made visible
-// together with its outputs: whoever reads SUCCEEDED can open them.
+// finish records a task's outcome, unless it was canceled meanwhile (on
+// this mount or, found by the compare-and-swap in update, on another).
+// It is saved first, then made visible together with its outputs: whoever
+// reads SUCCEEDED can open them.
 func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	m.mu.Lock()
-	delete(m.cancelFns, t.rec.TaskID)
-	if t.rec.Status != Processing { // canceled meanwhile
-		m.mu.Unlock()
-		return
-	}
+	id := t.rec.TaskID
+	delete(m.cancelFns, id)
 	rec := t.rec
 	m.mu.Unlock()
-	if cr, ok := m.storeCanceled(rec.TaskID); ok {
-		// Another mount canceled it meanwhile: keep that, do not
-		// overwrite it with this outcome.
-		m.mu.Lock()
-		t.rec, t.withdrawn = *cr, true
-		m.mu.Unlock()
-		m.cfg.Log.Printf("task %s was CANCELED by another mount while processing", rec.TaskID)
-		return
-	}
-	rec.EndTime = mpcTime(time.Now())
 	if terr == nil {
 		terr = m.outputClash(&rec, plan)
 	}
-	if terr != nil {
-		rec.Status, rec.Description = Failed, terr.Error()
-	} else {
-		rec.Status, rec.Plan, rec.Description = Succeeded, plan, fmt.Sprintf("%d output files", len(plan.Files))
-		if plan.Note != "" {
-			rec.Description += "; " + plan.Note
+	end := mpcTime(time.Now())
+	changed, err := m.update(t, func(r *record) bool {
+		if r.Status != Processing {
+			return false // canceled meanwhile: keep that
+		}
+		r.EndTime = end
+		if terr != nil {
+			r.Status, r.Description = Failed, terr.Error()
+		} else {
+			r.Status, r.Plan, r.Description = Succeeded, plan, fmt.Sprintf("%d output files", len(plan.Files))
+			if plan.Note != "" {
+				r.Description += "; " + plan.Note
+			}
+		}
+		rec = *r
+		return true
+	})
+	switch {
+	case !changed && err == nil:
+		m.cfg.Log.Printf("task %s was canceled while processing", id)
+	case !changed:
+		m.cfg.Log.Printf("task %s: saving its outcome: %v", id, err)
+	default:
+		m.cfg.Log.Printf("task %s %s: %s", id, rec.Status, rec.Description)
+		if err != nil {
+			m.cfg.Log.Printf("task %s: saving %s: %v", id, rec.Status, err)
 		}
 	}
-	m.cfg.Log.Printf("task %s %s: %s", rec.TaskID, rec.Status, rec.Description)
-	if err := m.saveRec(&rec); err != nil {
-		m.cfg.Log.Printf("task %s: saving %s: %v", rec.TaskID, rec.Status, err)
-	}
-	m.mu.Lock()
-	t.rec = rec
-	old, cur := m.reindexLocked()
-	m.mu.Unlock()
-	m.notifyWithdrawn(old, cur)
 }
 
 // Cancel cancels a task: a waiting or running one stops, a SUCCEEDED one
-// withdraws its outputs. FAILED and CANCELED tasks cannot be canceled.
+// withdraws its outputs. FAILED and CANCELED tasks cannot be canceled. A
+// task of another mount not seen here yet is read from the store. The
+// cancel is saved by compare-and-swap (update): once it is answered
+// success, no mount's outcome overwrites it.
 func (m *Manager) Cancel(id string) *APIError {
 	m.mu.Lock()
 	t := m.tasks[id]
+	m.mu.Unlock()
 	if t == nil {
-		m.mu.Unlock()
+		t = m.lookupStore(id)
+	}
+	if t == nil {
 		return &APIError{Code: CodeTaskNotExist, Msg: fmt.Sprintf("task %q does not exist", id)}
 	}
+	m.mu.Lock()
 	if fn := m.cancelFns[id]; fn != nil {
 		fn() // stop planning now; finish then sees CANCELED and keeps it
 	}
-	m.mu.Unlock()
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m.mu.Lock()
 	if st := t.rec.Status; st == Failed || st == Canceled {
 		m.mu.Unlock()
 		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s is already %s", id, st)}
@@ -390,13 +385,31 @@ func (m *Manager) Cancel(id string) *APIError {
 	m.mu.Unlock()
 	m.notifyWithdrawn(old, cur)
 
-	m.mu.Lock()
-	t.rec.Status, t.rec.EndTime, t.rec.Plan = Canceled, mpcTime(time.Now()), nil
-	t.rec.Description = "canceled by request"
-	rec := t.rec
-	m.mu.Unlock()
+	var refused Status
+	end := mpcTime(time.Now())
+	changed, err := m.update(t, func(r *record) bool {
+		if r.Status == Failed || r.Status == Canceled {
+			refused = r.Status // decided in the store meanwhile
+			return false
+		}
+		r.Status, r.EndTime, r.Plan = Canceled, end, nil
+		r.Description = "canceled by request"
+		return true
+	})
+	if !changed {
+		m.mu.Lock()
+		if t.rec.Status != Canceled {
+			t.withdrawn = false // not canceled after all: serve its outputs again
+		}
+		m.mu.Unlock()
+		m.reindex()
+		if err == nil {
+			return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s is already %s", id, refused)}
+		}
+		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s could not be canceled: %v", id, err)}
+	}
 	m.cfg.Log.Printf("task %s CANCELED", id)
-	if err := m.saveRec(&rec); err != nil {
+	if err != nil {
 		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s canceled but not saved: %v", id, err)}
 	}
 	return nil

@@ -217,6 +217,11 @@ func (m *Manager) OutputChildren(bucket, prefix string) []string {
 	return names
 }
 
+// HasOutputs reports whether some output lies in bucket.
+func (m *Manager) HasOutputs(bucket string) bool {
+	return len(m.outputs.idx.Load().dirs[bucket+"/"]) > 0
+}
+
 // IsOutputDir reports whether some output lies under bucket/prefix/.
 func (m *Manager) IsOutputDir(bucket, prefix string) bool {
 	return len(m.outputs.idx.Load().dirs[bucket+"/"+strings.TrimSuffix(prefix, "/")+"/"]) > 0
@@ -316,23 +321,20 @@ func (m *Manager) noteStale(t *task, id, src string, deleted bool) {
 		what = "deleted"
 	}
 	m.cfg.Log.Printf("task %s: source %s was %s after the task ran; outputs made from it fail with EIO until the task is created again", id, src, what)
-	go m.saveStale(t, fmt.Sprintf("; source %s was %s after the task ran: outputs made from it fail with EIO, create the task again", src, what))
+	go m.saveStale(t, id, fmt.Sprintf("; source %s was %s after the task ran: outputs made from it fail with EIO, create the task again", src, what))
 }
 
 // saveStale appends a note to a SUCCEEDED task's description and saves it.
-func (m *Manager) saveStale(t *task, note string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m.mu.Lock()
-	if t.rec.Status != Succeeded || strings.Contains(t.rec.Description, note) || len(t.rec.Description) > 4096 {
-		m.mu.Unlock()
-		return
-	}
-	t.rec.Description += note
-	rec := t.rec
-	m.mu.Unlock()
-	if err := m.saveRec(&rec); err != nil {
-		m.cfg.Log.Printf("task %s: saving the note on its source: %v", rec.TaskID, err)
+func (m *Manager) saveStale(t *task, id, note string) {
+	_, err := m.update(t, func(r *record) bool {
+		if r.Status != Succeeded || strings.Contains(r.Description, note) || len(r.Description) > 4096 {
+			return false
+		}
+		r.Description += note
+		return true
+	})
+	if err != nil {
+		m.cfg.Log.Printf("task %s: saving the note on its source: %v", id, err)
 	}
 }
 

@@ -65,6 +65,10 @@ type task struct {
 	// mu serializes a task's state changes with their saves, so the task
 	// store never ends on an older state than memory.
 	mu sync.Mutex
+	// etag is the ETag of the record in the task store as this mount
+	// last read or wrote it (under Manager.mu): updates are conditioned on
+	// it. "" before the first save.
+	etag string
 	// withdrawn hides a SUCCEEDED task's outputs while it is being canceled.
 	withdrawn bool
 	// stale names sources found changed or deleted after the task ran

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,82 @@ func TestSourceChangedAfterTask(t *testing.T) {
 			t.Fatalf("task description does not note the changed sources: %s %q", v.Status, v.Description)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// within runs op and fails the test if it does not return within limit.
+func within(t *testing.T, what string, limit time.Duration, op func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		t.Logf("%s: %v after %v", what, err, time.Since(start).Round(time.Millisecond))
+		return err
+	case <-time.After(limit):
+		t.Errorf("%s did not return within %v", what, limit)
+		return nil
+	}
+}
+
+// TestFrozenStore: with MinIO frozen (SIGSTOP: connections hang, nothing
+// is refused), what the mount already holds answers at once - planned
+// playlists (stat, open, read), output names and sizes, the folders
+// leading to them - and what needs the store answers EIO within a few
+// seconds, never a hang of tens of seconds. Once thawed, all works.
+func TestFrozenStore(t *testing.T) {
+	srv, _ := minioLadder(t)
+	f := newFixture(t, srv.Store(), "mpcfs-system")
+	s := newSecret(t)
+	f.succeed("frozen.json", "enc/frozen", s, []byte("0123456789abcdef"))
+	master := f.path("buckets", "public", "enc", "frozen", "master.m3u8")
+	want, err := os.ReadFile(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze(t)
+	time.Sleep(1500 * time.Millisecond) // the kernel's 1 s name and attribute cache expires
+	const held = 2 * time.Second
+	if err := within(t, "reading a planned master", held, func() error {
+		got, err := os.ReadFile(master)
+		if err == nil && !bytes.Equal(got, want) {
+			err = errors.New("different bytes")
+		}
+		return err
+	}); err != nil {
+		t.Errorf("reading the planned master with the store frozen: %v", err)
+	}
+	if err := within(t, "reading a planned variant", held, func() error {
+		_, err := os.ReadFile(f.path("buckets", "public", "enc", "frozen", "v0", "index.m3u8"))
+		return err
+	}); err != nil {
+		t.Errorf("reading a planned variant with the store frozen: %v", err)
+	}
+	if err := within(t, "stat of an output segment", held, func() error {
+		st, err := os.Stat(f.path("buckets", "public", "enc", "frozen", "v1", "seg001.ts"))
+		if err == nil && st.Size()%16 != 0 {
+			err = fmt.Errorf("size %d is not CBC", st.Size())
+		}
+		return err
+	}); err != nil {
+		t.Errorf("stat of an output segment with the store frozen: %v", err)
+	}
+	const needsStore = 10 * time.Second
+	for what, op := range map[string]func() error{
+		"stat of a source object": func() error { _, err := os.Stat(f.path("buckets", "media", "vod", "v0", "seg002.ts")); return err },
+		"listing a bucket":        func() error { _, err := os.ReadDir(f.path("buckets", "public")); return err },
+		"reading an output segment": func() error {
+			_, err := os.ReadFile(f.path("buckets", "public", "enc", "frozen", "v0", "seg002.ts"))
+			return err
+		},
+	} {
+		if err := within(t, what, needsStore, op); !errors.Is(err, syscall.EIO) {
+			t.Errorf("%s with the store frozen: %v, want EIO", what, err)
+		}
+	}
+	srv.Thaw()
+	if _, err := os.ReadFile(f.path("buckets", "public", "enc", "frozen", "v0", "seg002.ts")); err != nil {
+		t.Errorf("reading after the store is back: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,9 @@ type backend struct {
 	st         store.Store
 	makeBucket func(t *testing.T, name string)
 	local      bool
+	// other is a second client of the same store (as another mount
+	// would have), for the compare-and-swap races.
+	other store.Store
 }
 
 func localBackend(t *testing.T) backend {
@@ -30,7 +34,11 @@ func localBackend(t *testing.T) backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return backend{st: st, local: true, makeBucket: func(t *testing.T, name string) {
+	other, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backend{st: st, local: true, other: other, makeBucket: func(t *testing.T, name string) {
 		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +47,11 @@ func localBackend(t *testing.T) backend {
 
 func s3Backend(t *testing.T) backend {
 	srv := miniotest.Start(t)
-	return backend{st: srv.Store(), makeBucket: func(t *testing.T, name string) { srv.MakeBucket(t, name) }}
+	other, err := store.NewS3(store.S3Config{Endpoint: srv.Endpoint, Region: "us-east-1", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backend{st: srv.Store(), other: other, makeBucket: func(t *testing.T, name string) { srv.MakeBucket(t, name) }}
 }
 
 func TestLocalConformance(t *testing.T) { conformance(t, localBackend(t)) }
@@ -88,6 +100,101 @@ func conformance(t *testing.T, b backend) {
 	t.Run("PutDelete", func(t *testing.T) { testPutDelete(t, b) })
 	t.Run("Unicode", func(t *testing.T) { testUnicode(t, b) })
 	t.Run("OpenMatch", func(t *testing.T) { testOpenMatch(t, b) })
+	t.Run("PutMatch", func(t *testing.T) { testPutMatch(t, b) })
+	t.Run("PutMatchRace", func(t *testing.T) { testPutMatchRace(t, b) })
+}
+
+// testPutMatch: a conditional Put writes only over the ETag it names (or
+// only a new object, for ""), returns the new ETag, and otherwise fails
+// with ErrChanged and writes nothing.
+func testPutMatch(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	read := func() string {
+		t.Helper()
+		r, err := b.st.Open(ctx, "beta", "cas/rec.json", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		got, _ := io.ReadAll(r)
+		return string(got)
+	}
+	e1, err := b.st.PutMatch(ctx, "beta", "cas/rec.json", []byte("one"), "")
+	if err != nil || e1 == "" {
+		t.Fatalf("PutMatch of a new object: %q, %v", e1, err)
+	}
+	if _, err := b.other.PutMatch(ctx, "beta", "cas/rec.json", []byte("again"), ""); !errors.Is(err, store.ErrChanged) {
+		t.Errorf("PutMatch \"\" over an existing object: %v, want ErrChanged", err)
+	}
+	e2, err := b.other.PutMatch(ctx, "beta", "cas/rec.json", []byte("two"), e1)
+	if err != nil || e2 == "" || e2 == e1 {
+		t.Fatalf("PutMatch over the named ETag: %q (was %q), %v", e2, e1, err)
+	}
+	if info, err := b.st.Stat(ctx, "beta", "cas/rec.json"); err != nil || info.ETag != e2 {
+		t.Errorf("Stat after PutMatch: %+v, %v; want ETag %q", info, err, e2)
+	}
+	// Same size as the current content: only the ETag tells them apart.
+	if _, err := b.st.PutMatch(ctx, "beta", "cas/rec.json", []byte("xxx"), e1); !errors.Is(err, store.ErrChanged) {
+		t.Errorf("PutMatch over a stale ETag: %v, want ErrChanged", err)
+	}
+	if got := read(); got != "two" {
+		t.Errorf("content %q after a refused PutMatch, want two", got)
+	}
+}
+
+// testPutMatchRace: two clients incrementing one counter by
+// read-modify-PutMatch, retrying on ErrChanged, lose no increment.
+func testPutMatchRace(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	const key, perClient = "cas/counter", 25
+	if _, err := b.st.PutMatch(ctx, "beta", key, []byte("0"), ""); err != nil {
+		t.Fatal(err)
+	}
+	incr := func(st store.Store) error {
+		for done := 0; done < perClient; {
+			info, err := st.Stat(ctx, "beta", key)
+			if err != nil {
+				return err
+			}
+			r, err := st.OpenMatch(ctx, "beta", key, info.ETag, 0, -1)
+			if errors.Is(err, store.ErrChanged) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			data, _ := io.ReadAll(r)
+			r.Close()
+			var n int
+			fmt.Sscan(string(data), &n)
+			_, err = st.PutMatch(ctx, "beta", key, []byte(fmt.Sprint(n+1)), info.ETag)
+			if errors.Is(err, store.ErrChanged) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			done++
+		}
+		return nil
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- incr(b.st) }()
+	go func() { errs <- incr(b.other) }()
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := b.st.Open(ctx, "beta", key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(r)
+	r.Close()
+	if string(data) != fmt.Sprint(2*perClient) {
+		t.Errorf("counter %s after %d increments by two clients", data, 2*perClient)
+	}
 }
 
 // testOpenMatch: a read conditioned on the recorded ETag gets that

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Local is a Store over a local directory: each sub-folder is a bucket and
@@ -286,6 +287,64 @@ func (l *Local) Put(ctx context.Context, bucket, key string, data []byte) error 
 	return nil
 }
 
+// PutMatch is Put on condition that the object's ETag is etag ("": that it
+// does not exist). The check and the rename are made under an exclusive
+// flock(2) of a lock file in the object's folder, so writers in this and
+// other processes on this machine take turns; the rename gives the object
+// a new inode, hence a new ETag.
+func (l *Local) PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error) {
+	p, err := l.path(bucket, key)
+	if err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	what := bucket + "/" + key
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", fmt.Errorf("writing %s: %w", what, err)
+	}
+	unlock, err := lockFolder(filepath.Dir(p))
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", what, err)
+	}
+	defer unlock()
+	cur := ""
+	if info, err := os.Stat(p); err == nil {
+		cur = objectInfo(key, info).ETag
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("writing %s: %w", what, err)
+	}
+	if cur != etag {
+		if etag == "" {
+			return "", fmt.Errorf("writing %s: %w: it exists", what, ErrChanged)
+		}
+		return "", fmt.Errorf("writing %s: %w: ETag %q, expected %q", what, ErrChanged, cur, etag)
+	}
+	if err := writeAtomic(p, data); err != nil {
+		return "", fmt.Errorf("writing %s: %w", what, err)
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", what, err)
+	}
+	return objectInfo(key, info).ETag, nil
+}
+
+// lockFolder takes the exclusive flock of dir's lock file (a temp-prefixed
+// name: never listed, never an object) and returns its release.
+func lockFolder(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, tmpPrefix+"lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
 // writeAtomic writes data to a temp file next to p and renames it onto p.
 func writeAtomic(p string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(p), tmpPrefix)
@@ -294,6 +353,13 @@ func writeAtomic(p string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	_, err = io.Copy(tmp, bytes.NewReader(data))
+	if err == nil {
+		// The exact clock, not the file system's coarse one: the ETag
+		// (size, mtime, inode) must differ from a previous version's even
+		// when the freed inode number is reused within one clock tick.
+		now := time.Now()
+		err = os.Chtimes(tmp.Name(), now, now)
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}

@@ -366,31 +366,60 @@ func (s *S3) OpenMatch(ctx context.Context, bucket, key, etag string, off, lengt
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", bucket, key, err)
 	}
+	// A server that stops answering (hung, frozen, a dead peer whose
+	// connection stays open) must give an error within stallTimeout, not
+	// after the transport's header timeout or never (a body stalls
+	// without any timeout): a watchdog cancels the request when the
+	// response or the next bytes of the body take longer.
+	ctx, cancel := context.WithCancelCause(ctx)
+	watchdog := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
 	body, _, _, err := s.core.GetObject(ctx, bucket, key, opts)
+	watchdog.Stop()
 	if err != nil {
-		return nil, mapErr(bucket+"/"+key, err)
+		cancel(nil)
+		return nil, stallErr(ctx, bucket+"/"+key, err)
 	}
 	left := length
 	if length < 0 {
 		left = -1
 	}
-	return &s3Body{ReadCloser: body, what: bucket + "/" + key, left: left}, nil
+	return &s3Body{ReadCloser: body, what: bucket + "/" + key, left: left, ctx: ctx, cancel: cancel, watchdog: watchdog}, nil
 }
 
-// s3Body maps errors met while streaming a body (server gone mid-read).
+// stallTimeout is how long a GET may wait for its response or for the next
+// bytes of its body before it fails with ErrUnavailable.
+const stallTimeout = 3 * time.Second
+
+var errStalled = fmt.Errorf("%w: no answer within %v", ErrUnavailable, stallTimeout)
+
+// stallErr maps err, naming a stall when the watchdog caused it.
+func stallErr(ctx context.Context, what string, err error) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fmt.Errorf("%s: %w", what, errStalled)
+	}
+	return mapErr(what, err)
+}
+
+// s3Body maps errors met while streaming a body (server gone mid-read)
+// and bounds each read by the stall watchdog.
 type s3Body struct {
 	io.ReadCloser
-	what string
-	left int64 // bytes of the range not yet read; -1: unknown
+	what     string
+	left     int64 // bytes of the range not yet read; -1: unknown
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	watchdog *time.Timer
 }
 
 func (b *s3Body) Read(p []byte) (int, error) {
+	b.watchdog.Reset(stallTimeout)
 	n, err := b.ReadCloser.Read(p)
+	b.watchdog.Stop()
 	if b.left >= 0 {
 		b.left -= int64(n)
 	}
 	if err != nil && err != io.EOF {
-		err = mapErr(b.what, err)
+		err = stallErr(b.ctx, b.what, err)
 	}
 	return n, err
 }
@@ -404,13 +433,37 @@ func (b *s3Body) Close() error {
 		var one [1]byte
 		b.ReadCloser.Read(one[:])
 	}
-	return b.ReadCloser.Close()
+	b.watchdog.Stop()
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 // Put stores a whole object in one request (small objects: task records).
 func (s *S3) Put(ctx context.Context, bucket, key string, data []byte) error {
 	_, err := s.core.Client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
 	return mapErr("writing "+bucket+"/"+key, err)
+}
+
+// PutMatch is Put with If-Match (or If-None-Match: * for etag ""): S3 and
+// MinIO answer 412 (ErrChanged) when the condition fails, and write
+// nothing.
+func (s *S3) PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error) {
+	var opts minio.PutObjectOptions
+	if etag == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(etag)
+	}
+	info, err := s.core.Client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		if resp := minio.ToErrorResponse(err); resp.StatusCode == http.StatusConflict || resp.Code == "ConditionalRequestConflict" {
+			// A concurrent conditional write won (AWS answers 409).
+			return "", fmt.Errorf("writing %s/%s: %w: %w", bucket, key, ErrChanged, err)
+		}
+		return "", mapErr("writing "+bucket+"/"+key, err)
+	}
+	return strings.Trim(info.ETag, `"`), nil
 }
 
 // Delete removes an object; a missing one is not an error.

@@ -63,6 +63,12 @@ type Store interface {
 	OpenMatch(ctx context.Context, bucket, key, etag string, off, length int64) (io.ReadCloser, error)
 	// Put stores a whole object (used for the task store).
 	Put(ctx context.Context, bucket, key string, data []byte) error
+	// PutMatch is a compare-and-swap Put: it stores the object on
+	// condition that its ETag is still etag (HTTP If-Match), or, with etag
+	// "", that it does not exist (If-None-Match: *). It returns the new
+	// ETag; ErrChanged (the object was written or created by someone else
+	// meanwhile) leaves the object as it is.
+	PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error)
 	// Delete removes an object; deleting a missing object is not an error.
 	Delete(ctx context.Context, bucket, key string) error
 }

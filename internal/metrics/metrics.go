@@ -173,6 +173,16 @@ func (c *countingStore) Put(ctx context.Context, bucket, key string, data []byte
 	return err
 }
 
+func (c *countingStore) PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error) {
+	tag, err := c.st.PutMatch(ctx, bucket, key, data, etag)
+	if !errors.Is(err, store.ErrChanged) { // a lost compare-and-swap is no store error
+		count("put_match", err)
+	} else {
+		StoreRequests.WithLabelValues("put_match").Inc()
+	}
+	return tag, err
+}
+
 func (c *countingStore) Delete(ctx context.Context, bucket, key string) error {
 	err := c.st.Delete(ctx, bucket, key)
 	count("delete", err)

@@ -315,3 +315,28 @@ func (s *Server) PutFile(t testing.TB, bucket, key string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Freeze stops the server's process (SIGSTOP to its own PID): connections
+// are accepted by the kernel but never answered, like a hung store.
+// Thaw (SIGCONT) resumes it; Freeze registers Thaw as a cleanup.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatal("minio is not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Thaw)
+}
+
+// Thaw resumes a frozen server; safe to call when it is not frozen.
+func (s *Server) Thaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
