@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -325,4 +326,52 @@ func TestObservability(t *testing.T) {
 	if b, _ := os.ReadFile(warnLog); strings.Contains(string(b), "mounted") {
 		t.Errorf("--log-level warn logged info lines:\n%s", b)
 	}
+}
+
+// TestFstabLine: an /etc/fstab line (read from a file given to mount -T)
+// mounted with mount(8), which runs /sbin/mount.mpcfs (a link to the
+// binary under test, made for the test when none is installed), and
+// unmounted with umount(8). The control: the same line with a misspelt
+// option fails and mounts nothing.
+func TestFstabLine(t *testing.T) {
+	needFUSE(t)
+	need(t, "mount(8) (util-linux)", haveCmd("mount") && haveCmd("umount"))
+	const helper = "/sbin/mount.mpcfs"
+	if target, err := os.Readlink(helper); err == nil && strings.Contains(target, "mpcfs-bin-") {
+		os.Remove(helper) // left by an interrupted run of this test
+	}
+	if _, err := os.Lstat(helper); err == nil {
+		t.Skipf("%s is installed; not replacing it", helper)
+	}
+	if err := os.Symlink(mpcfsBin, helper); err != nil {
+		need(t, "a writable /sbin for mount.mpcfs", false)
+	}
+	t.Cleanup(func() { os.Remove(helper) })
+	dir := t.TempDir()
+	mnt := mountDir(t)
+	cleanupMount(t, mnt)
+	os.MkdirAll(filepath.Join(dir, "store", "media"), 0o755)
+	line := func(opts string) string {
+		return fmt.Sprintf("%s %s mpcfs %s 0 0\n", filepath.Join(dir, "store"), mnt, opts)
+	}
+	fstab := filepath.Join(dir, "fstab")
+	opts := "_netdev,nofail,x-systemd.automount,master-key-file=" + filepath.Join(dir, "master.key") + ",region=region1,log-file=" + filepath.Join(dir, "mpcfs.log")
+	os.WriteFile(fstab, []byte(line(opts+",no-such-option=1")), 0o644)
+	if out, err := exec.Command("mount", "-T", fstab, mnt).CombinedOutput(); err == nil || !strings.Contains(string(out), "no-such-option") {
+		t.Errorf("a misspelt option: %v, %s", err, out)
+	}
+	if isMounted(mnt) {
+		t.Fatal("a failed mount left a mount")
+	}
+	os.WriteFile(fstab, []byte(line(opts)), 0o644)
+	if out, err := exec.Command("mount", "-T", fstab, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount -T fstab: %v, %s", err, out)
+	}
+	if entries, err := os.ReadDir(filepath.Join(mnt, "buckets")); err != nil || len(entries) != 1 || entries[0].Name() != "media" {
+		t.Errorf("buckets/ of the fstab mount: %v %v", entries, err)
+	}
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Errorf("umount: %v, %s", err, out)
+	}
+	waitMounted(t, mnt, false, 10*time.Second)
 }
