@@ -41,6 +41,7 @@ type storeConfig struct {
 	Profile         string
 	SysBucket       string
 	MasterKey       string
+	noKey           bool // the command reads no master key (tasks)
 }
 
 // mountConfig is everything `mpcfs mount` needs; the demo fills it too.
@@ -86,7 +87,7 @@ func (c *storeConfig) resolve() error {
 	if c.MasterKey == "" {
 		c.MasterKey = os.Getenv("MPCFS_MASTER_KEY_FILE")
 	}
-	if c.MasterKey == "" {
+	if c.MasterKey == "" && !c.noKey {
 		dir, err := configHome()
 		if err != nil {
 			return fmt.Errorf("no default master key file: %v; pass --master-key-file (or set MPCFS_MASTER_KEY_FILE)", err)
