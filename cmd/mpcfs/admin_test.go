@@ -375,3 +375,34 @@ func TestFstabLine(t *testing.T) {
 	}
 	waitMounted(t, mnt, false, 10*time.Second)
 }
+
+// TestMountFuse3: a line of type fuse.mpcfs goes through mount.fuse3,
+// which runs `mpcfs SOURCE DIR -o OPTS` from PATH and spells options with
+// underscores (allow_other). The control: an option mpcfs lacks fails.
+func TestMountFuse3(t *testing.T) {
+	needFUSE(t)
+	need(t, "mount.fuse3 (fuse3)", haveCmd("mount.fuse3"))
+	dir := t.TempDir()
+	mnt := mountDir(t)
+	cleanupMount(t, mnt)
+	os.MkdirAll(filepath.Join(dir, "store", "media"), 0o755)
+	path := "PATH=" + filepath.Dir(mpcfsBin) + ":" + os.Getenv("PATH")
+	mount := func(opts string) (string, error) {
+		cmd := exec.Command("mount.fuse3", filepath.Join(dir, "store"), mnt, "-t", "fuse.mpcfs", "-o", opts)
+		cmd.Env = append(os.Environ(), path)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	opts := "_netdev,nofail,allow_other,master_key_file=" + filepath.Join(dir, "master.key")
+	if out, err := mount(opts + ",frobnicate"); err == nil || !strings.Contains(out, "frobnicate") {
+		t.Errorf("an unknown option: %v %s", err, out)
+	}
+	if out, err := mount(opts); err != nil {
+		t.Fatalf("mount.fuse3: %v %s", err, out)
+	}
+	if entries, err := os.ReadDir(filepath.Join(mnt, "buckets")); err != nil || len(entries) != 1 {
+		t.Errorf("buckets/: %v %v", entries, err)
+	}
+	exec0("fusermount3", "-u", mnt)
+	waitMounted(t, mnt, false, 10*time.Second)
+}
