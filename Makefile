@@ -17,8 +17,11 @@ MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
 all: build
 
+# VERSION is what `mpcfs version` prints.
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+
 build:
-	$(GO) build -o $(BIN)/mpcfs ./cmd/mpcfs
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/mpcfs ./cmd/mpcfs
 
 # deps installs what the tests run for real: sysdeps and a MinIO server.
 deps: sysdeps minio

@@ -119,7 +119,9 @@ func NewS3(cfg S3Config) (*S3, error) {
 		return nil, fmt.Errorf("endpoint %q must be http://host[:port] or https://host[:port] (credentials go in the environment)", redact(cfg.Endpoint))
 	}
 	tr := transport()
-	if cfg.CABundle != "" {
+	// A bundle matters for TLS only: a plain-http endpoint (a local MinIO)
+	// must not fail because of a machine-wide AWS_CA_BUNDLE.
+	if cfg.CABundle != "" && u.Scheme == "https" {
 		pool, err := caPool(cfg.CABundle)
 		if err != nil {
 			return nil, err

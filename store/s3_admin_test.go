@@ -153,4 +153,7 @@ func TestS3PrivateCA(t *testing.T) {
 	if _, err := store.NewS3(store.S3Config{Endpoint: srv.Endpoint, CABundle: notPEM}); err == nil || !strings.Contains(err.Error(), notPEM) {
 		t.Errorf("a bundle without certificates: %v", err)
 	}
+	if _, err := store.NewS3(store.S3Config{Endpoint: "http://127.0.0.1:9", CABundle: notPEM}); err != nil {
+		t.Errorf("a CA bundle stopped a plain-http endpoint: %v", err)
+	}
 }

@@ -16,7 +16,7 @@ import (
 
 // adminFlags parses the store flags of init, rekey and tasks.
 func adminFlags(name, usage string, args []string, more func(fl *flag.FlagSet)) (*storeConfig, []string, error) {
-	c := &storeConfig{}
+	c := &storeConfig{noKey: name == "tasks" || name == "rekey"}
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
 	c.addFlags(fl)
 	if more != nil {

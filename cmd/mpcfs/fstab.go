@@ -19,6 +19,7 @@ var ignoredMountOptions = map[string]bool{
 // -o name=value becomes --name=value, a bare name --name. SOURCE is an
 // http(s) endpoint, a local store folder, or "mpcfs" (the flags say).
 // The helper runs as a daemon (mount(8) waits for it) unless -o foreground.
+// mount.fuse3 (type fuse.mpcfs) runs `mpcfs SOURCE DIR -o OPTS`, the same.
 func mountHelperArgs(args []string) ([]string, error) {
 	var pos, opts []string
 	for i := 0; i < len(args); i++ {
@@ -58,7 +59,9 @@ func mountHelperArgs(args []string) ([]string, error) {
 			foreground = true
 		case name == "daemon":
 		default:
-			out = append(out, "--"+o)
+			// mount.fuse3 spells FUSE options with underscores
+			// (allow_other): flags take dashes.
+			out = append(out, "--"+strings.ReplaceAll(name, "_", "-")+o[len(name):])
 		}
 	}
 	if !foreground {

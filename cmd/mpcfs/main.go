@@ -7,6 +7,7 @@
 //	mpcfs init | rekey OLD NEW | tasks [flags]
 //	mpcfs demo [--dir DIR]
 //	mount.mpcfs SOURCE MOUNTPOINT -o name=value,...   (mount(8), /etc/fstab)
+//	mpcfs SOURCE MOUNTPOINT -o name=value,...         (mount.fuse3, type fuse.mpcfs)
 package main
 
 import (
@@ -72,6 +73,11 @@ func main() {
 		usage()
 		return
 	default:
+		// mount.fuse3 runs `mpcfs SOURCE MOUNTPOINT -o OPTS` for fstab
+		// lines of type fuse.mpcfs: the same form as mount.mpcfs.
+		if len(os.Args) >= 3 && (strings.Contains(os.Args[1], "/") || os.Args[1] == "mpcfs") && !strings.HasPrefix(os.Args[2], "-") {
+			exit(runMountHelper(os.Args[1:]))
+		}
 		fmt.Fprintf(os.Stderr, "mpcfs: unknown command %q\n", os.Args[1])
 		usage()
 		os.Exit(2)

@@ -42,6 +42,7 @@ type storeConfig struct {
 	Profile         string
 	SysBucket       string
 	MasterKey       string
+	noKey           bool // the command reads no master key (tasks)
 }
 
 // mountConfig is everything `mpcfs mount` needs; the demo fills it too.
@@ -78,16 +79,13 @@ func (c *storeConfig) addFlags(fl *flag.FlagSet) {
 // home folder nothing is guessed: a key or store must never land in
 // whatever the current directory is.
 func (c *storeConfig) resolve() error {
-	if c.CredentialsFile != "" {
-		os.Setenv("AWS_SHARED_CREDENTIALS_FILE", c.CredentialsFile)
-	}
 	if c.Profile != "" {
 		os.Setenv("AWS_PROFILE", c.Profile)
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = os.Getenv("MPCFS_MASTER_KEY_FILE")
 	}
-	if c.MasterKey == "" {
+	if c.MasterKey == "" && !c.noKey {
 		dir, err := configHome()
 		if err != nil {
 			return fmt.Errorf("no default master key file: %v; pass --master-key-file (or set MPCFS_MASTER_KEY_FILE)", err)
@@ -100,6 +98,19 @@ func (c *storeConfig) resolve() error {
 			return fmt.Errorf("no default store folder: %v; pass --store DIR or --endpoint URL", err)
 		}
 		c.StoreDir = filepath.Join(dir, "mpcfs", "store")
+	}
+	// Absolute paths: a daemon leaves the directory it was started in.
+	for _, p := range []*string{&c.MasterKey, &c.StoreDir, &c.CABundle, &c.CredentialsFile} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return err
+			}
+			*p = abs
+		}
+	}
+	if c.CredentialsFile != "" {
+		os.Setenv("AWS_SHARED_CREDENTIALS_FILE", c.CredentialsFile)
 	}
 	if c.Endpoint == "" {
 		c.SysBucket = orDefault(c.SysBucket, ".mpcfs")
@@ -149,11 +160,22 @@ func parseMountFlags(args []string) (*mountConfig, error) {
 	if c.OthersSee != fs.OthersSeeOutputs && c.OthersSee != fs.OthersSeeAll {
 		return nil, usageError{fmt.Sprintf("--others-see %q: want outputs or all", c.OthersSee)}
 	}
-	c.Mountpoint = pos[0]
 	if err := c.HTTP.check(false); err != nil {
 		return nil, usageError{err.Error()}
 	}
-	return c, c.resolve()
+	if err := c.resolve(); err != nil {
+		return nil, err
+	}
+	var err2 error
+	if c.Mountpoint, err2 = filepath.Abs(pos[0]); err2 != nil {
+		return nil, err2
+	}
+	if c.LogFile != "" {
+		if c.LogFile, err2 = filepath.Abs(c.LogFile); err2 != nil {
+			return nil, err2
+		}
+	}
+	return c, nil
 }
 
 // parseInterleaved parses flags wherever they stand, before or after the
@@ -209,6 +231,9 @@ func runMount(args []string) error {
 	}
 	m.web, m.webDone = web, web.serve(m.mgr)
 	reportReady(nil)
+	if c.Daemon {
+		os.Chdir("/") // do not keep the starting directory busy
+	}
 	sdNotify("READY=1\nSTATUS=mounted " + c.Mountpoint)
 	m.serveUntilSignal()
 	return nil

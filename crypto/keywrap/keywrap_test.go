@@ -57,3 +57,30 @@ func TestLooseModeRefused(t *testing.T) {
 		t.Fatalf("LoadOrCreate on a 0644 file: %v", err)
 	}
 }
+
+// TestCheckValue: a check value verifies with its own key only, and Create
+// never overwrites a key file.
+func TestCheckValue(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Create(filepath.Join(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Create(filepath.Join(dir, "b"))
+	cv := a.CheckValue()
+	if !a.Verify(cv) {
+		t.Error("a check value does not verify with its key")
+	}
+	if b.Verify(cv) {
+		t.Error("a check value verifies with another key")
+	}
+	if _, err := a.Open(cv, "1234567890123456"); err == nil {
+		t.Error("a check value opens as a task's sealed key")
+	}
+	if _, err := Create(filepath.Join(dir, "a")); err == nil {
+		t.Error("Create overwrote a key file")
+	}
+	if again, err := Load(filepath.Join(dir, "a")); err != nil || !again.Verify(cv) {
+		t.Errorf("Load: %v", err)
+	}
+}
