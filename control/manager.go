@@ -124,9 +124,12 @@ func (m *Manager) create(data []byte) []byte {
 	if err != nil {
 		return (&APIError{Code: CodeOperationFailed, Msg: err.Error()}).JSON()
 	}
-	m.cfg.Log.Printf("task %s created: %s/%s -> %s/%s (%s)", t.rec.TaskID, params.Input.Bucket, params.Input.Object, params.Output.Bucket, params.Output.Object, params.Algorithm)
-	m.queue <- t.rec.TaskID
-	return createdBody(t.rec.TaskID)
+	// The id is read before the task is queued: from then on a worker
+	// rewrites t.rec (finish), and reading it here would race.
+	id := t.rec.TaskID
+	m.cfg.Log.Printf("task %s created: %s/%s -> %s/%s (%s)", id, params.Input.Bucket, params.Input.Object, params.Output.Bucket, params.Output.Object, params.Algorithm)
+	m.queue <- id
+	return createdBody(id)
 }
 
 // checkStore makes the checks that need the store: buckets and input.

@@ -41,6 +41,11 @@ const (
 // readSize is how much ciphertext one ReadData hands to the connection.
 const readSize = 1 << 20
 
+// writeStall bounds how long one chunk may take to reach a client: a
+// client that stops reading (or reads a byte a minute) would otherwise
+// hold a cipher stream and its chunks for ever.
+const writeStall = time.Minute
+
 func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 	h := w.Header()
 	s.setCORS(h, r)
@@ -130,6 +135,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 	rd := f.NewReader()
 	defer rd.Close()
 	ctx := r.Context()
+	rc := http.NewResponseController(w)
 	warmed := o.Next == nil || start != 0
 	for off, end := start, start+length; off < end; {
 		d, err := rd.ReadData(ctx, off, int(min(readSize, end-off)))
@@ -151,6 +157,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 		if off == start {
 			w.WriteHeader(status)
 		}
+		rc.SetWriteDeadline(time.Now().Add(writeStall)) // an error: the writer has no deadlines, nothing to bound
 		for _, sl := range d.Slices {
 			if _, err := w.Write(sl); err != nil {
 				d.Release()

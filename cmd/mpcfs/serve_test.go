@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpcfs/mpcfs/httpapi"
 	"github.com/mpcfs/mpcfs/internal/sample"
 	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store/miniotest"
@@ -275,6 +277,8 @@ func TestServeSDK(t *testing.T) {
 		map[string]any{"op": "create", "body": bad},
 		map[string]any{"op": "create", "body": vendorRequest("never"), "headers": map[string]string{"X-Sdk-Date": time.Now().Add(-20 * time.Minute).UTC().Format("20060102T150405Z")}},
 		map[string]any{"op": "query", "query": map[string]any{}, "headers": map[string]string{"X-Sdk-Date": time.Now().Add(-2 * time.Minute).UTC().Format("20060102T150405Z")}},
+		map[string]any{"op": "query", "query": map[string]any{"status": "WAITING"}, "content_type": "text/plain"},
+		map[string]any{"op": "create", "body": vendorRequest("never"), "content_type": "text/plain"},
 	)
 	var created struct {
 		TaskID string `json:"task_id"`
@@ -285,7 +289,9 @@ func TestServeSDK(t *testing.T) {
 	for i, want := range []struct {
 		status int
 		code   string
-	}{{401, "APIGW.0301"}, {401, "APIGW.0301"}, {400, "MPC.10202"}, {401, "APIGW.0301"}, {200, ""}} {
+	}{{401, "APIGW.0301"}, {401, "APIGW.0301"}, {400, "MPC.10202"}, {401, "APIGW.0301"}, {200, ""},
+		// Unsigned payload: fine without a body, refused with one.
+		{200, ""}, {401, "APIGW.0301"}} {
 		r := res[i+1]
 		var e struct {
 			Code string `json:"error_code"`
@@ -562,5 +568,138 @@ func checkCurlAuth(t *testing.T, addr string) {
 	st, _, b := curlGet(t, "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "@"+big, api)
 	if st != 400 || !bytes.Contains(b, []byte("larger than")) {
 		t.Errorf("1 MiB body: %d %s", st, b)
+	}
+}
+
+// TestMountListen runs `mpcfs mount --listen`: one process, one Manager,
+// so a task created over HTTP is in the mount's control/ at once, a task
+// created through the mount is in the API's query, and the origin serves
+// the bytes the mount shows.
+func TestMountListen(t *testing.T) {
+	_, err := os.Stat("/dev/fuse")
+	need(t, "/dev/fuse", err == nil)
+	need(t, "fusermount3 (apt-get install fuse3)", haveCmd("fusermount3"))
+	bin := buildMpcfs(t)
+	work := t.TempDir()
+	storeDir, mnt := filepath.Join(work, "store"), filepath.Join(work, "mnt")
+	seg := bytes.Repeat([]byte("0123456789abcdefXYZ"), 20000)
+	for p, b := range map[string][]byte{
+		"media/vod/index.m3u8": []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nseg0.ts\n#EXT-X-ENDLIST\n"),
+		"media/vod/seg0.ts":    seg,
+		"public/.keep":         nil,
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(storeDir, p)), 0o755)
+		os.WriteFile(filepath.Join(storeDir, p), b, 0o644)
+	}
+	os.MkdirAll(mnt, 0o755)
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AKM:mount-secret:projm\n"), 0o600)
+	addr := freePort(t)
+	d := startDaemon(t, bin, nil, "mount", "--store", storeDir, "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", addr, "--api-credentials", creds, mnt)
+	t.Cleanup(func() { exec.Command("fusermount3", "-u", mnt).Run() })
+
+	cred := httpapi.Credential{AccessKey: "AKM", SecretKey: "mount-secret", ProjectID: "projm"}
+	call := func(method, query, body string) (int, []byte) {
+		t.Helper()
+		r, _ := http.NewRequest(method, "http://"+addr+"/v1/projm/encryptions"+query, strings.NewReader(body))
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		httpapi.Sign(r, []byte(body), cred, time.Now())
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	req := `{"input":{"bucket":"media","location":"region1","object":"vod/index.m3u8"},
+	  "output":{"bucket":"public","location":"region1","object":"%s"},
+	  "encryption":{"hls_encrypt":{"key":"0123456789abcdef","url":"https://k/1","algorithm":"AES-128-CBC"}}}`
+	st, b := call("POST", "", fmt.Sprintf(req, "viahttp"))
+	var created struct {
+		TaskID string `json:"task_id"`
+	}
+	if st != 202 || json.Unmarshal(b, &created) != nil {
+		t.Fatalf("create over HTTP: %d %s", st, b)
+	}
+	// At once in the mount (same Manager: no refresh to wait for).
+	if _, err := os.Stat(filepath.Join(mnt, "control", "tasks", created.TaskID+".json")); err != nil {
+		t.Fatalf("task created over HTTP not in the mount: %v", err)
+	}
+	// A task created through the mount is in the API's query.
+	if err := os.WriteFile(filepath.Join(mnt, "control", "encryptions", "viafuse.json"), []byte(fmt.Sprintf(req, "viafuse")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := os.ReadFile(filepath.Join(mnt, "control", "encryptions", "viafuse.json"))
+	var viaFuse struct {
+		TaskID string `json:"task_id"`
+	}
+	if json.Unmarshal(resp, &viaFuse) != nil || viaFuse.TaskID == "" {
+		t.Fatalf("create through the mount: %s", resp)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, b = call("GET", "?status=SUCCEEDED", "")
+		var q queryBody
+		json.Unmarshal(b, &q)
+		if st == 200 && q.Total == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("query: %d %s", st, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The origin serves what the mount shows.
+	fromMount, err := os.ReadFile(filepath.Join(mnt, "buckets", "public", "viafuse", "seg0.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, fromHTTP := curlGet(t, "http://"+addr+"/buckets/public/viafuse/seg0.ts")
+	if st != 200 || !bytes.Equal(fromHTTP, fromMount) || len(fromMount) != len(seg)+16-len(seg)%16 {
+		t.Fatalf("origin %d, %d bytes; mount %d bytes", st, len(fromHTTP), len(fromMount))
+	}
+	// SIGTERM: HTTP stops, the mount is unmounted, the process ends.
+	d.stop()
+	if b, _ := os.ReadFile("/proc/self/mounts"); bytes.Contains(b, []byte(mnt)) {
+		t.Fatalf("%s still mounted after SIGTERM", mnt)
+	}
+}
+
+func TestServeFlags(t *testing.T) {
+	c, err := parseServeFlags([]string{"--api-credentials", "f"})
+	if err != nil || c.HTTP.Listen != defaultListen {
+		t.Fatalf("default listen: %v %v", c, err)
+	}
+	if c, err = parseServeFlags([]string{"--listen", ":9999", "--api-credentials", "f"}); err != nil || c.HTTP.Listen != "127.0.0.1:9999" {
+		t.Fatalf(":9999 -> %v, %v; want loopback", c.HTTP.Listen, err)
+	}
+	for _, args := range [][]string{{}, {"--listen", ":1"}, {"--listen", "", "--api-credentials", "f"}, {"--api-credentials", "f", "extra"}} {
+		if _, err := parseServeFlags(args); err == nil {
+			t.Errorf("serve %q accepted", args)
+		}
+	}
+	if _, err := parseMountFlags([]string{"--listen", ":1", "mnt"}); err == nil || !strings.Contains(err.Error(), "--api-credentials") {
+		t.Errorf("mount --listen without credentials: %v", err)
+	}
+	if c, err := parseMountFlags([]string{"mnt"}); err != nil || c.HTTP.Listen != "" {
+		t.Errorf("plain mount: %v %v", c, err)
+	}
+}
+
+// A credentials file others can read stops serve before it listens.
+func TestServeRefusesOpenCredentials(t *testing.T) {
+	bin := buildMpcfs(t)
+	work := t.TempDir()
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AK:secret-not-shown:p\n"), 0o644)
+	os.Chmod(creds, 0o644)
+	out, err := exec.Command(bin, "serve", "--store", filepath.Join(work, "store"), "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", freePort(t), "--api-credentials", creds).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "chmod 600") || strings.Contains(string(out), "secret-not-shown") {
+		t.Fatalf("serve with a 0644 credentials file: %v\n%s", err, out)
 	}
 }

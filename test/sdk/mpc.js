@@ -9,7 +9,9 @@
 //   {"op": "cancel", "task_id": "..."}         DELETE ?task_id=
 //   and optionally "sk" / "ak" / "project_id" overriding the credential, and
 //   "headers" added to the request before signing (e.g. an old X-Sdk-Date,
-//   which the SDK then signs with).
+//   which the SDK then signs with), and "content_type" (other than
+//   application/json, the SDK signs with X-Sdk-Content-Sha256:
+//   UNSIGNED-PAYLOAD instead of the body's hash).
 // Output (stdout): a JSON array, one {"status", "body", "request_id"} per op.
 'use strict';
 const { BasicCredentials } = require('@huaweicloud/huaweicloud-sdk-core');
@@ -31,6 +33,7 @@ async function run(plan, op) {
     contentType: 'application/json',
     headers: Object.assign({}, op.headers || {}),
   };
+  if (op.content_type) req.contentType = op.content_type;
   switch (op.op) {
     case 'create':
       Object.assign(req, { method: 'POST', data: op.body });
