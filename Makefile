@@ -20,8 +20,9 @@ all: build
 build:
 	$(GO) build -o $(BIN)/mpcfs ./cmd/mpcfs
 
-# deps installs what the tests run for real: sysdeps and a MinIO server.
-deps: sysdeps minio
+# deps installs what the tests run for real: sysdeps, a MinIO server and
+# the browser harness.
+deps: sysdeps minio browserdeps
 
 # sysdeps installs fuse3 (fusermount3), ffmpeg and openssl from Debian's
 # packages when they are missing.
@@ -34,6 +35,23 @@ sysdeps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# browserdeps installs what test/browser plays outputs with: Debian's
+# chromium, nginx-light and node/npm when missing, and the harness's npm
+# packages (exact versions from its package-lock.json; puppeteer-core
+# never downloads a browser) when node_modules is missing.
+.PHONY: browserdeps
+browserdeps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@[ -d test/browser/node_modules/shaka-player ] || (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 minio: $(MINIO)
 $(MINIO):
