@@ -210,4 +210,3 @@ http {
 	t.Fatal("nginx did not start")
 	return 0
 }
-
