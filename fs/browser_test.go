@@ -88,6 +88,9 @@ func TestBrowserPlays(t *testing.T) {
 
 	cenc := run("dash-cenc", shapeRequest("", s, "src/dash/manifest.mpd", "web/cenc", drm("DASH", 16420)))
 	cbcs := run("dash-cbcs", shapeRequest("", s, "src/dash/manifest.mpd", "web/cbcs", drm("DASH", 16418)))
+	leadReq := shapeRequest("", s, "src/dash/manifest.mpd", "web/lead", drm("DASH", 16418))
+	leadReq["encryption"].(map[string]any)["preview_duration"] = 3
+	lead := run("dash-lead", leadReq)
 	hlsCENC := run("hls-cenc", shapeRequest("", s, "src/fmp4/index.m3u8", "web/hls", drm("HLS", 16420)))
 	run("ts-aes", shapeRequest("AES-128-CBC", s, "ladder/master.m3u8", "web/ts", nil))
 
@@ -98,6 +101,12 @@ func TestBrowserPlays(t *testing.T) {
 	}{
 		{"Shaka DASH cenc", map[string]any{"player": "shaka", "url": base + "/media/web/cenc/manifest.mpd", "clearKeys": clearKeys(cenc, s.key)}, true},
 		{"Shaka DASH cbcs", map[string]any{"player": "shaka", "url": base + "/media/web/cbcs/manifest.mpd", "clearKeys": clearKeys(cbcs, s.key)}, true},
+		{"Shaka DASH cbcs with a 3s clear lead", map[string]any{"player": "shaka", "url": base + "/media/web/lead/manifest.mpd", "clearKeys": clearKeys(lead, s.key)}, true},
+		// The lead needs no key: with a wrong one it still plays to 1.5s
+		// (buffering only a second ahead, so nothing past the lead is
+		// decoded yet).
+		{"Shaka DASH clear lead, wrong key", map[string]any{"player": "shaka", "url": base + "/media/web/lead/manifest.mpd",
+			"clearKeys": clearKeys(lead, []byte("wrong key 123456")), "seek": 0.5, "until": 1.5, "bufferingGoal": 1}, true},
 		{"Shaka fMP4 HLS cenc", map[string]any{"player": "shaka", "url": base + "/media/web/hls/index.m3u8", "clearKeys": clearKeys(hlsCENC, s.key)}, true},
 		{"hls.js AES-128 HLS", map[string]any{"player": "hls.js", "url": base + "/media/web/ts/master.m3u8"}, true},
 		{"Shaka DASH cenc, wrong key", map[string]any{"player": "shaka", "url": base + "/media/web/cenc/manifest.mpd",
@@ -105,7 +114,9 @@ func TestBrowserPlays(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.opts["page"] = page
-			c.opts["seek"], c.opts["until"] = 5.0, 7.0
+			if c.opts["seek"] == nil {
+				c.opts["seek"], c.opts["until"] = 5.0, 7.0
+			}
 			c.opts["timeoutMs"] = 40000
 			if !c.wantOK {
 				c.opts["timeoutMs"] = 15000
@@ -114,7 +125,7 @@ func TestBrowserPlays(t *testing.T) {
 			switch {
 			case c.wantOK && r.Error != "":
 				t.Fatalf("does not play: %s %v", r.Error, r.Logs)
-			case c.wantOK && (r.CurrentTime < 7 || r.DecodedFrames == 0):
+			case c.wantOK && (r.CurrentTime < c.opts["until"].(float64) || r.DecodedFrames == 0):
 				t.Fatalf("played to %.2fs with %d frames decoded", r.CurrentTime, r.DecodedFrames)
 			case !c.wantOK && r.Error == "":
 				t.Fatalf("plays with a wrong key: %+v", r)

@@ -6,6 +6,7 @@
 //   player:    "shaka" or "hls.js"
 //   clearKeys: {kidHex: keyHex} for shaka (ClearKey EME)
 //   seek, until, timeoutMs
+//   bufferingGoal: seconds Shaka buffers ahead (default its own)
 const puppeteer = require('puppeteer-core');
 
 (async () => {
