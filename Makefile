@@ -23,8 +23,9 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/mpcfs ./cmd/mpcfs
 
-# deps installs what the tests run for real: sysdeps and a MinIO server.
-deps: sysdeps minio
+# deps installs what the tests run for real: sysdeps, a MinIO server, the
+# Node SDK client and the browser harness.
+deps: sysdeps minio sdkdeps browserdeps
 
 # sysdeps installs fuse3 (fusermount3), ffmpeg, openssl and curl from
 # Debian's packages when they are missing, and the editors the control/
@@ -47,7 +48,31 @@ sysdeps:
 # test/sdk's npm packages exactly as locked (npm ci): Huawei Cloud's Node
 # SDK core, the client the HTTP API is tested with.
 SDK_DIR ?= test/sdk
-sdkdeps:
+.PHONY: sdkdeps
+sdkdeps: nodedeps
+	@if [ ! -f $(SDK_DIR)/node_modules/@huaweicloud/huaweicloud-sdk-core/auth/AKSKSigner.js ]; then \
+		echo "npm ci in $(SDK_DIR)"; \
+		cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+# browserdeps installs what test/browser plays outputs with: Debian's
+# chromium and nginx-light when missing, and the harness's npm packages
+# (exact versions from its package-lock.json; puppeteer-core never
+# downloads a browser) when node_modules is missing.
+.PHONY: browserdeps
+browserdeps: nodedeps
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@[ -d test/browser/node_modules/shaka-player ] || (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+# nodedeps installs Node.js and npm from Debian's packages when missing.
+.PHONY: nodedeps
+nodedeps:
 	@missing=""; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
@@ -55,17 +80,13 @@ sdkdeps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@if [ ! -f $(SDK_DIR)/node_modules/@huaweicloud/huaweicloud-sdk-core/auth/AKSKSigner.js ]; then \
-		echo "npm ci in $(SDK_DIR)"; \
-		cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
-	fi
 
 minio: $(MINIO)
 $(MINIO):
 	mkdir -p $(dir $(MINIO))
 	GOBIN=$(abspath $(dir $(MINIO))) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
-test: deps sdkdeps
+test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m ./...
 	$(MAKE) fuzz

@@ -350,3 +350,61 @@ func TestKIDFromContentID(t *testing.T) {
 		t.Fatal("KIDs: same content_id must give the same KID, others differ")
 	}
 }
+
+// TestClearLead: with a clear lead, fragments starting before it keep
+// their samples clear (ffmpeg decodes them without a key, and the mdat is
+// the source's), name the clear sample entry the init now has second, and
+// later fragments are encrypted as usual.
+func TestClearLead(t *testing.T) {
+	dir, d := dashSample(t)
+	cfg := testConfig(CENC, true)
+	cfg.ClearLead = 1.5
+	work := t.TempDir()
+	for _, r := range d.Reps {
+		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
+		in, err := ProtectInit(srcInit, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		initFile, err := mp4.DecodeFile(bytes.NewReader(in.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stsd := initFile.Moov.Trak.Mdia.Minf.Stbl.Stsd
+		if len(stsd.Children) != 2 || !strings.HasPrefix(stsd.Children[0].Type(), "enc") || strings.HasPrefix(stsd.Children[1].Type(), "enc") {
+			t.Fatalf("rep %s: stsd entries %d, want the protected then the clear one", r.ID, len(stsd.Children))
+		}
+		var iv uint64
+		for i, s := range r.Segments {
+			f, l := protectSegment(t, filepath.Join(dir, s), in, cfg, &iv)
+			out := readAll(t, f)
+			src, _ := os.ReadFile(filepath.Join(dir, s))
+			want, _ := frameMD5(t, work, srcInit, src, nil)
+			clearLead := i < 2 // 1-second segments starting at 0 and 1
+			var moof *BoxLayout
+			for j := range l.Boxes {
+				if l.Boxes[j].Type == "moof" {
+					moof = &l.Boxes[j]
+				}
+			}
+			if moof.Trafs[0].ClearLead != clearLead {
+				t.Fatalf("rep %s segment %d: clear lead %v, want %v", r.ID, i, moof.Trafs[0].ClearLead, clearLead)
+			}
+			if clearLead {
+				if !bytes.HasSuffix(out, src[len(src)-1000:]) {
+					t.Fatalf("rep %s segment %d: clear-lead samples changed", r.ID, i)
+				}
+				if got, err := frameMD5(t, work, in.Data, out, nil); err != nil || got != want {
+					t.Fatalf("rep %s segment %d: the clear lead does not decode without a key (%v)", r.ID, i, err)
+				}
+				continue
+			}
+			if got, err := frameMD5(t, work, in.Data, out, testKey); err != nil || got != want {
+				t.Fatalf("rep %s segment %d: does not decrypt after the lead (%v)", r.ID, i, err)
+			}
+			if none, _ := frameMD5(t, work, in.Data, out, nil); none == want {
+				t.Fatalf("rep %s segment %d: decodes without a key after the lead", r.ID, i)
+			}
+		}
+	}
+}

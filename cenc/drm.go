@@ -133,6 +133,13 @@ type Config struct {
 	LicenseURL string // hls_encrypt.url: PlayReady LA_URL, ClearKey license URL
 	// EncryptAudio: audio tracks are encrypted too (else they stay clear).
 	EncryptAudio bool
+	// ClearLead (preview_duration, seconds): fragments of protected
+	// tracks starting before it stay clear. As Shaka Packager's
+	// --clear_lead does it: the init's stsd gets the clear sample entry
+	// after the protected one, and clear fragments name it in their tfhd
+	// (sample_description_index 2), so players set up decryption from
+	// the init and play the lead without a key.
+	ClearLead float64
 }
 
 // Pssh is one DRM system's signalling: its SystemID and whole PSSH box.

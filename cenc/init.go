@@ -20,6 +20,7 @@ type Track struct {
 	// DefaultSize is the trex default sample size, for truns without
 	// sizes (and no tfhd default).
 	DefaultSize uint32
+	Timescale   uint32 // mdhd: fragment start times, for the clear lead
 	protRanges  mp4.ProtectionRangeFunc
 }
 
@@ -80,6 +81,17 @@ func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (*Init, error) {
 		out.Protected = true
 		loc := traks[i]
 		entry := loc.path[len(loc.path)-1]
+		if cfg.ClearLead > 0 {
+			// The clear entry goes after the protected one (inserted
+			// first: edits at one offset end up in reverse order).
+			stsd := loc.path[len(loc.path)-2]
+			count := binary.BigEndian.Uint32(src[stsd.off+stsd.hdr+4:])
+			edits = append(edits, edit{at: stsd.off + stsd.hdr + 4, cut: 4, data: binary.BigEndian.AppendUint32(nil, count+1)})
+			edits = append(edits, edit{at: entry.off + entry.size, data: src[entry.off : entry.off+entry.size]})
+			for _, b := range loc.path[:len(loc.path)-1] {
+				edits = append(edits, grow(b, int(entry.size)))
+			}
+		}
 		edits = append(edits, edit{at: entry.off + 4, cut: 4, data: []byte(format)})
 		edits = append(edits, edit{at: entry.off + entry.size, data: sinf})
 		for _, b := range loc.path {
@@ -110,6 +122,9 @@ func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (*Init, error) {
 // protectTrak decides how a track is protected and makes its sinf.
 func protectTrak(trak *mp4.TrakBox, cfg *Config) (t *Track, format string, sinfBytes []byte, err error) {
 	t = &Track{ID: trak.Tkhd.TrackID}
+	if trak.Mdia.Mdhd != nil {
+		t.Timescale = trak.Mdia.Mdhd.Timescale
+	}
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	if len(stsd.Children) != 1 {
 		return nil, "", nil, fmt.Errorf("%d sample descriptions (want 1)", len(stsd.Children))

@@ -45,6 +45,9 @@ type TrafLayout struct {
 	Subs []byte `json:"subs,omitempty"`
 	// DefaultSize is the trex default sample size (truns without sizes).
 	DefaultSize uint32 `json:"default_size,omitempty"`
+	// ClearLead: a protected track's fragment in the clear lead: its
+	// samples stay clear and its tfhd names the clear sample entry.
+	ClearLead bool `json:"clear_lead,omitempty"`
 }
 
 // maxMoof bounds a moof read into memory (planning and serving).
@@ -148,11 +151,15 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 				return fmt.Errorf("moof at %d: a sample lies outside the mdat that follows it", mb.Off)
 			}
 		}
-		if t.Protected {
+		if t.Protected && s.cfg.ClearLead > 0 && t.Timescale > 0 && traf.Tfdt != nil &&
+			float64(traf.Tfdt.BaseMediaDecodeTime())/float64(t.Timescale) < s.cfg.ClearLead {
+			tl.Protected, tl.ClearLead = false, true
+		}
+		if tl.Protected {
 			tl.FirstIV = *s.nextIV
 			*s.nextIV += uint64(len(s.moofSmps[i]))
 		}
-		if t.Protected && t.Video {
+		if tl.Protected && t.Video {
 			for _, smp := range s.moofSmps[i] {
 				rel := smp.pos - mdatOff
 				subs, err := t.protRanges(mdat[rel:rel+smp.size], string(s.cfg.Scheme))
@@ -168,8 +175,8 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 	if err != nil {
 		return fmt.Errorf("moof at %d: %w", mb.Off, err)
 	}
-	if int64(len(newMoof)) != mb.Size {
-		mb.NewSize = int64(len(newMoof)) // else nothing in it is protected
+	if !bytes.Equal(newMoof, s.moof) {
+		mb.NewSize = int64(len(newMoof)) // else nothing in it changes
 	}
 	s.moofIdx, s.moof, s.moofSmps = -1, nil, nil
 	return nil
@@ -360,12 +367,19 @@ func protectMoof(b []byte, moofOff int64, trafs []TrafLayout, in *Init, cfg *Con
 		return nil, nil, fmt.Errorf("the moof has %d trafs, the plan %d: the source changed", len(moof.Trafs), len(trafs))
 	}
 	var prot []protSample
+	changed := false
 	var saios []*mp4.SaioBox
 	var sencs []*mp4.SencBox
 	for i, traf := range moof.Trafs {
 		tl := trafs[i]
 		if tl.TrackID != traf.Tfhd.TrackID {
 			return nil, nil, fmt.Errorf("traf %d is of track %d, the plan says %d: the source changed", i, traf.Tfhd.TrackID, tl.TrackID)
+		}
+		if tl.ClearLead {
+			traf.Tfhd.Flags |= mp4.TfhdSampleDescriptionIndexPresentFlag
+			traf.Tfhd.SampleDescriptionIndex = 2
+			changed = true
+			continue
 		}
 		if !tl.Protected {
 			continue
@@ -419,9 +433,10 @@ func protectMoof(b []byte, moofOff int64, trafs []TrafLayout, in *Init, cfg *Con
 		traf.AddChild(saio)
 		traf.AddChild(senc)
 		saios, sencs = append(saios, saio), append(sencs, senc)
+		changed = true
 	}
 	growth := int64(moof.Size()) - int64(len(b))
-	if growth == 0 {
+	if !changed {
 		return b, prot, nil
 	}
 	for _, traf := range moof.Trafs {

@@ -83,7 +83,7 @@ func (p *planner) planCENC() (plan *Plan, applied bool, terr *taskError) {
 	}
 	note := fmt.Sprintf("multidrm applied: %s, KID %s, %s", cp.cfg.Scheme, p.rec.KID, strings.Join(cp.cfg.DRMs, "+"))
 	if p.rec.PreviewDuration > 0 {
-		note += "; preview_duration is not applied with multidrm (no clear lead yet): every fragment is encrypted"
+		note += fmt.Sprintf("; fragments starting before %ds are a clear lead", p.rec.PreviewDuration)
 	}
 	return &Plan{Files: p.out, CENC: info, Note: note}, true, nil
 }
@@ -103,7 +103,8 @@ func (p *planner) newCENCPlan() (*cencPlan, *taskError) {
 		return nil, failf(CodeOperationFailed, "task KID: %v", err)
 	}
 	cfg := &cenc.Config{Scheme: scheme, KID: kid, DRMs: md.DRMList, ContentID: md.ContentID,
-		LicenseURL: p.rec.KeyURL, EncryptAudio: md.EncryptAudio != nil && *md.EncryptAudio == 1}
+		LicenseURL: p.rec.KeyURL, EncryptAudio: md.EncryptAudio != nil && *md.EncryptAudio == 1,
+		ClearLead: float64(p.rec.PreviewDuration)}
 	if scheme == cenc.CBCS {
 		cfg.ConstantIV = p.rec.IV
 		if cfg.ConstantIV == nil {
