@@ -132,8 +132,10 @@ func TestSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	os.Chdir(mnt) // a shell sitting in the mount, too
-	defer os.Chdir("/")
+	// A shell sitting in the mount, too. t.Chdir puts the test process
+	// back where it was when the test ends: later tests build and find
+	// files relative to this package's folder.
+	t.Chdir(mnt)
 	fg.signal(syscall.SIGTERM)
 	fg.waitExit(t, 30*time.Second)
 	if isMounted(mnt) {
@@ -142,7 +144,9 @@ func TestSignals(t *testing.T) {
 	if _, err := held.Read(make([]byte, 10)); err == nil {
 		t.Errorf("the held file still reads after the mount is gone")
 	}
-	os.Chdir("/")
+	if err := os.Chdir("/"); err != nil { // leave the dead mount
+		t.Fatal(err)
+	}
 	if !strings.Contains(fg.out.String(), "detaching lazily") {
 		t.Errorf("no lazy unmount logged:\n%s", fg.out.String())
 	}
