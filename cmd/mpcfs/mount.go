@@ -266,7 +266,7 @@ func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
 	if key.Created {
 		announceNewKey(lg, c.MasterKey)
 	}
-	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+	stdlog := stdLogger(lg)
 	mgr, err := control.NewManager(control.Config{Store: st, Region: c.Region, SysBucket: c.SysBucket, Master: key.Master, Log: stdlog, Refresh: c.Refresh})
 	if err != nil {
 		return nil, err
