@@ -45,6 +45,9 @@ type Options struct {
 	// CABundle is the PEM file of the CA that signed public.crt, trusted
 	// by the Server's own client.
 	CABundle string
+	// Region is the server's region (MINIO_SITE_REGION): requests signed
+	// for another one are refused, as AWS does. Default us-east-1.
+	Region string
 }
 
 // Start starts MinIO with a fresh data folder. Without a minio binary the
@@ -79,7 +82,11 @@ func StartWith(t testing.TB, o Options) *Server {
 		pool.AppendCertsFromPEM(pem)
 		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
-	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: o.CABundle})
+	if o.Region == "" {
+		o.Region = "us-east-1"
+		s.opts.Region = o.Region
+	}
+	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: o.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: o.CABundle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +159,7 @@ func (s *Server) start(t testing.TB) {
 	}
 	cmd := exec.Command(s.bin, append(args, s.dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_SITE_REGION="+s.opts.Region)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting minio: %v", err)
