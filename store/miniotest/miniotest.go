@@ -45,8 +45,9 @@ type Options struct {
 	// CABundle is the PEM file of the CA that signed public.crt, trusted
 	// by the Server's own client.
 	CABundle string
-	// Region is the server's region (MINIO_SITE_REGION): requests signed
-	// for another one are refused, as AWS does. Default us-east-1.
+	// Region, if set, is the server's region (MINIO_SITE_REGION):
+	// requests signed for another one are refused, as AWS does. Unset,
+	// MinIO takes any signing region.
 	Region string
 }
 
@@ -82,11 +83,11 @@ func StartWith(t testing.TB, o Options) *Server {
 		pool.AppendCertsFromPEM(pem)
 		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
-	if o.Region == "" {
-		o.Region = "us-east-1"
-		s.opts.Region = o.Region
+	region := o.Region
+	if region == "" {
+		region = "us-east-1"
 	}
-	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: o.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: o.CABundle})
+	st, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: o.CABundle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,10 @@ func (s *Server) start(t testing.TB) {
 	}
 	cmd := exec.Command(s.bin, append(args, s.dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_SITE_REGION="+s.opts.Region)
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	if s.opts.Region != "" {
+		cmd.Env = append(cmd.Env, "MINIO_SITE_REGION="+s.opts.Region)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting minio: %v", err)
