@@ -157,3 +157,26 @@ func TestS3PrivateCA(t *testing.T) {
 		t.Errorf("a CA bundle stopped a plain-http endpoint: %v", err)
 	}
 }
+
+// TestS3SigningRegion: the signing region is its own setting (MPC's
+// location is not it): a server in eu-west-3 takes requests signed for
+// eu-west-3 (given, or asked from the service when unset), and refuses
+// ones signed for us-east-1 with a message naming --s3-region (the
+// control).
+func TestS3SigningRegion(t *testing.T) {
+	srv := miniotest.StartWith(t, miniotest.Options{Region: "eu-west-3"})
+	srv.MakeBucket(t, "media")
+	clearAWSEnv(t)
+	for _, region := range []string{"eu-west-3", ""} {
+		st, _ := store.NewS3(store.S3Config{Endpoint: srv.Endpoint, Region: region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+		if err := st.Check(t.Context(), "media"); err != nil {
+			t.Errorf("signing region %q: %v", region, err)
+		}
+	}
+	st, _ := store.NewS3(store.S3Config{Endpoint: srv.Endpoint, Region: "us-east-1", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	err := st.Check(t.Context(), "media")
+	t.Logf("wrong region: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "--s3-region eu-west-3") {
+		t.Errorf("signed for the wrong region: %v, want a message naming --s3-region", err)
+	}
+}

@@ -326,6 +326,11 @@ func TestObservability(t *testing.T) {
 	if b, _ := os.ReadFile(warnLog); strings.Contains(string(b), "mounted") {
 		t.Errorf("--log-level warn logged info lines:\n%s", b)
 	}
+	for _, want := range []string{`"level":"WARN","msg":"request bad.json rejected`, `"level":"INFO","msg":"request good.json accepted`} {
+		if !strings.Contains(string(logText), want) {
+			t.Errorf("the JSON log lacks %s", want)
+		}
+	}
 }
 
 // TestFstabLine: an /etc/fstab line (read from a file given to mount -T)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"log/syslog"
 	"net"
@@ -149,3 +151,28 @@ func newLogger(level, format, file string, daemon bool) (*slog.Logger, func(), e
 	}
 	return slog.New(h), closeFn, nil
 }
+
+// warnWords mark lines of the packages' *log.Logger that report a problem
+// (store errors, failed tasks, refused requests and files): they are
+// logged at WARN so --log-level warn keeps them.
+var warnWords = []string{"error", "fail", "FAILED", "cannot", "unavailable", "refus", "rejected", "skipping", "not saved", "retrying", "does not open", "stale", ": EIO"}
+
+// levelWriter turns the lines of a *log.Logger (one Write per line) into
+// slog records, at WARN for problems and INFO otherwise.
+type levelWriter struct{ lg *slog.Logger }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimRight(string(p), "\n")
+	level := slog.LevelInfo
+	for _, word := range warnWords {
+		if strings.Contains(msg, word) {
+			level = slog.LevelWarn
+			break
+		}
+	}
+	w.lg.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
+// stdLogger is the *log.Logger handed to the control and fs packages.
+func stdLogger(lg *slog.Logger) *log.Logger { return log.New(levelWriter{lg}, "", 0) }

@@ -218,7 +218,7 @@ func runMount(args []string) error {
 	setMemoryLimit(c.Tuning.MemoryLimit)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
-	web, err := c.HTTP.listen(slog.NewLogLogger(lg.Handler(), slog.LevelInfo))
+	web, err := c.HTTP.listen(stdLogger(lg))
 	if err != nil {
 		reportReady(err)
 		return err
@@ -274,7 +274,7 @@ func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+	stdlog := stdLogger(lg)
 	m := &mounted{mgr: mgr, log: lg, dir: c.Mountpoint}
 	if c.MetricsAddr != "" {
 		if m.metrics, err = serveMetrics(c.MetricsAddr, lg); err != nil {
@@ -317,7 +317,7 @@ func openManager(c *storeConfig, region string, tune tuning.Tuning, st store.Sto
 	if key.Created {
 		announceNewKey(lg, c.MasterKey)
 	}
-	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+	stdlog := stdLogger(lg)
 	return control.NewManager(control.Config{Store: st, Region: region, SysBucket: c.SysBucket, Master: key.Master, Log: stdlog, Tuning: tune})
 }
 

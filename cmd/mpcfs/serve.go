@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -176,7 +175,7 @@ func runServe(args []string) error {
 		return err
 	}
 	defer closeLog()
-	lg := slog.NewLogLogger(slg.Handler(), slog.LevelInfo)
+	lg := stdLogger(slg)
 	w, err := c.HTTP.listen(lg)
 	if err != nil {
 		return err

@@ -46,6 +46,10 @@ type Options struct {
 	// CABundle is the PEM file of the CA that signed public.crt, trusted
 	// by the Server's own client.
 	CABundle string
+	// Region, if set, is the server's region (MINIO_SITE_REGION):
+	// requests signed for another one are refused, as AWS does. Unset,
+	// MinIO takes any signing region.
+	Region string
 }
 
 // Start starts MinIO with a fresh data folder for a test and stops it
@@ -113,7 +117,11 @@ func Launch(c Config) (*Server, error) {
 		pool.AppendCertsFromPEM(pem)
 		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
-	s.st, err = store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: c.CABundle})
+	region := c.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	s.st, err = store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, CABundle: c.CABundle})
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +221,9 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin, append(args, s.dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	if s.opts.Region != "" {
+		cmd.Env = append(cmd.Env, "MINIO_SITE_REGION="+s.opts.Region)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting minio: %w", err)
