@@ -119,6 +119,12 @@ func (idx *outIndex) addTask(t *task) {
 	for i := range t.rec.Plan.Files {
 		f := &t.rec.Plan.Files[i]
 		key := t.rec.Output.Object + "/" + f.Name
+		if validateKeyPath(key) != nil {
+			// A record saved before names were checked ("p//q", a name
+			// over 255 bytes): such a path can be listed but never
+			// opened, so it is not served.
+			continue
+		}
 		o := &Output{TaskID: t.rec.TaskID, Bucket: t.rec.Output.Bucket, Key: key, File: f, task: t, Ino: inoOf(t.rec.TaskID, f)}
 		idx.files[o.Bucket+"/"+key] = o
 		idx.addParents(o.Bucket, key)

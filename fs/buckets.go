@@ -130,10 +130,17 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
+	outputs := d.opts.Manager.OutputChildren(d.bucket, d.prefix)
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
-		d.opts.Log.Printf("listing %s/%s: %v", d.bucket, d.prefix, err)
-		return nil, errno(err)
+		if len(outputs) == 0 || !errors.Is(err, store.ErrUnavailable) {
+			d.opts.Log.Printf("listing %s/%s: %v", d.bucket, d.prefix, err)
+			return nil, errno(err)
+		}
+		// The mount holds the outputs' names: list them alone rather
+		// than fail (an output folder seldom holds anything else).
+		d.opts.Log.Printf("listing %s/%s: %v; listing the task outputs only", d.bucket, d.prefix, err)
+		l = store.Listing{}
 	}
 	seen := map[string]bool{}
 	var entries []fuse.DirEntry
@@ -149,7 +156,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 			entries = append(entries, fuse.DirEntry{Name: name, Mode: mode})
 		}
 	}
-	for _, name := range d.opts.Manager.OutputChildren(d.bucket, d.prefix) {
+	for _, name := range outputs {
 		if dir, ok := strings.CutSuffix(name, "/"); ok {
 			add(dir, syscall.S_IFDIR)
 		} else {

@@ -231,10 +231,20 @@ func TestFrozenStore(t *testing.T) {
 	}); err != nil {
 		t.Errorf("stat of an output segment with the store frozen: %v", err)
 	}
+	// A folder of outputs lists them once the store has not answered.
+	if err := within(t, "listing an output folder", 8*time.Second, func() error {
+		entries, err := os.ReadDir(f.path("buckets", "public", "enc", "frozen"))
+		if err == nil && len(entries) != 3 {
+			err = fmt.Errorf("%d entries, want master.m3u8, v0, v1", len(entries))
+		}
+		return err
+	}); err != nil {
+		t.Errorf("listing an output folder with the store frozen: %v", err)
+	}
 	const needsStore = 10 * time.Second
 	for what, op := range map[string]func() error{
 		"stat of a source object": func() error { _, err := os.Stat(f.path("buckets", "media", "vod", "v0", "seg002.ts")); return err },
-		"listing a bucket":        func() error { _, err := os.ReadDir(f.path("buckets", "public")); return err },
+		"listing a source folder": func() error { _, err := os.ReadDir(f.path("buckets", "media", "vod")); return err },
 		"reading an output segment": func() error {
 			_, err := os.ReadFile(f.path("buckets", "public", "enc", "frozen", "v0", "seg002.ts"))
 			return err
