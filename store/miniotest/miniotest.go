@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -256,12 +257,33 @@ func (s *Server) waitReady(exited <-chan struct{}, timeout time.Duration) error 
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := s.st.Buckets(ctx)
+		if err == nil {
+			err = s.iamReady(ctx)
+		}
 		cancel()
 		if err == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("no answer on %s within %v", s.Endpoint, timeout)
+}
+
+// iamReady reports whether MinIO's IAM sub-system answers: the root user
+// is served before it is, so a loaded machine could otherwise hand a test
+// a server that says "IAM sub-system not initialized yet" to any other
+// credentials (a profile, STS). A request with unknown credentials gets
+// a plain refusal once IAM is up.
+func (s *Server) iamReady(ctx context.Context) error {
+	probe, err := store.NewS3(store.S3Config{Endpoint: s.Endpoint, Region: "us-east-1", AccessKey: "mpcfs-iam-probe",
+		SecretKey: "mpcfs-iam-probe-secret", CABundle: s.opts.CABundle})
+	if err != nil {
+		return err
+	}
+	_, err = probe.Buckets(ctx)
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "not initialized") {
+		return err
+	}
+	return nil
 }
 
 // live reports whether /minio/health/live answers 200.
