@@ -88,14 +88,16 @@ bench: build deps benchdeps
 	$(GO) build -o $(BIN)/mpcfsbench ./cmd/mpcfsbench
 	GO=$(GO) $(BIN)/mpcfsbench -mb $(BENCH_MB) -runs $(BENCH_RUNS) -mpcfs $(BIN)/mpcfs -minio $(MINIO) -out bench-out
 
-# benchdeps installs the peers from Debian's packages when missing; a peer
-# that still cannot be installed is skipped by the bench with a note.
+# benchdeps installs the peers (and nginx, for the HTTP origin rows) from
+# Debian's packages when missing; a peer that still cannot be installed is
+# skipped by the bench with a note.
 .PHONY: benchdeps
 benchdeps:
 	@missing=""; \
 	command -v s3fs >/dev/null || missing="$$missing s3fs"; \
 	command -v rclone >/dev/null || missing="$$missing rclone"; \
 	command -v gocryptfs >/dev/null || missing="$$missing gocryptfs"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
