@@ -32,7 +32,7 @@ const (
 )
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	mgr  *control.Manager
 	api  *Server
@@ -42,7 +42,7 @@ type env struct {
 
 // newEnv serves a Manager over a local store holding a small clear HLS
 // playlist (random segment bytes: planning reads sizes only).
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	root := t.TempDir()
 	e := &env{t: t, root: root, src: map[string][]byte{}}
@@ -84,7 +84,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	return e
 }
 
-func writeFile(t *testing.T, p string, b []byte) {
+func writeFile(t testing.TB, p string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ type reply struct {
 	body []byte
 }
 
-func (r reply) json(t *testing.T, v any) {
+func (r reply) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("body %q: %v", r.body, err)
