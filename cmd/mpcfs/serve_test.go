@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -75,13 +76,31 @@ type daemon struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	addr string
-	log  *bytes.Buffer
+	log  *syncBuffer
 	done chan struct{}
+}
+
+// syncBuffer is the daemon's output, read while the process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startDaemon(t *testing.T, bin string, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, log: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, log: &syncBuffer{}, done: make(chan struct{})}
 	for i, a := range args {
 		if a == "--listen" {
 			d.addr = args[i+1]
@@ -709,5 +728,58 @@ func TestServeRefusesOpenCredentials(t *testing.T) {
 		"--listen", freePort(t), "--api-credentials", creds).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "chmod 600") || strings.Contains(string(out), "secret-not-shown") {
 		t.Fatalf("serve with a 0644 credentials file: %v\n%s", err, out)
+	}
+}
+
+// SIGHUP reloads the credentials file: a new key works, a removed one is
+// refused, and a file that does not load keeps the keys in use.
+func TestServeReloadsCredentials(t *testing.T) {
+	bin := buildMpcfs(t)
+	work := t.TempDir()
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AKOLD:old-secret:proj\n"), 0o600)
+	addr := freePort(t)
+	d := startDaemon(t, bin, nil, "serve", "--store", filepath.Join(work, "store"), "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", addr, "--api-credentials", creds)
+	query := func(c httpapi.Credential) int {
+		t.Helper()
+		r, _ := http.NewRequest("GET", "http://"+addr+"/v1/proj/encryptions", nil)
+		httpapi.Sign(r, nil, c, time.Now())
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	oldC := httpapi.Credential{AccessKey: "AKOLD", SecretKey: "old-secret", ProjectID: "proj"}
+	newC := httpapi.Credential{AccessKey: "AKNEW", SecretKey: "new-secret", ProjectID: "proj"}
+	if query(oldC) != 200 || query(newC) != 401 {
+		t.Fatalf("before reload: old %d, new %d", query(oldC), query(newC))
+	}
+	os.WriteFile(creds, []byte("AKNEW:new-secret:proj\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for query(newC) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("new key not accepted after SIGHUP: %s", d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := query(oldC); st != 401 {
+		t.Fatalf("removed key after reload: %d", st)
+	}
+	// A file others may read is refused; the keys in use stay.
+	os.Chmod(creds, 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log.String(), "keeping the API credentials in use") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged: %s", d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := query(newC); st != 200 {
+		t.Fatalf("key in use after a refused reload: %d", st)
 	}
 }
