@@ -13,7 +13,7 @@ export MPCFS_MINIO_BIN = $(MINIO)
 # versions (@latest) is refused, and every machine tests the same server.
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
-.PHONY: all build test demo bench deps sysdeps sdkdeps minio clean fuzz
+.PHONY: all build test demo bench deps sysdeps sdkdeps playdeps minio clean fuzz
 
 all: build
 
@@ -53,12 +53,25 @@ sdkdeps:
 		cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+# playdeps installs Debian's chromium and, when missing, test/play's npm
+# packages as locked (hls.js, puppeteer-core, which downloads no browser):
+# hls.js in headless Chromium plays outputs from the HTTP origin.
+PLAY_DIR ?= test/play
+playdeps: sdkdeps
+	@command -v chromium >/dev/null || { \
+		echo "installing: chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@if [ ! -f $(PLAY_DIR)/node_modules/hls.js/dist/hls.min.js ]; then \
+		echo "npm ci in $(PLAY_DIR)"; \
+		cd $(PLAY_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 minio: $(MINIO)
 $(MINIO):
 	mkdir -p $(dir $(MINIO))
 	GOBIN=$(abspath $(dir $(MINIO))) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
-test: deps sdkdeps
+test: deps sdkdeps playdeps
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 25m ./...
 	$(MAKE) fuzz

@@ -783,3 +783,88 @@ func TestServeReloadsCredentials(t *testing.T) {
 		t.Fatalf("key in use after a refused reload: %d", st)
 	}
 }
+
+// TestOriginPlaysInChromium: hls.js in headless Chromium plays an
+// AES-128-CBC output straight from the origin (cross-origin, so through
+// its CORS headers), the key handed over by request interception; with
+// the wrong key it does not.
+func TestOriginPlaysInChromium(t *testing.T) {
+	need(t, "node", haveCmd("node"))
+	need(t, "chromium (apt-get install chromium)", haveCmd("chromium"))
+	playDir, _ := filepath.Abs(filepath.Join("..", "..", "test", "play"))
+	_, err := os.Stat(filepath.Join(playDir, "node_modules", "hls.js", "dist", "hls.min.js"))
+	need(t, "hls.js and puppeteer-core (make playdeps: npm ci in test/play)", err == nil)
+	need(t, "ffmpeg", haveCmd("ffmpeg"))
+
+	work := t.TempDir()
+	storeDir := filepath.Join(work, "store")
+	if _, err := sample.MakeLadder(filepath.Join(storeDir, "media", "vod"), 8); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(storeDir, "public"), 0o755)
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AKPLAY:play-secret:projp\n"), 0o600)
+	addr := freePort(t)
+	bin := buildMpcfs(t)
+	startDaemon(t, bin, nil, "serve", "--store", storeDir, "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", addr, "--api-credentials", creds, "--cors-origin", "*")
+
+	const keyURL = "https://keys.example/play/k1"
+	body := []byte(`{"input":{"bucket":"media","location":"region1","object":"vod/master.m3u8"},
+	 "output":{"bucket":"public","location":"region1","object":"play"},
+	 "encryption":{"hls_encrypt":{"key":"0123456789abcdef","url":"` + keyURL + `","algorithm":"AES-128-CBC"}}}`)
+	r, _ := http.NewRequest("POST", "http://"+addr+"/v1/projp/encryptions", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	httpapi.Sign(r, body, httpapi.Credential{AccessKey: "AKPLAY", SecretKey: "play-secret"}, time.Now())
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	master := "http://" + addr + "/buckets/public/play/master.m3u8"
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if st, _, _ := curlGet(t, "-I", master); st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("output never appeared")
+		}
+	}
+	type playResult struct {
+		OK          bool    `json:"ok"`
+		Time        float64 `json:"time"`
+		Frames      int     `json:"frames"`
+		KeyRequests int     `json:"key_requests"`
+		Error       string  `json:"error"`
+	}
+	play := func(keyHex string) playResult {
+		t.Helper()
+		job, _ := json.Marshal(map[string]any{"url": master, "key_url": keyURL, "key_hex": keyHex, "seconds": 4, "timeout_ms": 60000})
+		cmd := exec.Command("node", "play.js")
+		cmd.Dir = playDir
+		cmd.Stdin = bytes.NewReader(job)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, _ := cmd.Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var res playResult
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("play.js: %q %s", out, stderr.String())
+		}
+		return res
+	}
+	if res := play(hex.EncodeToString([]byte("0123456789abcdef"))); !res.OK || res.Frames < 50 || res.KeyRequests == 0 {
+		t.Fatalf("hls.js did not play the origin's output: %+v", res)
+	} else {
+		t.Logf("played %.1f s, %d frames, %d key requests", res.Time, res.Frames, res.KeyRequests)
+	}
+	// Negative control: the wrong key does not play.
+	if res := play(hex.EncodeToString([]byte("fedcba9876543210"))); res.OK {
+		t.Fatalf("played with the wrong key: %+v", res)
+	} else {
+		t.Logf("wrong key: %s", res.Error)
+	}
+}
