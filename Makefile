@@ -54,14 +54,14 @@ sdkdeps:
 	fi
 
 # playdeps installs Debian's chromium and, when missing, test/play's npm
-# packages as locked (hls.js, puppeteer-core, which downloads no browser):
-# hls.js in headless Chromium plays outputs from the HTTP origin.
+# packages as locked (hls.js, Shaka Player, puppeteer-core, which downloads
+# no browser): both players in headless Chromium play the HTTP origin.
 PLAY_DIR ?= test/play
 playdeps: sdkdeps
 	@command -v chromium >/dev/null || { \
 		echo "installing: chromium"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@if [ ! -f $(PLAY_DIR)/node_modules/hls.js/dist/hls.min.js ]; then \
+	@if [ ! -f $(PLAY_DIR)/node_modules/hls.js/dist/hls.min.js ] || [ ! -f $(PLAY_DIR)/node_modules/shaka-player/dist/shaka-player.compiled.js ]; then \
 		echo "npm ci in $(PLAY_DIR)"; \
 		cd $(PLAY_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi

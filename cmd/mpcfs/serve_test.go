@@ -784,7 +784,7 @@ func TestServeReloadsCredentials(t *testing.T) {
 	}
 }
 
-// TestOriginPlaysInChromium: hls.js in headless Chromium plays an
+// TestOriginPlaysInChromium: hls.js and Shaka Player in headless Chromium play an
 // AES-128-CBC output straight from the origin (cross-origin, so through
 // its CORS headers), the key handed over by request interception; with
 // the wrong key it does not.
@@ -793,7 +793,9 @@ func TestOriginPlaysInChromium(t *testing.T) {
 	need(t, "chromium (apt-get install chromium)", haveCmd("chromium"))
 	playDir, _ := filepath.Abs(filepath.Join("..", "..", "test", "play"))
 	_, err := os.Stat(filepath.Join(playDir, "node_modules", "hls.js", "dist", "hls.min.js"))
-	need(t, "hls.js and puppeteer-core (make playdeps: npm ci in test/play)", err == nil)
+	need(t, "hls.js, Shaka and puppeteer-core (make playdeps: npm ci in test/play)", err == nil)
+	_, err = os.Stat(filepath.Join(playDir, "node_modules", "shaka-player", "dist", "shaka-player.compiled.js"))
+	need(t, "Shaka Player (make playdeps)", err == nil)
 	need(t, "ffmpeg", haveCmd("ffmpeg"))
 
 	work := t.TempDir()
@@ -805,9 +807,11 @@ func TestOriginPlaysInChromium(t *testing.T) {
 	creds := filepath.Join(work, "creds")
 	os.WriteFile(creds, []byte("AKPLAY:play-secret:projp\n"), 0o600)
 	addr := freePort(t)
+	// The player page's own origin (play.js serves it): only it may fetch.
+	pagePort := freePort(t)[len("127.0.0.1:"):]
 	bin := buildMpcfs(t)
 	startDaemon(t, bin, nil, "serve", "--store", storeDir, "--master-key-file", filepath.Join(work, "mk"),
-		"--listen", addr, "--api-credentials", creds, "--cors-origin", "*")
+		"--listen", addr, "--api-credentials", creds, "--cors-origin", "http://127.0.0.1:"+pagePort)
 
 	const keyURL = "https://keys.example/play/k1"
 	body := []byte(`{"input":{"bucket":"media","location":"region1","object":"vod/master.m3u8"},
@@ -839,10 +843,15 @@ func TestOriginPlaysInChromium(t *testing.T) {
 		Frames      int     `json:"frames"`
 		KeyRequests int     `json:"key_requests"`
 		Error       string  `json:"error"`
+		stderr      string  // the browser's console and failed requests
 	}
-	play := func(keyHex string) playResult {
+	play := func(player, keyHex string, port ...string) playResult {
 		t.Helper()
-		job, _ := json.Marshal(map[string]any{"url": master, "key_url": keyURL, "key_hex": keyHex, "seconds": 4, "timeout_ms": 60000})
+		page := pagePort
+		if len(port) > 0 {
+			page = port[0]
+		}
+		job, _ := json.Marshal(map[string]any{"player": player, "page_port": page, "url": master, "key_url": keyURL, "key_hex": keyHex, "seconds": 4, "timeout_ms": 60000})
 		cmd := exec.Command("node", "play.js")
 		cmd.Dir = playDir
 		cmd.Stdin = bytes.NewReader(job)
@@ -854,17 +863,25 @@ func TestOriginPlaysInChromium(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 			t.Fatalf("play.js: %q %s", out, stderr.String())
 		}
+		res.stderr = stderr.String()
 		return res
 	}
-	if res := play(hex.EncodeToString([]byte("0123456789abcdef"))); !res.OK || res.Frames < 50 || res.KeyRequests == 0 {
-		t.Fatalf("hls.js did not play the origin's output: %+v", res)
-	} else {
-		t.Logf("played %.1f s, %d frames, %d key requests", res.Time, res.Frames, res.KeyRequests)
+	for _, player := range []string{"hls.js", "shaka"} {
+		if res := play(player, hex.EncodeToString([]byte("0123456789abcdef"))); !res.OK || res.Frames < 50 || res.KeyRequests == 0 {
+			t.Errorf("%s did not play the origin's output: %+v\n%s", player, res, res.stderr)
+		} else {
+			t.Logf("%s played %.1f s, %d frames, %d key requests", player, res.Time, res.Frames, res.KeyRequests)
+		}
+		// Negative control: the wrong key does not play.
+		if res := play(player, hex.EncodeToString([]byte("fedcba9876543210"))); res.OK {
+			t.Errorf("%s played with the wrong key: %+v", player, res)
+		} else {
+			t.Logf("%s, wrong key: %s", player, res.Error)
+		}
 	}
-	// Negative control: the wrong key does not play.
-	if res := play(hex.EncodeToString([]byte("fedcba9876543210"))); res.OK {
-		t.Fatalf("played with the wrong key: %+v", res)
-	} else {
-		t.Logf("wrong key: %s", res.Error)
+	// Negative control: a page of another origin is refused by CORS.
+	other := freePort(t)[len("127.0.0.1:"):]
+	if res := play("hls.js", hex.EncodeToString([]byte("0123456789abcdef")), other); res.OK || !strings.Contains(res.stderr, "CORS") {
+		t.Errorf("a page from an origin not in --cors-origin: %+v", res)
 	}
 }
