@@ -98,14 +98,14 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 			w.WriteHeader(code)
 			return
 		}
-		http.Error(w, "precondition failed", code)
+		originError(w, code, "precondition failed")
 		return
 	}
 
 	start, length, partial, ok := requestedRange(r, etag, mod, size)
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		http.Error(w, "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		originError(w, http.StatusRequestedRangeNotSatisfiable, "requested range not satisfiable")
 		return
 	}
 	status := http.StatusOK
@@ -134,7 +134,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 	f, err := s.mgr.Open(o)
 	if err != nil {
 		s.log.Printf("request %s: opening output %s/%s: %v", reqID, o.Bucket, o.Key, err)
-		http.Error(w, "output cannot be made", http.StatusBadGateway)
+		originError(w, http.StatusBadGateway, "output cannot be made")
 		return
 	}
 	rd := f.NewReader()
@@ -154,7 +154,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 			}
 			s.log.Printf("request %s: reading %s/%s at %d: %v", reqID, o.Bucket, o.Key, off, err)
 			if off == start {
-				http.Error(w, "output cannot be read: its source is unavailable or changed", http.StatusBadGateway)
+				originError(w, http.StatusBadGateway, "output cannot be read: its source is unavailable or changed")
 				return
 			}
 			panic(http.ErrAbortHandler) // cut the response: a short body, not a wrong one
@@ -176,6 +176,17 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 			s.mgr.WarmNext(o)
 		}
 	}
+}
+
+// originError answers an error without the output's validators and
+// freshness: no cache may keep an error in the output's place.
+func originError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	for _, k := range []string{"ETag", "Last-Modified", "Cache-Control"} {
+		h.Del(k)
+	}
+	h.Set("Cache-Control", "no-store")
+	http.Error(w, msg, code)
 }
 
 // originPath splits /buckets/<bucket>/<key> and refuses anything odd: an

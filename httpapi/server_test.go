@@ -587,3 +587,26 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Errorf("metrics show a credential")
 	}
 }
+
+// A source changed after its task ran: its output is never made from the
+// new bytes; the origin answers 502 without validators or freshness,
+// while outputs that do not need it are still served.
+func TestOriginSourceChanged(t *testing.T) {
+	e := newEnv(t, Config{})
+	id := e.create("out")
+	e.waitStatus(id, control.Succeeded)
+	if rp := e.get("/buckets/public/out/seg1.ts", "Range", "bytes=0-15"); rp.code != 206 {
+		t.Fatalf("before the change: %d", rp.code)
+	}
+	changed := append([]byte(nil), e.src["seg1.ts"]...)
+	changed[0] ^= 1
+	changed = append(changed, 'x') // a new size, so the store's ETag surely changes
+	writeFile(t, filepath.Join(e.root, "media", "vod", "seg1.ts"), changed)
+	rp := e.get("/buckets/public/out/seg1.ts")
+	if rp.code != http.StatusBadGateway || rp.hdr.Get("ETag") != "" || rp.hdr.Get("Last-Modified") != "" || rp.hdr.Get("Cache-Control") != "no-store" {
+		t.Fatalf("changed source: %d %v", rp.code, rp.hdr)
+	}
+	if rp := e.get("/buckets/public/out/seg0.ts"); rp.code != 200 || !bytes.Equal(rp.body, cbc([]byte(testKey), []byte(testKey), e.src["seg0.ts"])) {
+		t.Fatalf("an untouched segment after another changed: %d", rp.code)
+	}
+}
