@@ -61,17 +61,17 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 		return
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		originError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
 	bucket, key, ok := originPath(r)
 	if !ok {
-		http.Error(w, "not found", http.StatusNotFound)
+		originError(w, http.StatusNotFound, "not found")
 		return
 	}
 	o := s.mgr.Output(bucket, key)
 	if o == nil {
-		http.Error(w, "not found", http.StatusNotFound)
+		originError(w, http.StatusNotFound, "not found")
 		return
 	}
 	size := o.File.Size
@@ -179,7 +179,8 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 }
 
 // originError answers an error without the output's validators and
-// freshness: no cache may keep an error in the output's place.
+// freshness: no cache may keep an error in the output's place (a 404 may
+// become the output as soon as its task SUCCEEDS).
 func originError(w http.ResponseWriter, code int, msg string) {
 	h := w.Header()
 	for _, k := range []string{"ETag", "Last-Modified", "Cache-Control"} {
