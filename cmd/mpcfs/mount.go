@@ -105,7 +105,7 @@ func runMount(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sig
-		web.shutdown(s) // in-flight responses finish first (bounded)
+		web.shutdown(s) // no new requests; those in flight finish before the Manager closes (below), bounded by --shutdown-grace
 		m.log.Printf("%v: unmounting %s", s, c.Mountpoint)
 		m.unmount()
 	}()
