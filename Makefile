@@ -13,7 +13,7 @@ export MPCFS_MINIO_BIN = $(MINIO)
 # versions (@latest) is refused, and every machine tests the same server.
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
-.PHONY: all build test demo bench deps sysdeps sdkdeps minio clean fuzz
+.PHONY: all build test demo bench deps sysdeps sdkdeps playdeps minio clean fuzz
 
 all: build
 
@@ -24,8 +24,8 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/mpcfs ./cmd/mpcfs
 
 # deps installs what the tests run for real: sysdeps, a MinIO server, the
-# Node SDK client and the browser harness.
-deps: sysdeps minio sdkdeps browserdeps
+# Node SDK client and the browser harnesses.
+deps: sysdeps minio sdkdeps browserdeps playdeps
 
 # sysdeps installs fuse3 (fusermount3), ffmpeg, openssl and curl from
 # Debian's packages when they are missing, and the editors the control/
@@ -81,6 +81,19 @@ nodedeps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# playdeps installs Debian's chromium and, when missing, test/play's npm
+# packages as locked (hls.js, Shaka Player, puppeteer-core, which downloads
+# no browser): both players in headless Chromium play the HTTP origin.
+PLAY_DIR ?= test/play
+playdeps: sdkdeps
+	@command -v chromium >/dev/null || { \
+		echo "installing: chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@if [ ! -f $(PLAY_DIR)/node_modules/hls.js/dist/hls.min.js ] || [ ! -f $(PLAY_DIR)/node_modules/shaka-player/dist/shaka-player.compiled.js ]; then \
+		echo "npm ci in $(PLAY_DIR)"; \
+		cd $(PLAY_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 minio: $(MINIO)
 $(MINIO):
 	mkdir -p $(dir $(MINIO))
@@ -116,14 +129,16 @@ bench: build deps benchdeps
 	$(GO) build -o $(BIN)/mpcfsbench ./cmd/mpcfsbench
 	GO=$(GO) $(BIN)/mpcfsbench -mb $(BENCH_MB) -runs $(BENCH_RUNS) -mpcfs $(BIN)/mpcfs -minio $(MINIO) -out bench-out
 
-# benchdeps installs the peers from Debian's packages when missing; a peer
-# that still cannot be installed is skipped by the bench with a note.
+# benchdeps installs the peers (and nginx, for the HTTP origin rows) from
+# Debian's packages when missing; a peer that still cannot be installed is
+# skipped by the bench with a note.
 .PHONY: benchdeps
 benchdeps:
 	@missing=""; \
 	command -v s3fs >/dev/null || missing="$$missing s3fs"; \
 	command -v rclone >/dev/null || missing="$$missing rclone"; \
 	command -v gocryptfs >/dev/null || missing="$$missing gocryptfs"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \

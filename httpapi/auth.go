@@ -207,7 +207,7 @@ func (s *Server) verify(r *http.Request, body []byte, now time.Time) (*Credentia
 		}
 		payload = claimed
 	}
-	cred, known := s.creds[a.access]
+	cred, known := (*s.creds.Load())[a.access]
 	secret := cred.SecretKey
 	if !known {
 		// Sign anyway, with a key nobody has, so that an unknown access key

@@ -56,17 +56,17 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 		return
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		originError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
 	bucket, key, ok := originPath(r)
 	if !ok {
-		http.Error(w, "not found", http.StatusNotFound)
+		originError(w, http.StatusNotFound, "not found")
 		return
 	}
 	o := s.mgr.Output(bucket, key)
 	if o == nil {
-		http.Error(w, "not found", http.StatusNotFound)
+		originError(w, http.StatusNotFound, "not found")
 		return
 	}
 	size := o.File.Size
@@ -93,14 +93,14 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 			w.WriteHeader(code)
 			return
 		}
-		http.Error(w, "precondition failed", code)
+		originError(w, code, "precondition failed")
 		return
 	}
 
 	start, length, partial, ok := requestedRange(r, etag, mod, size)
 	if !ok {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		http.Error(w, "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		originError(w, http.StatusRequestedRangeNotSatisfiable, "requested range not satisfiable")
 		return
 	}
 	status := http.StatusOK
@@ -129,7 +129,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 	f, err := s.mgr.Open(o)
 	if err != nil {
 		s.log.Printf("request %s: opening output %s/%s: %v", reqID, o.Bucket, o.Key, err)
-		http.Error(w, "output cannot be made", http.StatusBadGateway)
+		originError(w, http.StatusBadGateway, "output cannot be made")
 		return
 	}
 	rd := f.NewReader()
@@ -149,7 +149,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 			}
 			s.log.Printf("request %s: reading %s/%s at %d: %v", reqID, o.Bucket, o.Key, off, err)
 			if off == start {
-				http.Error(w, "output cannot be read: its source is unavailable or changed", http.StatusBadGateway)
+				originError(w, http.StatusBadGateway, "output cannot be read: its source is unavailable or changed")
 				return
 			}
 			panic(http.ErrAbortHandler) // cut the response: a short body, not a wrong one
@@ -174,6 +174,18 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 			s.mgr.WarmNext(o)
 		}
 	}
+}
+
+// originError answers an error without the output's validators and
+// freshness: no cache may keep an error in the output's place (a 404 may
+// become the output as soon as its task SUCCEEDS).
+func originError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	for _, k := range []string{"ETag", "Last-Modified", "Cache-Control"} {
+		h.Del(k)
+	}
+	h.Set("Cache-Control", "no-store")
+	http.Error(w, msg, code)
 }
 
 // originPath splits /buckets/<bucket>/<key> and refuses anything odd: an

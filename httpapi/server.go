@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpcfs/mpcfs/control"
@@ -60,7 +61,7 @@ const (
 type Server struct {
 	cfg     Config
 	mgr     *control.Manager
-	creds   Credentials
+	creds   atomic.Pointer[Credentials] // swapped whole by SetCredentials
 	decoy   string
 	limiter *failLimiter
 	log     *log.Logger
@@ -72,7 +73,7 @@ type Server struct {
 // New returns a Server. The credentials may be empty: then every API
 // request is refused (401) and only the origin and /metrics serve.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, mgr: cfg.Manager, creds: cfg.Credentials, limiter: newFailLimiter(failBurst, failRefill),
+	s := &Server{cfg: cfg, mgr: cfg.Manager, limiter: newFailLimiter(failBurst, failRefill),
 		log: cfg.Log, now: cfg.Now, cors: map[string]bool{}, maxAge: cfg.CacheMaxAge}
 	if s.log == nil {
 		s.log = log.New(io.Discard, "", 0)
@@ -83,9 +84,7 @@ func New(cfg Config) *Server {
 	if s.maxAge == 0 {
 		s.maxAge = DefaultCacheMaxAge
 	}
-	if s.creds == nil {
-		s.creds = Credentials{}
-	}
+	s.SetCredentials(cfg.Credentials)
 	s.decoy = randomHex(32)
 	for _, o := range cfg.CORSOrigins {
 		if o = strings.TrimSpace(o); o != "" {
@@ -94,6 +93,15 @@ func New(cfg Config) *Server {
 	}
 	registerMetrics()
 	return s
+}
+
+// SetCredentials replaces the API users (SIGHUP reloads the file): requests
+// checked from then on use the new set; none is half-seen.
+func (s *Server) SetCredentials(c Credentials) {
+	if c == nil {
+		c = Credentials{}
+	}
+	s.creds.Store(&c)
 }
 
 func randomHex(n int) string {

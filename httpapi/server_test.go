@@ -33,7 +33,7 @@ const (
 )
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	mgr  *control.Manager
 	api  *Server
@@ -43,7 +43,7 @@ type env struct {
 
 // newEnv serves a Manager over a local store holding a small clear HLS
 // playlist (random segment bytes: planning reads sizes only).
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	root := t.TempDir()
 	e := &env{t: t, root: root, src: map[string][]byte{}}
@@ -85,7 +85,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	return e
 }
 
-func writeFile(t *testing.T, p string, b []byte) {
+func writeFile(t testing.TB, p string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ type reply struct {
 	body []byte
 }
 
-func (r reply) json(t *testing.T, v any) {
+func (r reply) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("body %q: %v", r.body, err)
@@ -594,4 +594,27 @@ func noRefresh() tuning.Tuning {
 	t := tuning.Default()
 	t.Refresh = -1
 	return t
+}
+
+// A source changed after its task ran: its output is never made from the
+// new bytes; the origin answers 502 without validators or freshness,
+// while outputs that do not need it are still served.
+func TestOriginSourceChanged(t *testing.T) {
+	e := newEnv(t, Config{})
+	id := e.create("out")
+	e.waitStatus(id, control.Succeeded)
+	if rp := e.get("/buckets/public/out/seg1.ts", "Range", "bytes=0-15"); rp.code != 206 {
+		t.Fatalf("before the change: %d", rp.code)
+	}
+	changed := append([]byte(nil), e.src["seg1.ts"]...)
+	changed[0] ^= 1
+	changed = append(changed, 'x') // a new size, so the store's ETag surely changes
+	writeFile(t, filepath.Join(e.root, "media", "vod", "seg1.ts"), changed)
+	rp := e.get("/buckets/public/out/seg1.ts")
+	if rp.code != http.StatusBadGateway || rp.hdr.Get("ETag") != "" || rp.hdr.Get("Last-Modified") != "" || rp.hdr.Get("Cache-Control") != "no-store" {
+		t.Fatalf("changed source: %d %v", rp.code, rp.hdr)
+	}
+	if rp := e.get("/buckets/public/out/seg0.ts"); rp.code != 200 || !bytes.Equal(rp.body, cbc([]byte(testKey), []byte(testKey), e.src["seg0.ts"])) {
+		t.Fatalf("an untouched segment after another changed: %d", rp.code)
+	}
 }

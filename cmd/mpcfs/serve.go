@@ -117,7 +117,31 @@ func (w *web) serve(mgr *control.Manager) <-chan struct{} {
 			w.log.Printf("http: %v", err)
 		}
 	}()
+	go w.reloadOnHangup(h)
 	return done
+}
+
+// reloadOnHangup rereads the credentials file on every SIGHUP, so keys
+// can be rotated without restarting (for a mount: without unmounting). A
+// file that does not load (mode, syntax) leaves the credentials in use.
+func (w *web) reloadOnHangup(h *httpapi.Server) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-hup:
+			creds, err := httpapi.LoadCredentials(w.cfg.Credentials)
+			if err != nil {
+				w.log.Printf("SIGHUP: keeping the API credentials in use: %v", err)
+				continue
+			}
+			h.SetCredentials(creds)
+			w.log.Printf("SIGHUP: API credentials reloaded (%d)", len(creds))
+		}
+	}
 }
 
 // shutdown stops taking requests; those in flight finish within the grace.

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,13 +68,31 @@ type daemon struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	addr string
-	log  *bytes.Buffer
+	log  *syncBuffer
 	done chan struct{}
+}
+
+// syncBuffer is the daemon's output, read while the process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startDaemon(t *testing.T, bin string, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, log: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, log: &syncBuffer{}, done: make(chan struct{})}
 	for i, a := range args {
 		if a == "--listen" {
 			d.addr = args[i+1]
@@ -701,5 +720,160 @@ func TestServeRefusesOpenCredentials(t *testing.T) {
 		"--listen", freePort(t), "--api-credentials", creds).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "chmod 600") || strings.Contains(string(out), "secret-not-shown") {
 		t.Fatalf("serve with a 0644 credentials file: %v\n%s", err, out)
+	}
+}
+
+// SIGHUP reloads the credentials file: a new key works, a removed one is
+// refused, and a file that does not load keeps the keys in use.
+func TestServeReloadsCredentials(t *testing.T) {
+	bin := buildMpcfs(t)
+	work := t.TempDir()
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AKOLD:old-secret:proj\n"), 0o600)
+	addr := freePort(t)
+	d := startDaemon(t, bin, nil, "serve", "--store", filepath.Join(work, "store"), "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", addr, "--api-credentials", creds)
+	query := func(c httpapi.Credential) int {
+		t.Helper()
+		r, _ := http.NewRequest("GET", "http://"+addr+"/v1/proj/encryptions", nil)
+		httpapi.Sign(r, nil, c, time.Now())
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	oldC := httpapi.Credential{AccessKey: "AKOLD", SecretKey: "old-secret", ProjectID: "proj"}
+	newC := httpapi.Credential{AccessKey: "AKNEW", SecretKey: "new-secret", ProjectID: "proj"}
+	if query(oldC) != 200 || query(newC) != 401 {
+		t.Fatalf("before reload: old %d, new %d", query(oldC), query(newC))
+	}
+	os.WriteFile(creds, []byte("AKNEW:new-secret:proj\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for query(newC) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("new key not accepted after SIGHUP: %s", d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := query(oldC); st != 401 {
+		t.Fatalf("removed key after reload: %d", st)
+	}
+	// A file others may read is refused; the keys in use stay.
+	os.Chmod(creds, 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log.String(), "keeping the API credentials in use") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged: %s", d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := query(newC); st != 200 {
+		t.Fatalf("key in use after a refused reload: %d", st)
+	}
+}
+
+// TestOriginPlaysInChromium: hls.js and Shaka Player in headless Chromium play an
+// AES-128-CBC output straight from the origin (cross-origin, so through
+// its CORS headers), the key handed over by request interception; with
+// the wrong key it does not.
+func TestOriginPlaysInChromium(t *testing.T) {
+	need(t, "node", haveCmd("node"))
+	need(t, "chromium (apt-get install chromium)", haveCmd("chromium"))
+	playDir, _ := filepath.Abs(filepath.Join("..", "..", "test", "play"))
+	_, err := os.Stat(filepath.Join(playDir, "node_modules", "hls.js", "dist", "hls.min.js"))
+	need(t, "hls.js, Shaka and puppeteer-core (make playdeps: npm ci in test/play)", err == nil)
+	_, err = os.Stat(filepath.Join(playDir, "node_modules", "shaka-player", "dist", "shaka-player.compiled.js"))
+	need(t, "Shaka Player (make playdeps)", err == nil)
+	need(t, "ffmpeg", haveCmd("ffmpeg"))
+
+	work := t.TempDir()
+	storeDir := filepath.Join(work, "store")
+	if _, err := sample.MakeLadder(filepath.Join(storeDir, "media", "vod"), 8); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(storeDir, "public"), 0o755)
+	creds := filepath.Join(work, "creds")
+	os.WriteFile(creds, []byte("AKPLAY:play-secret:projp\n"), 0o600)
+	addr := freePort(t)
+	// The player page's own origin (play.js serves it): only it may fetch.
+	pagePort := freePort(t)[len("127.0.0.1:"):]
+	bin := buildMpcfs(t)
+	startDaemon(t, bin, nil, "serve", "--store", storeDir, "--master-key-file", filepath.Join(work, "mk"),
+		"--listen", addr, "--api-credentials", creds, "--cors-origin", "http://127.0.0.1:"+pagePort)
+
+	const keyURL = "https://keys.example/play/k1"
+	body := []byte(`{"input":{"bucket":"media","location":"region1","object":"vod/master.m3u8"},
+	 "output":{"bucket":"public","location":"region1","object":"play"},
+	 "encryption":{"hls_encrypt":{"key":"0123456789abcdef","url":"` + keyURL + `","algorithm":"AES-128-CBC"}}}`)
+	r, _ := http.NewRequest("POST", "http://"+addr+"/v1/projp/encryptions", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	httpapi.Sign(r, body, httpapi.Credential{AccessKey: "AKPLAY", SecretKey: "play-secret"}, time.Now())
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	master := "http://" + addr + "/buckets/public/play/master.m3u8"
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if st, _, _ := curlGet(t, "-I", master); st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("output never appeared")
+		}
+	}
+	type playResult struct {
+		OK          bool    `json:"ok"`
+		Time        float64 `json:"time"`
+		Frames      int     `json:"frames"`
+		KeyRequests int     `json:"key_requests"`
+		Error       string  `json:"error"`
+		stderr      string  // the browser's console and failed requests
+	}
+	play := func(player, keyHex string, port ...string) playResult {
+		t.Helper()
+		page := pagePort
+		if len(port) > 0 {
+			page = port[0]
+		}
+		job, _ := json.Marshal(map[string]any{"player": player, "page_port": page, "url": master, "key_url": keyURL, "key_hex": keyHex, "seconds": 4, "timeout_ms": 60000})
+		cmd := exec.Command("node", "play.js")
+		cmd.Dir = playDir
+		cmd.Stdin = bytes.NewReader(job)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, _ := cmd.Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var res playResult
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("play.js: %q %s", out, stderr.String())
+		}
+		res.stderr = stderr.String()
+		return res
+	}
+	for _, player := range []string{"hls.js", "shaka"} {
+		if res := play(player, hex.EncodeToString([]byte("0123456789abcdef"))); !res.OK || res.Frames < 50 || res.KeyRequests == 0 {
+			t.Errorf("%s did not play the origin's output: %+v\n%s", player, res, res.stderr)
+		} else {
+			t.Logf("%s played %.1f s, %d frames, %d key requests", player, res.Time, res.Frames, res.KeyRequests)
+		}
+		// Negative control: the wrong key does not play.
+		if res := play(player, hex.EncodeToString([]byte("fedcba9876543210"))); res.OK {
+			t.Errorf("%s played with the wrong key: %+v", player, res)
+		} else {
+			t.Logf("%s, wrong key: %s", player, res.Error)
+		}
+	}
+	// Negative control: a page of another origin is refused by CORS.
+	other := freePort(t)[len("127.0.0.1:"):]
+	if res := play("hls.js", hex.EncodeToString([]byte("0123456789abcdef")), other); res.OK || !strings.Contains(res.stderr, "CORS") {
+		t.Errorf("a page from an origin not in --cors-origin: %+v", res)
 	}
 }

@@ -17,7 +17,8 @@ import (
 type mpcfsMount struct {
 	dir  string
 	proc *proc
-	seq  int // request file counter
+	seq  int    // request file counter
+	http string // http://ADDR of its --listen (origin.go)
 }
 
 func (b *bench) mountMpcfs() (*mpcfsMount, error) {
@@ -30,8 +31,12 @@ func (b *bench) mountMpcfs() (*mpcfsMount, error) {
 		return nil, err
 	}
 	env := append(b.awsEnv(), strings.Fields(b.cfg.MpcfsEnv)...)
-	p, err := b.start("mpcfs", env, mpcfs, "mount", "--endpoint", b.ep,
-		"--master-key-file", filepath.Join(b.tmp, "master.key"), dir)
+	addr, httpArgs, err := b.httpArgs()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{mpcfs, "mount", "--endpoint", b.ep, "--master-key-file", filepath.Join(b.tmp, "master.key")}, httpArgs...)
+	p, err := b.start("mpcfs", env, append(args, dir)...)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +49,7 @@ func (b *bench) mountMpcfs() (*mpcfsMount, error) {
 		}
 		fmt.Fprintf(os.Stderr, "mpcfsbench: %s read_ahead_kb = %d\n", dir, b.cfg.FuseRA)
 	}
-	return &mpcfsMount{dir: dir, proc: p}, nil
+	return &mpcfsMount{dir: dir, proc: p, http: "http://" + addr}, nil
 }
 
 // task is what control/tasks/<id>.json says (the fields we need).
@@ -151,6 +156,10 @@ func (b *bench) mpcfsRows() error {
 		if err := b.concRow(o.name, m.proc, joinAll(o.dir, b.media.segs)); err != nil {
 			return err
 		}
+	}
+	if err := b.originRows(m); err != nil {
+		fmt.Fprintf(os.Stderr, "mpcfsbench: HTTP rows: %v\n", err)
+		b.report.notes = append(b.report.notes, "HTTP rows: "+err.Error())
 	}
 	return b.taskRows(m)
 }

@@ -16,6 +16,9 @@ type report struct {
 	taskMs            []float64
 	taskRSS           float64
 	goBench, osslSpd  string
+	load              []*loadRow // HTTP clients (origin.go)
+	apiP50, apiP99    float64    // API create latency, ms
+	apiRate           float64    // API creates per second
 	notes             []string
 }
 
@@ -68,6 +71,7 @@ func (b *bench) markdown() string {
 		"request open(2) to SUCCEEDED read from control/tasks: median **%.0f ms** (runs: %s); mpcfs peak RSS %.0f MB.\n",
 		b.cfg.Ladder, median(r.taskMs), fmtList(r.taskMs), r.taskRSS)
 	b.targets(&s)
+	b.originSection(&s)
 	if r.goBench != "" {
 		fmt.Fprintf(&s, "\n## Crypto layer (`go test -bench . ./crypto/`; Stdlib* = Go standard library baseline on the same buffers)\n\n```\n%s```\n", r.goBench)
 	}

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpcfs/mpcfs/httpapi"
+)
+
+// The HTTP side (mpcfs mount --listen): the origin against nginx serving
+// the same outputs from the mount and against raw S3 GETs, sequential and
+// with httpClients concurrent clients (throughput, time to first byte,
+// RSS), and API creates with apiClients concurrent signed clients.
+const (
+	httpClients   = 64
+	apiClients    = 16
+	apiPerClient  = 20
+	originRowName = "mpcfs origin (HTTP GET), AES-128-CBC"
+	nginxRowName  = "nginx over the mpcfs mount, AES-128-CBC"
+)
+
+// benchCred is the API user of the bench's mount (a throwaway).
+var benchCred = httpapi.Credential{AccessKey: "AKBENCH", SecretKey: randHex(16), ProjectID: "bench"}
+
+// httpArgs are the flags that make the bench's mount serve HTTP too.
+func (b *bench) httpArgs() (addr string, args []string, err error) {
+	addr, err = freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	creds, err := b.writeSecret("api-credentials", []byte(fmt.Sprintf("%s:%s:%s\n", benchCred.AccessKey, benchCred.SecretKey, benchCred.ProjectID)))
+	if err != nil {
+		return "", nil, err
+	}
+	return addr, []string{"--listen", addr, "--api-credentials", creds}, nil
+}
+
+// loadRow is one line of the concurrent-clients table.
+type loadRow struct {
+	name           string
+	mbs, p50, p99  []float64 // per run; times in ms
+	rss            float64
+	requests, errs int
+}
+
+var httpClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 2 * httpClients, DisableCompression: true, IdleConnTimeout: time.Minute,
+}}
+
+// httpGet fetches url through, returning the bytes and the time to the
+// first body byte.
+func httpGet(url string, buf []byte) (int64, time.Duration, error) {
+	t := time.Now()
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	n, err := resp.Body.Read(buf[:1])
+	ttfb := time.Since(t)
+	if err != nil && err != io.EOF {
+		return int64(n), ttfb, err
+	}
+	rest, err := drain(resp.Body, buf)
+	return int64(n) + rest, ttfb, err
+}
+
+func getAll(urls []string) (int64, error) {
+	buf := make([]byte, readBuf)
+	var total int64
+	for _, u := range urls {
+		n, _, err := httpGet(u, buf)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// load runs clients concurrent fetchers over items requests (item i is
+// urls[i%len]) and returns MB/s and the times to first byte.
+func load(clients, items int, fetch func(i int, buf []byte) (int64, time.Duration, error)) (float64, []time.Duration, int, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int64
+		ttfbs []time.Duration
+		errs  int
+		first error
+	)
+	next := make(chan int, items)
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	t := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, readBuf)
+			for i := range next {
+				n, ttfb, err := fetch(i, buf)
+				mu.Lock()
+				total += n
+				if err != nil {
+					errs++
+					if first == nil {
+						first = err
+					}
+				} else {
+					ttfbs = append(ttfbs, ttfb)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(total) / 1e6 / time.Since(t).Seconds(), ttfbs, errs, first
+}
+
+func percentileMs(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p*float64(len(s))+0.5) - 1
+	return float64(s[max(0, min(i, len(s)-1))].Microseconds()) / 1000
+}
+
+// loadRows measures fetch with httpClients clients, cold, Runs times.
+func (b *bench) loadRow(name string, p *proc, items int, fetch func(i int, buf []byte) (int64, time.Duration, error)) (*loadRow, error) {
+	r := &loadRow{name: name}
+	if p != nil {
+		p.resetHWM()
+	}
+	for range b.cfg.Runs {
+		b.dropCaches()
+		mbs, ttfbs, errs, err := load(httpClients, items, fetch)
+		if errs > items/100 {
+			return nil, fmt.Errorf("%s: %d of %d requests failed, first: %v", name, errs, items, err)
+		}
+		r.mbs, r.p50, r.p99 = append(r.mbs, mbs), append(r.p50, percentileMs(ttfbs, .5)), append(r.p99, percentileMs(ttfbs, .99))
+		r.requests, r.errs = r.requests+items, r.errs+errs
+	}
+	if p != nil {
+		r.rss = p.hwmMB()
+	}
+	fmt.Fprintf(os.Stderr, "  %-34s %d clients %8.0f MB/s, TTFB p50 %.1f ms p99 %.1f ms, peak RSS %.0f MB\n",
+		name, httpClients, median(r.mbs), median(r.p50), median(r.p99), r.rss)
+	return r, nil
+}
+
+// originRows runs the HTTP rows on the bench's mount (m.http set).
+func (b *bench) originRows(m *mpcfsMount) error {
+	segURL := func(base string) []string {
+		urls := make([]string, len(b.media.segs))
+		for i, s := range b.media.segs {
+			urls[i] = base + "/" + s
+		}
+		return urls
+	}
+	origin := segURL(m.http + "/buckets/" + outBucket + "/cbc")
+	items := max(len(origin), 4*httpClients)
+
+	r := &row{name: originRowName, daemon: m.proc}
+	m.proc.resetHWM()
+	if err := b.seqRows(r, func() (int64, error) { return getAll(origin) }); err != nil {
+		return err
+	}
+	r.rss = m.proc.hwmMB()
+	b.report.seq = append(b.report.seq, r)
+
+	var nginx []string
+	if ng, err := b.startNginx(m.dir); err != nil {
+		b.report.notes = append(b.report.notes, "nginx rows skipped: "+err.Error())
+	} else {
+		defer ng.stop()
+		nginx = segURL(ng.url + "/" + outBucket + "/cbc")
+		r := &row{name: nginxRowName, daemon: m.proc}
+		if err := b.seqRows(r, func() (int64, error) { return getAll(nginx) }); err != nil {
+			return err
+		}
+		b.report.seq = append(b.report.seq, r)
+	}
+
+	rows := []*loadRow{}
+	keys := make([]string, len(b.media.segs))
+	for i, s := range b.media.segs {
+		keys[i] = mediaPrefix + s
+	}
+	raw, err := b.loadRow(rawName, nil, items, func(i int, buf []byte) (int64, time.Duration, error) {
+		t := time.Now()
+		rc, err := b.st.Open(context.Background(), mediaBucket, keys[i%len(keys)], 0, -1)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer rc.Close()
+		n, err := rc.Read(buf[:1])
+		ttfb := time.Since(t)
+		rest, err2 := drain(rc, buf)
+		if err == io.EOF {
+			err = nil
+		}
+		return int64(n) + rest, ttfb, firstErr(err, err2)
+	})
+	if err != nil {
+		return err
+	}
+	rows = append(rows, raw)
+	or, err := b.loadRow(originRowName, m.proc, items, func(i int, buf []byte) (int64, time.Duration, error) { return httpGet(origin[i%len(origin)], buf) })
+	if err != nil {
+		return err
+	}
+	rows = append(rows, or)
+	if nginx != nil {
+		nr, err := b.loadRow(nginxRowName, m.proc, items, func(i int, buf []byte) (int64, time.Duration, error) { return httpGet(nginx[i%len(nginx)], buf) })
+		if err != nil {
+			return err
+		}
+		rows = append(rows, nr)
+	}
+	b.report.load = rows
+	return b.apiRows(m)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// apiRows times signed creates (POST to 202) from apiClients clients.
+func (b *bench) apiRows(m *mpcfsMount) error {
+	key := make([]byte, 16)
+	rand.Read(key)
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		errs []string
+		wg   sync.WaitGroup
+	)
+	t0 := time.Now()
+	for c := range apiClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range apiPerClient {
+				body, _ := json.Marshal(map[string]any{
+					"input":  map[string]string{"bucket": mediaBucket, "location": "region1", "object": mediaPrefix + "index.m3u8"},
+					"output": map[string]string{"bucket": outBucket, "location": "region1", "object": fmt.Sprintf("api-%d-%d", c, i)},
+					"encryption": map[string]any{"hls_encrypt": map[string]string{
+						"key": base64.StdEncoding.EncodeToString(key), "url": "https://keys.example.com/bench", "algorithm": "AES-128-CBC"}},
+				})
+				req, _ := http.NewRequest("POST", m.http+"/v1/"+benchCred.ProjectID+"/encryptions", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				httpapi.Sign(req, body, benchCred, time.Now())
+				t := time.Now()
+				resp, err := httpClient.Do(req)
+				d := time.Since(t)
+				status := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				mu.Lock()
+				if status == http.StatusAccepted {
+					lat = append(lat, d)
+				} else if len(errs) < 3 {
+					errs = append(errs, fmt.Sprintf("status %d, %v", status, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(t0)
+	if len(errs) > 0 {
+		return fmt.Errorf("API creates failed: %s", strings.Join(errs, "; "))
+	}
+	b.report.apiP50, b.report.apiP99 = percentileMs(lat, .5), percentileMs(lat, .99)
+	b.report.apiRate = float64(len(lat)) / took.Seconds()
+	fmt.Fprintf(os.Stderr, "  API create, %d clients: p50 %.1f ms, p99 %.1f ms, %.0f creates/s\n", apiClients, b.report.apiP50, b.report.apiP99, b.report.apiRate)
+	return nil
+}
+
+// nginxServer is nginx serving a mount's buckets/ folder.
+type nginxServer struct {
+	p   *proc
+	url string
+}
+
+func (n *nginxServer) stop() { n.p.stop() }
+
+// startNginx serves mnt/buckets with nginx as its users would: static
+// files, sendfile, one worker per core. It runs as root because the
+// mount is owner-only.
+func (b *bench) startNginx(mnt string) (*nginxServer, error) {
+	if !have("nginx", "nginx") {
+		return nil, fmt.Errorf("no nginx (apt-get install nginx)")
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(b.tmp, "nginx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`user root;
+worker_processes auto;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  types { video/mp2t ts; application/vnd.apple.mpegurl m3u8; }
+  server { listen %[2]s; root %[3]s; }
+}
+`, dir, addr, filepath.Join(mnt, "buckets"))
+	cf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := b.start("nginx", nil, "nginx", "-c", cf, "-p", dir)
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if !p.running() || time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("nginx did not start (see %s)", filepath.Join(b.logs, "nginx.log"))
+		}
+	}
+	return &nginxServer{p: p, url: "http://" + addr}, nil
+}
+
+// originSection is the report's HTTP part.
+func (b *bench) originSection(s *strings.Builder) {
+	r := b.report
+	if len(r.load) == 0 && r.apiP99 == 0 {
+		return
+	}
+	fmt.Fprintf(s, "\n## HTTP: the origin and the API (`mpcfs mount --listen`)\n\n"+
+		"%d concurrent HTTP clients (Go, keep-alive, 127.0.0.1), %d GETs of the segments per run, cold; "+
+		"TTFB = request sent to first body byte; peak RSS of the serving process (mpcfs for the origin and nginx rows). "+
+		"Each segment is fetched about %d times per run: nginx serves the repeats from the mount's page cache, "+
+		"the origin encrypts every GET again (it keeps no output cache).\n\n"+
+		"| row | aggregate MB/s | x raw | TTFB p50 ms | TTFB p99 ms | peak RSS MB |\n|---|---:|---:|---:|---:|---:|\n",
+		httpClients, max(len(b.media.segs), 4*httpClients), max(1, max(len(b.media.segs), 4*httpClients)/max(1, len(b.media.segs))))
+	var rawMBs float64
+	for _, x := range r.load {
+		if x.name == rawName {
+			rawMBs = median(x.mbs)
+		}
+	}
+	for _, x := range r.load {
+		fmt.Fprintf(s, "| %s | %s | %s | %.1f | %.1f | %s |\n", x.name, num(median(x.mbs)), ratio(median(x.mbs), rawMBs), median(x.p50), median(x.p99), num(x.rss))
+	}
+	fmt.Fprintf(s, "\nAPI create (signed POST to 202), %d clients x %d: p50 **%.1f ms**, p99 **%.1f ms**, %.0f creates/s.\n",
+		apiClients, apiPerClient, r.apiP50, r.apiP99, r.apiRate)
+	origin, nginx, raw := r.find(r.seq, originRowName), r.find(r.seq, nginxRowName), r.find(r.seq, rawName)
+	s.WriteString("\n| target (HTTP) | measured | met |\n|---|---:|---|\n")
+	check := func(name string, got, want float64, less bool, unit string) {
+		verdict := "n/a"
+		if got != 0 {
+			verdict = map[bool]string{true: "yes", false: "**no**"}[(less && got < want) || (!less && got >= want)]
+		}
+		fmt.Fprintf(s, "| %s | %.2f%s | %s |\n", name, got, unit, verdict)
+	}
+	check("origin cold >= 1.2x nginx over the mount cold", div(medianOf(origin), medianOf(nginx)), 1.2, false, "x")
+	check("origin cold >= 0.85x raw S3 GET cold", div(medianOf(origin), medianOf(raw)), 0.85, false, "x")
+	check(fmt.Sprintf("API create p99 < 50 ms, %d clients", apiClients), r.apiP99, 50, true, " ms")
+}
