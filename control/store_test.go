@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,27 +14,13 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a log sink safe for concurrent writers (internal/testutil).
+type syncBuffer = testutil.SyncBuffer
 
 // taskStore is a local store holding a tiny VOD playlist (planning reads
 // playlists and sizes only, so the segments need not be media).

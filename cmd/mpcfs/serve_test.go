@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,23 +71,8 @@ type daemon struct {
 	done chan struct{}
 }
 
-// syncBuffer is the daemon's output, read while the process writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a log sink safe for concurrent writers (internal/testutil).
+type syncBuffer = testutil.SyncBuffer
 
 func startDaemon(t *testing.T, bin string, env []string, args ...string) *daemon {
 	t.Helper()

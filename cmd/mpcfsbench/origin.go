@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/httpapi"
+	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
 // The HTTP side (mpcfs mount --listen): the origin against nginx serving
@@ -37,7 +38,7 @@ var benchCred = httpapi.Credential{AccessKey: "AKBENCH", SecretKey: randHex(16),
 
 // httpArgs are the flags that make the bench's mount serve HTTP too.
 func (b *bench) httpArgs() (addr string, args []string, err error) {
-	addr, err = freeAddr()
+	addr, err = miniotest.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
@@ -321,7 +322,7 @@ func (b *bench) startNginx(mnt string) (*nginxServer, error) {
 	if !have("nginx", "nginx") {
 		return nil, fmt.Errorf("no nginx (apt-get install nginx)")
 	}
-	addr, err := freeAddr()
+	addr, err := miniotest.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

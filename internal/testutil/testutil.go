@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 )
@@ -82,4 +83,24 @@ func ServeKey(w http.ResponseWriter, r *http.Request, key []byte) {
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(key))-1, start+int64(len(key))))
 	w.WriteHeader(http.StatusPartialContent)
 	w.Write(key)
+}
+
+// SyncBuffer collects output written from several goroutines (a log, a
+// child process's stdout) and reads it while they write.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -96,11 +96,11 @@ type Config struct {
 // requests. The caller stops it (Stop); on error the returned Server, if
 // any, has been stopped already.
 func Launch(c Config) (*Server, error) {
-	addr, err := freeAddr()
+	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	console, err := freeAddr()
+	console, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,8 @@ func repoRoot() string {
 	return ""
 }
 
-func freeAddr() (string, error) {
+// FreeAddr is a free 127.0.0.1 port to listen on.
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
