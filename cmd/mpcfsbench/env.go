@@ -252,4 +252,3 @@ func have(cmd, pkg string) bool {
 	_, err := exec.LookPath(cmd)
 	return err == nil
 }
-
