@@ -18,6 +18,9 @@ type mpcfsMount struct {
 	dir  string
 	proc *proc
 	seq  int // request file counter
+	// taskWait bounds waiting for one task to be SUCCEEDED (0: 2 minutes;
+	// the catalogue rows raise it).
+	taskWait time.Duration
 }
 
 func (b *bench) mountMpcfs() (*mpcfsMount, error) { return b.mountMpcfsAs("mpcfs") }
@@ -26,6 +29,11 @@ func (b *bench) mountMpcfs() (*mpcfsMount, error) { return b.mountMpcfsAs("mpcfs
 // logs/NAME.log. Every mount of a run shares the store, the task store and
 // the master key, so they all serve the same tasks.
 func (b *bench) mountMpcfsAs(name string, extra ...string) (*mpcfsMount, error) {
+	return b.mountMpcfsAt(name, b.ep, extra...)
+}
+
+// mountMpcfsAt is mountMpcfsAs with the store endpoint given.
+func (b *bench) mountMpcfsAt(name, endpoint string, extra ...string) (*mpcfsMount, error) {
 	dir, err := b.mountDir("mnt-" + name)
 	if err != nil {
 		return nil, err
@@ -35,7 +43,7 @@ func (b *bench) mountMpcfsAs(name string, extra ...string) (*mpcfsMount, error) 
 		return nil, err
 	}
 	env := append(b.awsEnv(), strings.Fields(b.cfg.MpcfsEnv)...)
-	args := append([]string{mpcfs, "mount", "--endpoint", b.ep, "--master-key-file", filepath.Join(b.tmp, "master.key")}, extra...)
+	args := append([]string{mpcfs, "mount", "--endpoint", endpoint, "--master-key-file", filepath.Join(b.tmp, "master.key")}, extra...)
 	p, err := b.start(name, env, append(args, dir)...)
 	if err != nil {
 		return nil, err
@@ -111,10 +119,14 @@ func (m *mpcfsMount) runTaskKey(input, output, alg string, key []byte, keyURL st
 func inputBucket(s string) string { b, _, _ := strings.Cut(s, "/"); return b }
 func inputObject(s string) string { _, o, _ := strings.Cut(s, "/"); return o }
 
-// waitTask polls the task file every millisecond for up to 2 minutes.
+// waitTask polls the task file every millisecond for up to taskWait.
 func (m *mpcfsMount) waitTask(id string) error {
 	path := filepath.Join(m.dir, "control/tasks", id+".json")
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	wait := m.taskWait
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			continue
@@ -130,7 +142,7 @@ func (m *mpcfsMount) waitTask(id string) error {
 			return fmt.Errorf("task %s %s: %s", id, t.Status, t.Description)
 		}
 	}
-	return fmt.Errorf("task %s not SUCCEEDED within 2 minutes", id)
+	return fmt.Errorf("task %s not SUCCEEDED within %v", id, wait)
 }
 
 // mpcfsRows measures plaintext, CBC and CTR sequentially, then random

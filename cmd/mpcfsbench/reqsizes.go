@@ -114,7 +114,11 @@ func kib(n int64) string { return fmt.Sprintf("%d KiB", (n+512)>>10) }
 // request sizes are the kernel's choice (read-ahead window, max_pages),
 // not the daemon's speed.
 func (b *bench) requestSizes(m *mpcfsMount) error {
-	dm, err := b.mountMpcfsAs("mpcfs-debug", "--debug")
+	sl, err := b.startS3Log()
+	if err != nil {
+		return err
+	}
+	dm, err := b.mountMpcfsAt("mpcfs-debug", "http://"+sl.addr, "--debug")
 	if err != nil {
 		return fmt.Errorf("the --debug mount for request sizes: %w", err)
 	}
@@ -122,12 +126,19 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 	logPath := filepath.Join(b.logs, "mpcfs-debug.log")
 	dir := filepath.Join(dm.dir, "buckets", outBucket, "cbc")
 	b.report.debugRA = mountReadAhead(dm.dir)
+	sizes := map[string]int64{}
+	for _, s := range b.media.segs {
+		sizes[mediaBucket+"/"+mediaPrefix+s] = fileSize(filepath.Join(b.media.dir, s))
+	}
 	for _, st := range styles {
 		from := fileSize(logPath)
+		getsFrom := sl.mark()
 		b.dropCaches()
-		if _, err := st.read(b, dir, b.media.segs); err != nil {
+		n, err := st.read(b, dir, b.media.segs)
+		if err != nil {
 			return fmt.Errorf("%s on the --debug mount: %w", st.name, err)
 		}
+		gs := sl.since(getsFrom, sizes, n)
 		f, err := os.Open(logPath)
 		if err != nil {
 			return err
@@ -140,10 +151,10 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 		}
 		for _, r := range b.report.styles {
 			if r.style == st.name && r.target == cbcTarget {
-				r.reqs = rs
+				r.reqs, r.gets = rs, gs
 			}
 		}
-		fmt.Fprintf(os.Stderr, "  %-38s FUSE reads: %v\n", st.name, rs)
+		fmt.Fprintf(os.Stderr, "  %-38s FUSE reads: %v; S3: %v\n", st.name, rs, gs)
 	}
 	return nil
 }

@@ -61,6 +61,7 @@ type styleRow struct {
 	mbs           []float64 // cold MB/s per run
 	cpu           cpuUse    // CPU seconds per GB, cold passes
 	reqs          *reqStats // FUSE read requests the daemon got (diagnostic pass)
+	gets          getStats  // what the daemon fetched from the store in that pass
 	raNote        string    // the mount's read_ahead_kb when measured
 	note          string
 }

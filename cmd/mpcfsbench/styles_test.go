@@ -216,3 +216,22 @@ func TestCatalogueTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestSummariseGets(t *testing.T) {
+	mk := func(key string, n int64) *s3Get { g := &s3Get{key: key}; g.bytes.Store(n); return g }
+	sizes := map[string]int64{"media/vod/a.ts": 100, "media/vod/b.ts": 100}
+	// a.ts fetched whole once; b.ts fetched in two windows that overlap
+	// by 20 bytes: one object fetched more than once.
+	st := summariseGets([]*s3Get{mk("media/vod/a.ts", 100), mk("media/vod/b.ts", 60), mk("media/vod/b.ts", 60)}, sizes, 200)
+	if st.gets != 3 || st.bytes != 220 || st.refetched != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if got := st.String(); !strings.Contains(got, "fetched 1.10x the bytes read; 1 objects fetched more than once") {
+		t.Fatalf("String() = %q", got)
+	}
+	// Negative control: windows that tile each object exactly refetch nothing.
+	st = summariseGets([]*s3Get{mk("media/vod/a.ts", 50), mk("media/vod/a.ts", 50), mk("media/vod/b.ts", 100)}, sizes, 200)
+	if st.refetched != 0 || st.bytes != 200 {
+		t.Fatalf("%+v", st)
+	}
+}
