@@ -139,6 +139,7 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 			return fmt.Errorf("%s on the --debug mount: %w", st.name, err)
 		}
 		gs := sl.since(getsFrom, sizes, n)
+		sl.writeLog(filepath.Join(b.logs, "s3-gets-"+fileSafe(st.name)+".log"), getsFrom)
 		f, err := os.Open(logPath)
 		if err != nil {
 			return err
@@ -189,4 +190,9 @@ func mountDev(mountinfo, dir string) string {
 		}
 	}
 	return dev
+}
+
+// fileSafe makes a style name usable as a file name.
+func fileSafe(s string) string {
+	return strings.Trim(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(s, "-"), "-")
 }

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // s3Log is a logging reverse proxy in front of the store, used only by
@@ -20,14 +22,17 @@ import (
 // byte read. The Host header is passed on unchanged, so the clients'
 // SigV4 signatures (made for the proxy's address) still verify.
 type s3Log struct {
-	mu   sync.Mutex
-	gets []*s3Get
-	addr string
-	srv  *http.Server
+	mu    sync.Mutex
+	gets  []*s3Get
+	addr  string
+	srv   *http.Server
+	start time.Time
 }
 
 type s3Get struct {
 	key   string // bucket/key
+	rng   string // the Range header, "" for the whole object
+	at    time.Duration
 	bytes atomic.Int64
 }
 
@@ -40,7 +45,7 @@ func (b *bench) startS3Log() (*s3Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	sl := &s3Log{addr: l.Addr().String()}
+	sl := &s3Log{addr: l.Addr().String(), start: time.Now()}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(up)
@@ -51,7 +56,7 @@ func (b *bench) startS3Log() (*s3Log, error) {
 			if req.Method != http.MethodGet || req.URL.RawQuery != "" || strings.HasPrefix(strings.TrimPrefix(req.URL.Path, "/"), sysBucket+"/") {
 				return nil // listings, bucket queries and the task store are not reads
 			}
-			g := &s3Get{key: strings.TrimPrefix(req.URL.Path, "/")}
+			g := &s3Get{key: strings.TrimPrefix(req.URL.Path, "/"), rng: req.Header.Get("Range"), at: time.Since(sl.start)}
 			sl.mu.Lock()
 			sl.gets = append(sl.gets, g)
 			sl.mu.Unlock()
@@ -125,6 +130,19 @@ func (s getStats) String() string {
 	}
 	return fmt.Sprintf("%d GETs of mean %s; fetched %.2fx the bytes read; %d objects fetched more than once",
 		s.gets, mib(s.bytes/int64(s.gets)), float64(s.bytes)/float64(max(s.read, 1)), s.refetched)
+}
+
+// writeLog lists the GETs since a mark, one a line (time since the proxy
+// started, object, Range, bytes sent), for reading what a style caused.
+func (sl *s3Log) writeLog(path string, from int) error {
+	sl.mu.Lock()
+	gets := append([]*s3Get(nil), sl.gets[from:]...)
+	sl.mu.Unlock()
+	var s strings.Builder
+	for _, g := range gets {
+		fmt.Fprintf(&s, "%10.3f s  %-40s %-28s %d\n", g.at.Seconds(), g.key, orDash(g.rng), g.bytes.Load())
+	}
+	return os.WriteFile(path, []byte(s.String()), 0o644)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
