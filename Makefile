@@ -75,7 +75,7 @@ BENCH_TASKS ?= 0
 BENCH_ARGS ?=
 TOXIPROXY ?= $(MPCFS_CACHE)/bin/toxiproxy-server
 TOXIPROXY_VERSION ?= v2.12.0
-bench: build deps benchdeps toxiproxy
+bench: build deps benchdeps $(if $(filter-out 0,$(BENCH_LATENCY_MS)),toxiproxy)
 	$(GO) build -o $(BIN)/mpcfsbench ./cmd/mpcfsbench
 	GO=$(GO) $(BIN)/mpcfsbench -mb $(BENCH_MB) -runs $(BENCH_RUNS) -mpcfs $(BIN)/mpcfs -minio $(MINIO) -out bench-out \
 		-latency-ms $(BENCH_LATENCY_MS) -tasks $(BENCH_TASKS) -toxiproxy $(TOXIPROXY) $(BENCH_ARGS)
