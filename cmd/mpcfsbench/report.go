@@ -41,6 +41,14 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f", a/b)
 }
 
+// numSpread is a run list's median with its spread: "850 (790-910)".
+func numSpread(xs []float64) string {
+	if len(xs) < 2 {
+		return num(median(xs))
+	}
+	return fmt.Sprintf("%s (%s)", num(median(xs)), spread(xs))
+}
+
 func num(x float64) string {
 	if x == 0 {
 		return "-"
@@ -100,11 +108,11 @@ func (b *bench) seqTable(s *strings.Builder) {
 	if raw != nil {
 		rc, rw = median(raw.cold), median(raw.warm)
 	}
-	s.WriteString("\n## Sequential reads (1 MiB reads, all segments in order)\n\n" +
+	s.WriteString("\n## Sequential reads (1 MiB reads, all segments in order; MB/s median (runs min-max))\n\n" +
 		"| row | cold MB/s | cold x raw | warm MB/s | warm x raw | peak RSS MB | CPU s/GB cold: daemon / MinIO / reader | CPU s/GB warm | MinIO bytes out per byte read | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, x := range b.report.seq {
 		c, w := median(x.cold), median(x.warm)
-		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.name, num(c), ratio(c, rc), num(w), ratio(w, rw), num(x.rss), x.cpu, x.cpuWarm, amp(x.cpu.s3), x.note)
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.name, numSpread(x.cold), ratio(c, rc), numSpread(x.warm), ratio(w, rw), num(x.rss), x.cpu, x.cpuWarm, amp(x.cpu.s3), x.note)
 	}
 }
 
@@ -113,7 +121,7 @@ func (b *bench) randTable(s *strings.Builder) {
 	fmt.Fprintf(s, "\n## Random 64 KiB reads at random offsets (one reader, %v per run, cold)\n\n"+
 		"| row | reads/s | x raw | peak RSS MB | note |\n|---|---:|---:|---:|---|\n", b.cfg.RandDur)
 	for _, x := range b.report.random {
-		fmt.Fprintf(s, "| %s | %s | %s | %s | %s |\n", x.name, num(median(x.cold)), ratio(median(x.cold), medianOf(raw)), num(x.rss), x.note)
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %s |\n", x.name, numSpread(x.cold), ratio(median(x.cold), medianOf(raw)), num(x.rss), x.note)
 	}
 }
 
@@ -122,7 +130,7 @@ func (b *bench) concTable(s *strings.Builder) {
 	fmt.Fprintf(s, "\n## %d concurrent readers (segments striped over readers, cold)\n\n"+
 		"| row | aggregate MB/s | x raw | peak RSS MB |\n|---|---:|---:|---:|\n", b.cfg.Readers)
 	for _, x := range b.report.conc {
-		fmt.Fprintf(s, "| %s | %s | %s | %s |\n", x.name, num(median(x.cold)), ratio(median(x.cold), medianOf(raw)), num(x.rss))
+		fmt.Fprintf(s, "| %s | %s | %s | %s |\n", x.name, numSpread(x.cold), ratio(median(x.cold), medianOf(raw)), num(x.rss))
 	}
 }
 

@@ -235,3 +235,16 @@ func TestSummariseGets(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+func TestSeqTableShowsSpread(t *testing.T) {
+	b := newBench(&config{Runs: 3, Readers: 16})
+	b.report.seq = []*row{
+		{name: rawName, cold: []float64{1000, 900, 1100}, warm: []float64{2000, 2000, 2000}},
+		{name: "mpcfs AES-128-CBC output", cold: []float64{850, 790, 910}, warm: []float64{5000, 4000, 6000}},
+	}
+	var s strings.Builder
+	b.seqTable(&s)
+	if !strings.Contains(s.String(), "| mpcfs AES-128-CBC output | 850 (790-910) | 0.85 | 5000 (4000-6000) | 2.50 |") {
+		t.Errorf("seq table without the runs' spread:\n%s", s.String())
+	}
+}
