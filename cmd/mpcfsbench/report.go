@@ -22,6 +22,7 @@ type report struct {
 	firstByte         []*row  // ms from open(2) to the first byte, cold
 	rttMs             float64 // a HEAD's round trip through toxiproxy (-latency-ms)
 	cat               *catalogueResult
+	probes            []*styleRow // O_DIRECT probes on the --debug mount
 }
 
 func (r *report) find(rows []*row, prefix string) *row {

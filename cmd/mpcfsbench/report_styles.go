@@ -84,6 +84,20 @@ func (b *bench) stylesTable(s *strings.Builder) {
 		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.style, x.target, num(median(x.mbs)), spread(x.mbs),
 			xr, xs, x.cpu, amp(x.cpu.s3), x.reqs, x.gets, orDash(x.raNote), x.note)
 	}
+	b.probesTable(s)
+}
+
+// probesTable: what the daemon does for one request at a time at the
+// offsets of each pattern (no kernel read-ahead, no overlap).
+func (b *bench) probesTable(s *strings.Builder) {
+	if len(b.report.probes) == 0 {
+		return
+	}
+	s.WriteString("\nProbes on the `--debug` mount (O_DIRECT: each read reaches the daemon as issued, one at a time; not timed):\n\n" +
+		"| probe | FUSE READ requests | S3 GETs |\n|---|---|---|\n")
+	for _, x := range b.report.probes {
+		fmt.Fprintf(s, "| %s | %s | %s |\n", x.style, x.reqs, x.gets)
+	}
 }
 
 func orDash(s string) string {

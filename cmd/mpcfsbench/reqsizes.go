@@ -157,7 +157,7 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 		}
 		fmt.Fprintf(os.Stderr, "  %-38s FUSE reads: %v; S3: %v\n", st.name, rs, gs)
 	}
-	return nil
+	return b.probeRows(dir, logPath, sl, sizes)
 }
 
 func fileSize(p string) int64 {

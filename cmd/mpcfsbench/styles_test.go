@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -246,5 +247,30 @@ func TestSeqTableShowsSpread(t *testing.T) {
 	b.seqTable(&s)
 	if !strings.Contains(s.String(), "| mpcfs AES-128-CBC output | 850 (790-910) | 0.85 | 5000 (4000-6000) | 2.50 |") {
 		t.Errorf("seq table without the runs' spread:\n%s", s.String())
+	}
+}
+
+// TestCatalogueMountFailure: a store too big to mount is reported as
+// such, with the daemon's own account, and no other catalogue target is
+// claimed.
+func TestCatalogueMountFailure(t *testing.T) {
+	log := t.TempDir() + "/d.log"
+	os.WriteFile(log, []byte("mpcfs: x task store: skipping tasks/1.json: deadline\nmpcfs: x task store: skipping tasks/2.json: deadline\nmpcfs: reading the task store: listing: deadline\n"), 0o600)
+	if got := daemonLogSummary(log); got != `the daemon skipped 2 task records, then: "mpcfs: reading the task store: listing: deadline"` {
+		t.Fatalf("summary %q", got)
+	}
+	b := newBench(&config{Runs: 1, CatalogueSegs: 20})
+	b.report.cat = &catalogueResult{tasks: 100000, writers: 8, readySecs: []float64{121}, mountFail: "exited | after 121 s"}
+	var s strings.Builder
+	b.catalogueTable(&s)
+	if !strings.Contains(s.String(), "| mount ready | **did not mount** | exited / after 121 s |") || strings.Contains(s.String(), "RSS when ready") {
+		t.Fatalf("table:\n%s", s.String())
+	}
+	var checks []string
+	b.catalogueTargets(func(name string, got, want float64, less bool, unit string) {
+		checks = append(checks, name+" "+verdict(got, want, less))
+	})
+	if len(checks) != 1 || checks[0] != "100000 tasks: mount ready < 3 s **no**" {
+		t.Fatalf("checks %v", checks)
 	}
 }
