@@ -123,22 +123,44 @@ demo: sysdeps build
 # gocryptfs -reverse, openssl, ffmpeg) on the same media in one MinIO, plus the
 # crypto benchmarks; the table goes to the screen and bench-out/bench-results.md.
 # BENCH_MB=100 BENCH_RUNS=1 for a quick run. Needs root (drop_caches, FUSE).
+# BENCH_LATENCY_MS=20 puts MinIO behind toxiproxy with that round trip for
+# every client; BENCH_TASKS=100000 adds the catalogue rows (that many tasks
+# in the task store); BENCH_ARGS passes other flags (mpcfsbench -h), e.g.
+# BENCH_ARGS="-peers=false -gobench=false". docs/bench.md explains each row.
 BENCH_MB   ?= 500
 BENCH_RUNS ?= 3
-bench: build deps benchdeps
+BENCH_LATENCY_MS ?= 0
+BENCH_TASKS ?= 0
+BENCH_ARGS ?=
+TOXIPROXY ?= $(MPCFS_CACHE)/bin/toxiproxy-server
+TOXIPROXY_VERSION ?= v2.12.0
+bench: build deps benchdeps $(if $(filter-out 0,$(BENCH_LATENCY_MS)),toxiproxy)
 	$(GO) build -o $(BIN)/mpcfsbench ./cmd/mpcfsbench
-	GO=$(GO) $(BIN)/mpcfsbench -mb $(BENCH_MB) -runs $(BENCH_RUNS) -mpcfs $(BIN)/mpcfs -minio $(MINIO) -out bench-out
+	GO=$(GO) $(BIN)/mpcfsbench -mb $(BENCH_MB) -runs $(BENCH_RUNS) -mpcfs $(BIN)/mpcfs -minio $(MINIO) -out bench-out \
+		-latency-ms $(BENCH_LATENCY_MS) -tasks $(BENCH_TASKS) -toxiproxy $(TOXIPROXY) $(BENCH_ARGS)
 
-# benchdeps installs the peers (and nginx, for the HTTP origin rows) from
-# Debian's packages when missing; a peer that still cannot be installed is
-# skipped by the bench with a note.
+# toxiproxy (the latency mode's proxy) is built once from the Go module
+# proxy, like MinIO, and kept outside the clone.
+.PHONY: toxiproxy
+toxiproxy: $(TOXIPROXY)
+$(TOXIPROXY):
+	mkdir -p $(dir $(TOXIPROXY))/.toxiproxy-build
+	GOBIN=$(abspath $(dir $(TOXIPROXY)))/.toxiproxy-build $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv $(dir $(TOXIPROXY))/.toxiproxy-build/server $(TOXIPROXY)
+	rmdir $(dir $(TOXIPROXY))/.toxiproxy-build
+
+# benchdeps installs the peers and the reader-style tools (nginx-light for
+# the sendfile style and the HTTP origin rows, curl for the raw GET) from
+# Debian when missing; a peer that still cannot be installed is skipped by
+# the bench with a note.
 .PHONY: benchdeps
 benchdeps:
 	@missing=""; \
 	command -v s3fs >/dev/null || missing="$$missing s3fs"; \
 	command -v rclone >/dev/null || missing="$$missing rclone"; \
 	command -v gocryptfs >/dev/null || missing="$$missing gocryptfs"; \
-	command -v nginx >/dev/null || missing="$$missing nginx"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \

@@ -96,7 +96,7 @@ func generate(dir string, mb int) error {
 // upload puts the playlist and segments into media/vod/.
 func (b *bench) upload(ctx context.Context) error {
 	for _, bk := range []string{mediaBucket, outBucket, ladderBucket} {
-		if err := b.st.MakeBucket(ctx, bk); err != nil {
+		if err := b.direct.MakeBucket(ctx, bk); err != nil {
 			return err
 		}
 	}
@@ -106,18 +106,21 @@ func (b *bench) upload(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return b.st.Put(ctx, mediaBucket, mediaPrefix+names[i], data)
+		return b.direct.Put(ctx, mediaBucket, mediaPrefix+names[i], data)
 	})
 }
 
 // uploadLadder makes the synthetic task-creation input: a master playlist
 // and two VOD variants of n tiny segments each. Task creation only reads
 // playlists and lists sizes, so the segments' content does not matter.
-func (b *bench) uploadLadder(ctx context.Context, n int) error {
+func (b *bench) uploadLadder(ctx context.Context, n int) error { return b.uploadLadderAt(ctx, "", n) }
+
+// uploadLadderAt is uploadLadder under prefix in the ladder bucket.
+func (b *bench) uploadLadderAt(ctx context.Context, prefix string, n int) error {
 	master := "#EXTM3U\n#EXT-X-VERSION:3\n" +
 		"#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720\nv0/index.m3u8\n" +
 		"#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\nv1/index.m3u8\n"
-	if err := b.st.Put(ctx, ladderBucket, "master.m3u8", []byte(master)); err != nil {
+	if err := b.direct.Put(ctx, ladderBucket, prefix+"master.m3u8", []byte(master)); err != nil {
 		return err
 	}
 	var pl strings.Builder
@@ -128,12 +131,12 @@ func (b *bench) uploadLadder(ctx context.Context, n int) error {
 	pl.WriteString("#EXT-X-ENDLIST\n")
 	seg := bytes.Repeat([]byte{0x47}, 376)
 	for _, v := range []string{"v0/", "v1/"} {
-		if err := b.st.Put(ctx, ladderBucket, v+"index.m3u8", []byte(pl.String())); err != nil {
+		if err := b.direct.Put(ctx, ladderBucket, prefix+v+"index.m3u8", []byte(pl.String())); err != nil {
 			return err
 		}
 	}
 	return parallel(16, 2*n, func(i int) error {
-		return b.st.Put(ctx, ladderBucket, fmt.Sprintf("v%d/s%05d.ts", i%2, i/2), seg)
+		return b.direct.Put(ctx, ladderBucket, fmt.Sprintf("%sv%d/s%05d.ts", prefix, i%2, i/2), seg)
 	})
 }
 

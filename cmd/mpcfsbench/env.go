@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -34,6 +35,10 @@ type bench struct {
 	ak    string // MinIO credentials: passed to children in env or 0600 files
 	sk    string
 	st    *store.S3
+
+	keys   *keyServer
+	proxy  *latencyProxy // set in -latency-ms mode
+	direct *store.S3     // straight to MinIO, for uploads (not measured)
 
 	loadStart string // /proc/loadavg when the run began
 	media     mediaSet
@@ -182,7 +187,7 @@ func isMounted(dir string) bool {
 // waitMounted waits until dir is a mount point (and then until probe, if
 // given, succeeds), failing early when the daemon exits.
 func waitMounted(p *proc, dir string, probe string) error {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(mountWait)
 	for time.Now().Before(deadline) {
 		if !p.running() {
 			return fmt.Errorf("%s exited before mounting (see its log)", p.name)
@@ -197,7 +202,15 @@ func waitMounted(p *proc, dir string, probe string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("%s did not mount %s within 60 s", p.name, dir)
+	return fmt.Errorf("%s did not mount %s within %v", p.name, dir, mountWait)
+}
+
+// mountWait bounds waitMounted; the catalogue rows raise it (mpcfs reads
+// every task record before it mounts).
+var mountWait = 60 * time.Second
+
+func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
 
 func randHex(n int) string {
@@ -222,6 +235,7 @@ func (b *bench) startMinio() error {
 		return err
 	}
 	b.minio, b.ep, b.ak, b.sk, b.st = srv, srv.Endpoint, srv.AccessKey, srv.SecretKey, srv.Store()
+	b.direct = b.st
 	return nil
 }
 

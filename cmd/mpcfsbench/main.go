@@ -39,6 +39,15 @@ type config struct {
 	FuseRA   int           // experiment: read_ahead_kb of the mpcfs mount
 	GoBench  bool
 	Peers    bool
+	Seq      bool // the 1 MiB sequential, random, concurrent and task-creation rows
+	Styles   bool // the reader-style rows (cat, cp, dd, nginx, ffmpeg, 16 readers)
+
+	LatencyMS int    // > 0: every client reaches MinIO through toxiproxy with this round trip
+	Toxiproxy string // the toxiproxy server binary
+
+	Tasks         int // > 0: the catalogue rows with this many tasks in the task store
+	TaskWriters   int // concurrent writers for the creation-throughput row
+	CatalogueSegs int // segments per variant of each catalogue title
 }
 
 func parseFlags() *config {
@@ -59,9 +68,16 @@ func parseFlags() *config {
 	flag.StringVar(&c.Perf, "perf", "", "folder for `perf record -g` profiles of each FUSE daemon's first cold pass (perf report -i FILE)")
 	flag.BoolVar(&c.GoBench, "gobench", true, "also run the crypto package's go benchmarks and openssl speed")
 	flag.BoolVar(&c.Peers, "peers", true, "also measure the peers (s3fs, rclone, gocryptfs, openssl, ffmpeg)")
+	flag.BoolVar(&c.Seq, "seq", true, "measure the 1 MiB sequential, random, concurrent and task-creation rows")
+	flag.BoolVar(&c.Styles, "styles", true, "measure the reader styles (cat, cp, dd, nginx sendfile, ffmpeg, concurrent readers)")
+	flag.IntVar(&c.LatencyMS, "latency-ms", 0, "put MinIO behind toxiproxy with this round-trip latency for every client (0 = loopback)")
+	flag.StringVar(&c.Toxiproxy, "toxiproxy", envOr("MPCFS_TOXIPROXY_BIN", filepath.Join(home, ".cache/mpcfs/bin/toxiproxy-server")), "the toxiproxy server binary (-latency-ms)")
+	flag.IntVar(&c.Tasks, "tasks", 0, "catalogue mode: fill the task store with this many tasks and measure mount start, RSS, lookups, creation")
+	flag.IntVar(&c.TaskWriters, "task-writers", 8, "concurrent writers for the catalogue's creation-throughput row")
+	flag.IntVar(&c.CatalogueSegs, "catalogue-segs", 20, "segments per variant of each 2-variant catalogue title")
 	flag.Parse()
-	if c.Runs < 1 || c.MB < 8 || c.Readers < 1 || c.Ladder < 1 {
-		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder must be >= 1 and -mb >= 8")
+	if c.Runs < 1 || c.MB < 8 || c.Readers < 1 || c.Ladder < 1 || c.LatencyMS < 0 || c.Tasks < 0 || c.TaskWriters < 1 || c.CatalogueSegs < 1 {
+		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder, -task-writers, -catalogue-segs must be >= 1, -mb >= 8, -latency-ms and -tasks >= 0")
 		os.Exit(2)
 	}
 	return c

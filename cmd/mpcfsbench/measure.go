@@ -249,13 +249,21 @@ func (b *bench) s3ReadAt(bucket string, keys []string) func(i int, buf []byte, o
 // perf starts `perf record -g` on the row's daemon when -perf is set and
 // returns what stops it (SIGINT by PID, so perf writes its file).
 func (b *bench) perf(r *row) func() {
-	if b.cfg.Perf == "" || r.daemon == nil {
+	if r.daemon == nil {
+		return nil
+	}
+	return b.perfProc(r.name, r.daemon)
+}
+
+// perfProc is perf for any process we started, named for its file.
+func (b *bench) perfProc(name string, p *proc) func() {
+	if b.cfg.Perf == "" {
 		return nil
 	}
 	os.MkdirAll(b.cfg.Perf, 0o755)
-	name := strings.NewReplacer(" ", "-", "/", "-", "(", "", ")", "").Replace(r.name)
+	name = strings.NewReplacer(" ", "-", "/", "-", "(", "", ")", "").Replace(name)
 	out := filepath.Join(b.cfg.Perf, name+".perf.data")
-	cmd := exec.Command("perf", "record", "-F", "997", "-g", "-o", out, "-p", strconv.Itoa(r.daemon.cmd.Process.Pid))
+	cmd := exec.Command("perf", "record", "-F", "997", "-g", "-o", out, "-p", strconv.Itoa(p.cmd.Process.Pid))
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "mpcfsbench: perf:", err)
 		return nil

@@ -19,10 +19,23 @@ type mpcfsMount struct {
 	proc *proc
 	seq  int    // request file counter
 	http string // http://ADDR of its --listen (origin.go)
+	// taskWait bounds waiting for one task to be SUCCEEDED (0: 2 minutes;
+	// the catalogue rows raise it).
+	taskWait time.Duration
 }
 
-func (b *bench) mountMpcfs() (*mpcfsMount, error) {
-	dir, err := b.mountDir("mnt-mpcfs")
+func (b *bench) mountMpcfs() (*mpcfsMount, error) { return b.mountMpcfsAs("mpcfs") }
+
+// mountMpcfsAs mounts at mnt-NAME with extra mount flags, logging to
+// logs/NAME.log. Every mount of a run shares the store, the task store and
+// the master key, so they all serve the same tasks.
+func (b *bench) mountMpcfsAs(name string, extra ...string) (*mpcfsMount, error) {
+	return b.mountMpcfsAt(name, b.ep, extra...)
+}
+
+// mountMpcfsAt is mountMpcfsAs with the store endpoint given.
+func (b *bench) mountMpcfsAt(name, endpoint string, extra ...string) (*mpcfsMount, error) {
+	dir, err := b.mountDir("mnt-" + name)
 	if err != nil {
 		return nil, err
 	}
@@ -35,8 +48,9 @@ func (b *bench) mountMpcfs() (*mpcfsMount, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{mpcfs, "mount", "--endpoint", b.ep, "--master-key-file", filepath.Join(b.tmp, "master.key")}, httpArgs...)
-	p, err := b.start("mpcfs", env, append(args, dir)...)
+	args := append([]string{mpcfs, "mount", "--endpoint", endpoint, "--master-key-file", filepath.Join(b.tmp, "master.key")}, httpArgs...)
+	args = append(args, extra...)
+	p, err := b.start(name, env, append(args, dir)...)
 	if err != nil {
 		return nil, err
 	}
@@ -63,15 +77,29 @@ type task struct {
 // the task is SUCCEEDED; it returns the time from open(2) of the request
 // to the first read that shows SUCCEEDED.
 func (m *mpcfsMount) runTask(input, output, alg string) (time.Duration, error) {
-	key := make([]byte, 16)
-	rand.Read(key)
+	return m.runTaskKey(input, output, alg, nil, "https://keys.example.com/bench")
+}
+
+// requestJSON is an encryption request with a fresh random key (or key).
+func requestJSON(input, output, alg string, key []byte, keyURL string) []byte {
+	if key == nil {
+		key = make([]byte, 16)
+		rand.Read(key)
+	}
 	req := map[string]any{
 		"input":  map[string]string{"bucket": inputBucket(input), "location": "region1", "object": inputObject(input)},
 		"output": map[string]string{"bucket": outBucket, "location": "region1", "object": output},
 		"encryption": map[string]any{"hls_encrypt": map[string]string{
-			"key": base64.StdEncoding.EncodeToString(key), "url": "https://keys.example.com/bench", "algorithm": alg}},
+			"key": base64.StdEncoding.EncodeToString(key), "url": keyURL, "algorithm": alg}},
 	}
 	data, _ := json.Marshal(req)
+	return data
+}
+
+// runTaskKey is runTask with the content key and the key URL the output
+// playlists name (the bench's key server, for players that decrypt).
+func (m *mpcfsMount) runTaskKey(input, output, alg string, key []byte, keyURL string) (time.Duration, error) {
+	data := requestJSON(input, output, alg, key, keyURL)
 	m.seq++
 	path := filepath.Join(m.dir, "control/encryptions", fmt.Sprintf("bench-%d.json", m.seq))
 	t := time.Now()
@@ -97,10 +125,14 @@ func (m *mpcfsMount) runTask(input, output, alg string) (time.Duration, error) {
 func inputBucket(s string) string { b, _, _ := strings.Cut(s, "/"); return b }
 func inputObject(s string) string { _, o, _ := strings.Cut(s, "/"); return o }
 
-// waitTask polls the task file every millisecond for up to 2 minutes.
+// waitTask polls the task file every millisecond for up to taskWait.
 func (m *mpcfsMount) waitTask(id string) error {
 	path := filepath.Join(m.dir, "control/tasks", id+".json")
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	wait := m.taskWait
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			continue
@@ -116,22 +148,12 @@ func (m *mpcfsMount) waitTask(id string) error {
 			return fmt.Errorf("task %s %s: %s", id, t.Status, t.Description)
 		}
 	}
-	return fmt.Errorf("task %s not SUCCEEDED within 2 minutes", id)
+	return fmt.Errorf("task %s not SUCCEEDED within %v", id, wait)
 }
 
 // mpcfsRows measures plaintext, CBC and CTR sequentially, then random
 // reads, concurrent readers and task creation on the same mount.
-func (b *bench) mpcfsRows() error {
-	m, err := b.mountMpcfs()
-	if err != nil {
-		return err
-	}
-	defer b.stopMount(m.proc, m.dir)
-	for _, t := range []struct{ out, alg string }{{"cbc", "AES-128-CBC"}, {"ctr", "AES-128-CTR"}} {
-		if _, err := m.runTask(mediaBucket+"/"+mediaPrefix+"index.m3u8", t.out, t.alg); err != nil {
-			return fmt.Errorf("%s task: %w", t.alg, err)
-		}
-	}
+func (b *bench) mpcfsRows(m *mpcfsMount) error {
 	outputs := []struct{ name, dir string }{
 		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix)},
 		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc")},
@@ -162,6 +184,23 @@ func (b *bench) mpcfsRows() error {
 		b.report.notes = append(b.report.notes, "HTTP rows: "+err.Error())
 	}
 	return b.taskRows(m)
+}
+
+// mpcfsTasks makes the CBC and CTR outputs of the media the rows read;
+// their playlists name the bench's key server, so ffmpeg can decrypt.
+func (b *bench) mpcfsTasks(m *mpcfsMount) error {
+	for _, t := range []struct{ out, alg string }{{"cbc", "AES-128-CBC"}, {"ctr", "AES-128-CTR"}} {
+		key := make([]byte, 16)
+		rand.Read(key)
+		u, err := b.keys.add(t.out, key)
+		if err != nil {
+			return err
+		}
+		if _, err := m.runTaskKey(mediaBucket+"/"+mediaPrefix+"index.m3u8", t.out, t.alg, key, u); err != nil {
+			return fmt.Errorf("%s task: %w", t.alg, err)
+		}
+	}
+	return nil
 }
 
 // randomRow: single reader, cold cache before each run.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -191,11 +190,13 @@ func (b *bench) originRows(m *mpcfsMount) error {
 	b.report.seq = append(b.report.seq, r)
 
 	var nginx []string
-	if ng, err := b.startNginx(m.dir); err != nil {
+	// nginx as its users run it: a worker per core, serving the mount's
+	// buckets/ folder.
+	if ng, addr, err := b.startNginx(filepath.Join(m.dir, "buckets"), true); err != nil {
 		b.report.notes = append(b.report.notes, "nginx rows skipped: "+err.Error())
 	} else {
 		defer ng.stop()
-		nginx = segURL(ng.url + "/" + outBucket + "/cbc")
+		nginx = segURL("http://" + addr + "/" + outBucket + "/cbc")
 		r := &row{name: nginxRowName, daemon: m.proc}
 		if err := b.seqRows(r, func() (int64, error) { return getAll(nginx) }); err != nil {
 			return err
@@ -305,70 +306,6 @@ func (b *bench) apiRows(m *mpcfsMount) error {
 	b.report.apiRate = float64(len(lat)) / took.Seconds()
 	fmt.Fprintf(os.Stderr, "  API create, %d clients: p50 %.1f ms, p99 %.1f ms, %.0f creates/s\n", apiClients, b.report.apiP50, b.report.apiP99, b.report.apiRate)
 	return nil
-}
-
-// nginxServer is nginx serving a mount's buckets/ folder.
-type nginxServer struct {
-	p   *proc
-	url string
-}
-
-func (n *nginxServer) stop() { n.p.stop() }
-
-// startNginx serves mnt/buckets with nginx as its users would: static
-// files, sendfile, one worker per core. It runs as root because the
-// mount is owner-only.
-func (b *bench) startNginx(mnt string) (*nginxServer, error) {
-	if !have("nginx", "nginx") {
-		return nil, fmt.Errorf("no nginx (apt-get install nginx)")
-	}
-	addr, err := miniotest.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(b.tmp, "nginx")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	conf := fmt.Sprintf(`user root;
-worker_processes auto;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  types { video/mp2t ts; application/vnd.apple.mpegurl m3u8; }
-  server { listen %[2]s; root %[3]s; }
-}
-`, dir, addr, filepath.Join(mnt, "buckets"))
-	cf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	p, err := b.start("nginx", nil, "nginx", "-c", cf, "-p", dir)
-	if err != nil {
-		return nil, err
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if !p.running() || time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("nginx did not start (see %s)", filepath.Join(b.logs, "nginx.log"))
-		}
-	}
-	return &nginxServer{p: p, url: "http://" + addr}, nil
 }
 
 // originSection is the report's HTTP part.

@@ -102,17 +102,48 @@ func (b *bench) s3fsRow() error {
 		b.skip(name, "s3fs not installed")
 		return nil
 	}
-	pw, err := b.writeSecret("s3fs.passwd", []byte(b.ak+":"+b.sk+"\n"))
-	if err != nil {
-		return err
-	}
 	dir, err := b.mountDir("mnt-s3fs")
 	if err != nil {
 		return err
 	}
+	args, err := b.s3fsArgs(dir)
+	if err != nil {
+		return err
+	}
 	r := &row{name: name, note: "default options, plaintext"}
-	return b.peerMount(r, nil, dir, strings.TrimSuffix(mediaPrefix, "/"), "s3fs", mediaBucket, dir, "-f",
-		"-o", "url="+b.ep, "-o", "use_path_request_style", "-o", "passwd_file="+pw, "-o", "ro")
+	return b.peerMount(r, nil, dir, strings.TrimSuffix(mediaPrefix, "/"), args...)
+}
+
+// s3fsArgs is the s3fs command line (default options, read-only) for a
+// mount at dir; the credentials are in a 0600 file.
+func (b *bench) s3fsArgs(dir string) ([]string, error) {
+	pw, err := b.writeSecret("s3fs.passwd", []byte(b.ak+":"+b.sk+"\n"))
+	if err != nil {
+		return nil, err
+	}
+	return []string{"s3fs", mediaBucket, dir, "-f",
+		"-o", "url=" + b.ep, "-o", "use_path_request_style", "-o", "passwd_file=" + pw, "-o", "ro"}, nil
+}
+
+// mountS3fs mounts s3fs at a new mount point and waits for the media.
+func (b *bench) mountS3fs(name string) (*proc, string, error) {
+	dir, err := b.mountDir(name)
+	if err != nil {
+		return nil, "", err
+	}
+	args, err := b.s3fsArgs(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := b.start(name, nil, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitMounted(p, dir, filepath.Join(strings.TrimSuffix(mediaPrefix, "/"), b.media.segs[0])); err != nil {
+		b.stopMount(p, dir)
+		return nil, "", err
+	}
+	return p, dir, nil
 }
 
 // rcloneRow: the user's alternative for "encrypted at rest, plaintext on

@@ -15,10 +15,15 @@ func (b *bench) run() error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "mpcfsbench: %d segments, %.0f MB, %d runs per figure\n", len(b.media.segs), float64(b.media.bytes)/1e6, b.cfg.Runs)
-	for _, step := range []func() error{b.localRow, b.rawRows, b.mpcfsRows} {
-		if err := step(); err != nil {
-			return err
+	if b.cfg.Seq {
+		for _, step := range []func() error{b.localRow, b.rawRows} {
+			if err := step(); err != nil {
+				return err
+			}
 		}
+	}
+	if err := b.mpcfsPhase(); err != nil {
+		return err
 	}
 	if b.cfg.Peers {
 		b.peers()
@@ -27,7 +32,43 @@ func (b *bench) run() error {
 		b.goBench()
 		b.opensslSpeed()
 	}
+	if b.cfg.Tasks > 0 {
+		if err := b.catalogue(); err != nil {
+			return err
+		}
+	}
 	return b.writeReport()
+}
+
+// mpcfsPhase mounts mpcfs once for the sequential rows, the first-byte
+// rows and the reader styles, and stops it before the peers run.
+func (b *bench) mpcfsPhase() error {
+	if !b.cfg.Seq && !b.cfg.Styles {
+		return nil
+	}
+	if err := b.startKeyServer(); err != nil {
+		return err
+	}
+	m, err := b.mountMpcfs()
+	if err != nil {
+		return err
+	}
+	defer b.stopMount(m.proc, m.dir)
+	if err := b.mpcfsTasks(m); err != nil {
+		return err
+	}
+	if b.cfg.Seq {
+		if err := b.mpcfsRows(m); err != nil {
+			return err
+		}
+	}
+	if err := b.firstByteRows(m); err != nil {
+		return err
+	}
+	if b.cfg.Styles {
+		return b.stylesRows(m)
+	}
+	return nil
 }
 
 func (b *bench) setup() error {
@@ -64,6 +105,9 @@ func (b *bench) setup() error {
 		return fmt.Errorf("uploading the ladder: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "mpcfsbench: uploaded in %v\n", time.Since(t).Round(100*time.Millisecond))
+	if b.cfg.LatencyMS > 0 {
+		return b.startLatency()
+	}
 	return nil
 }
 
