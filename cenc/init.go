@@ -311,7 +311,7 @@ func applyEdits(src []byte, edits []edit) []byte {
 }
 
 func videoTenc(cfg *Config) *mp4.TencBox {
-	if cfg.Scheme == CBCS {
+	if cfg.Scheme.CBCLike() {
 		return &mp4.TencBox{Version: 1, DefaultCryptByteBlock: 1, DefaultSkipByteBlock: 9, DefaultIsProtected: 1,
 			DefaultKID: mp4.UUID(cfg.KID[:]), DefaultConstantIV: cfg.ConstantIV}
 	}
@@ -319,7 +319,7 @@ func videoTenc(cfg *Config) *mp4.TencBox {
 }
 
 func audioTenc(cfg *Config) *mp4.TencBox {
-	if cfg.Scheme == CBCS {
+	if cfg.Scheme.CBCLike() {
 		return &mp4.TencBox{Version: 1, DefaultIsProtected: 1, DefaultKID: mp4.UUID(cfg.KID[:]), DefaultConstantIV: cfg.ConstantIV}
 	}
 	return &mp4.TencBox{DefaultIsProtected: 1, DefaultPerSampleIVSize: ivSize, DefaultKID: mp4.UUID(cfg.KID[:])}

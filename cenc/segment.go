@@ -162,7 +162,7 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 		if tl.Protected && t.Video {
 			for _, smp := range s.moofSmps[i] {
 				rel := smp.pos - mdatOff
-				subs, err := t.protRanges(mdat[rel:rel+smp.size], string(s.cfg.Scheme))
+				subs, err := t.protRanges(mdat[rel:rel+smp.size], s.cfg.Scheme.rangeScheme())
 				if err != nil {
 					return fmt.Errorf("moof at %d, track %d: subsamples: %w", mb.Off, t.ID, err)
 				}
@@ -405,7 +405,7 @@ func protectMoof(b []byte, moofOff int64, trafs []TrafLayout, in *Init, cfg *Con
 				}
 			}
 			var ivField []byte
-			if cfg.Scheme == CBCS {
+			if cfg.Scheme.CBCLike() {
 				copy(ps.iv[:], cfg.ConstantIV)
 			} else {
 				binary.BigEndian.PutUint64(ps.iv[:8], tl.FirstIV+uint64(j))

@@ -3,7 +3,6 @@ package cenc
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
 	stdcipher "crypto/cipher"
 	"encoding/binary"
 	"fmt"
@@ -20,11 +19,11 @@ import (
 // encrypted by a Transform; every other box is copied clear. src reads
 // the source object (offsets from its start).
 func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error) {
-	block, err := aes.NewCipher(cfg.Key)
+	block, err := cfg.Scheme.Block(cfg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("content key: %w", err)
+		return nil, err
 	}
-	if cfg.Scheme == CBCS && len(cfg.ConstantIV) != 16 {
+	if cfg.Scheme.CBCLike() && len(cfg.ConstantIV) != 16 {
 		return nil, fmt.Errorf("cbcs needs a 16-byte constant IV")
 	}
 	var parts []crypto.Part
@@ -211,7 +210,7 @@ func (s *sampleStream) Apply(ctx context.Context, buf []byte) error {
 		a, b := max(sp.start, start), min(sp.end, end)
 		if a < b {
 			var err error
-			if s.x.scheme == CBCS {
+			if s.x.scheme.CBCLike() {
 				err = s.cbcs(ctx, s.idx, buf, start, a, b)
 			} else {
 				s.ctr(sp, buf[a-start:b-start], a)

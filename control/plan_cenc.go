@@ -78,7 +78,7 @@ func (p *planner) planCENC() (plan *Plan, applied bool, terr *taskError) {
 		return nil, false, err
 	}
 	info := &CENCInfo{Scheme: cp.cfg.Scheme, KID: p.rec.KID}
-	if cp.cfg.Scheme == cenc.CBCS {
+	if cp.cfg.Scheme.CBCLike() {
 		info.ConstantIV = cp.cfg.ConstantIV
 	}
 	note := fmt.Sprintf("multidrm applied: %s, KID %s, %s", cp.cfg.Scheme, p.rec.KID, strings.Join(cp.cfg.DRMs, "+"))
@@ -105,7 +105,7 @@ func (p *planner) newCENCPlan() (*cencPlan, *taskError) {
 	cfg := &cenc.Config{Scheme: scheme, KID: kid, DRMs: md.DRMList, ContentID: md.ContentID,
 		LicenseURL: p.rec.KeyURL, EncryptAudio: md.EncryptAudio != nil && *md.EncryptAudio == 1,
 		ClearLead: float64(p.rec.PreviewDuration)}
-	if scheme == cenc.CBCS {
+	if scheme.CBCLike() {
 		cfg.ConstantIV = p.rec.IV
 		if cfg.ConstantIV == nil {
 			cfg.ConstantIV = make([]byte, 16)
@@ -531,8 +531,13 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 // the license URL with KEYFORMAT "identity".
 func (p *planner) hlsKeyLines(cp *cencPlan) []string {
 	method := "SAMPLE-AES-CTR"
-	if cp.cfg.Scheme == cenc.CBCS {
+	switch cp.cfg.Scheme {
+	case cenc.CBCS:
 		method = "SAMPLE-AES"
+	case cenc.SM4S:
+		// No HLS method is registered for SM4 sample encryption; named
+		// like the whole-segment SM4-CBC method mpcfs writes.
+		method = "SM4-SAMPLE"
 	}
 	keyID := "0x" + hex.EncodeToString(cp.cfg.KID[:])
 	var lines []string
