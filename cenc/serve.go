@@ -251,13 +251,13 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 	}
 	full := (sp.end - sp.start) / 16 // blocks; a partial last block stays clear
 	first := (a - sp.start) / 16
-	for k := first; k < full; k++ {
+	for k := first - first%period; k < full; k += period { // the pattern's encrypted blocks
 		bs := sp.start + 16*k
 		if bs >= b {
 			break
 		}
-		if k%period != 0 {
-			continue
+		if bs+16 <= a {
+			continue // wholly before this buffer
 		}
 		be := bs + 16
 		if s.carried && s.carryAt == bs {
@@ -273,8 +273,8 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 		} else if err := s.readPlain(ctx, bs, blk[:]); err != nil {
 			return err
 		}
-		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk[:], blk[:])
-		s.chain, s.chainBlock = blk, k
+		s.encryptBlock(&blk)
+		s.chainBlock = k
 		lo, hi := max(bs, bufStart), min(be, bufStart+int64(len(buf)))
 		copy(buf[lo-bufStart:hi-bufStart], blk[lo-bs:hi-bs])
 		if lo != bs || hi != be {
@@ -306,12 +306,22 @@ func (s *sampleStream) chainTo(ctx context.Context, i int, k int64) error {
 		return err
 	}
 	for j := int64(0); j < k; j += period {
-		blk := prefix[16*j : 16*j+16]
-		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk, blk)
-		s.chain = [16]byte(blk)
+		blk := [16]byte(prefix[16*j : 16*j+16])
+		s.encryptBlock(&blk)
 	}
 	s.chainBlock = k - period
 	return nil
+}
+
+// encryptBlock CBC-encrypts one block in place with s.chain, which
+// becomes the block's ciphertext (without a CBC mode object: one block
+// at a time, it would be an allocation per block).
+func (s *sampleStream) encryptBlock(blk *[16]byte) {
+	for i := range blk {
+		blk[i] ^= s.chain[i]
+	}
+	s.x.block.Encrypt(blk[:], blk[:])
+	s.chain = *blk
 }
 
 // readPlain reads source bytes at mdat offset off into p.
