@@ -138,6 +138,68 @@ type sampleCipher struct {
 
 	once  sync.Mutex
 	spans []span
+
+	// cbcs checkpoints: the chain after every cpEvery-th pattern block
+	// of a span, recorded by whichever stream encrypts it, so a stream
+	// starting inside a long span re-encrypts from the nearest one and
+	// not from the span's start.
+	cpMu sync.Mutex
+	cps  map[cpKey][16]byte
+}
+
+type cpKey struct {
+	span  int
+	block int64
+}
+
+// cpEvery is the checkpoint spacing in blocks (64 KiB).
+const cpEvery = 4096
+
+func (x *sampleCipher) checkpoint(span int, block int64, chain [16]byte) {
+	x.cpMu.Lock()
+	if x.cps == nil {
+		x.cps = map[cpKey][16]byte{}
+	}
+	x.cps[cpKey{span, block}] = chain
+	x.cpMu.Unlock()
+}
+
+// nearestCheckpoint is the latest checkpointed pattern block of span
+// before block k (a multiple of period), or -1.
+func (x *sampleCipher) nearestCheckpoint(span int, k, period int64) (int64, [16]byte) {
+	x.cpMu.Lock()
+	defer x.cpMu.Unlock()
+	for b := (k - 1) / cpEvery * cpEvery; b > 0; b -= cpEvery {
+		if b%period != 0 {
+			continue
+		}
+		if c, ok := x.cps[cpKey{span, b}]; ok {
+			return b, c
+		}
+	}
+	return -1, [16]byte{}
+}
+
+// Cut ends a chunk of the mdat starting at pos with n bytes where no
+// cbcs block is cut in two (at most 15 bytes shorter), so that streams
+// never read a block's rest from the source; cenc cuts nowhere.
+func (x *sampleCipher) Cut(ctx context.Context, pos, n int64) int64 {
+	if !x.scheme.CBCLike() || n < 32 {
+		return n
+	}
+	spans, err := x.spansOf(ctx)
+	if err != nil {
+		return n
+	}
+	end := pos + n
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].end > end })
+	if i == len(spans) || spans[i].start >= end {
+		return n
+	}
+	if into := (end - spans[i].start) % 16; end-into > pos {
+		return n - into
+	}
+	return n
 }
 
 func (x *sampleCipher) spansOf(ctx context.Context) ([]span, error) {
@@ -275,6 +337,9 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 		}
 		s.encryptBlock(&blk)
 		s.chainBlock = k
+		if k%cpEvery == 0 && k > 0 {
+			s.x.checkpoint(i, k, s.chain)
+		}
 		lo, hi := max(bs, bufStart), min(be, bufStart+int64(len(buf)))
 		copy(buf[lo-bufStart:hi-bufStart], blk[lo-bs:hi-bs])
 		if lo != bs || hi != be {
@@ -301,11 +366,19 @@ func (s *sampleStream) chainTo(ctx context.Context, i int, k int64) error {
 	if k == 0 {
 		return nil
 	}
-	prefix := make([]byte, 16*k)
-	if err := s.readPlain(ctx, sp.start, prefix); err != nil {
+	from := int64(0) // the first pattern block to re-encrypt
+	if cp, chain := s.x.nearestCheckpoint(i, k, period); cp >= 0 {
+		from, s.chain = cp+period, chain
+	}
+	if from >= k {
+		s.chainBlock = k - period
+		return nil
+	}
+	prefix := make([]byte, 16*(k-from))
+	if err := s.readPlain(ctx, sp.start+16*from, prefix); err != nil {
 		return err
 	}
-	for j := int64(0); j < k; j += period {
+	for j := int64(0); j < k-from; j += period {
 		blk := [16]byte(prefix[16*j : 16*j+16])
 		s.encryptBlock(&blk)
 	}

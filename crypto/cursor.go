@@ -90,6 +90,9 @@ func (c *cursor) next(buf []byte) (int64, []byte, error) {
 	}
 	off := c.fileOff()
 	out := buf[:min(int64(len(buf)), c.fp.outSize-c.pos)]
+	if cut, ok := c.fp.xform.(Cutter); ok {
+		out = out[:cut.Cut(c.ctx, c.pos, int64(len(out)))]
+	}
 	if err := c.produce(out); err != nil {
 		return 0, nil, err // never half-encrypted bytes
 	}
@@ -107,6 +110,9 @@ func (c *cursor) skipTo(target int64, buf []byte) error {
 			continue
 		}
 		n := min(int64(len(buf)), target-c.fileOff(), c.fp.outSize-c.pos)
+		if cut, ok := c.fp.xform.(Cutter); ok && c.fileOff()+n < target {
+			n = cut.Cut(c.ctx, c.pos, n)
+		}
 		if err := c.produce(buf[:n]); err != nil {
 			return err
 		}

@@ -152,6 +152,9 @@ func (b *bench) targets(s *strings.Builder) {
 	check("CTR cold >= 0.9x mpcfs plaintext cold", div(medianOf(ctr), medianOf(plain)), 0.9, false, "x")
 	check("CBC warm >= 0.8x local page cache", div(warmOf(cbc), warmOf(local)), 0.8, false, "x")
 	check("CTR warm >= 0.8x local page cache", div(warmOf(ctr), warmOf(local)), 0.8, false, "x")
+	cencRow := r.find(r.seq, "mpcfs CENC cenc")
+	check("CENC cenc cold >= 0.85x raw S3 GET cold", div(medianOf(cencRow), medianOf(raw)), 0.85, false, "x")
+	check("CENC cenc cold >= AES-128-CBC cold", div(medianOf(cencRow), medianOf(cbc)), 1, false, "x")
 	check("task creation (2 x 1,000 segments) < 1 s", median(r.taskMs)/1000, 1, true, " s")
 	check(fmt.Sprintf("mpcfs peak RSS with %d readers < 100 MB", b.cfg.Readers), peakRSS, 100, true, " MB")
 }
