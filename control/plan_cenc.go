@@ -489,10 +489,13 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 	if pl.IFramesOnly {
 		return failf(CodeInputFormat, "playlist %q: fMP4 I-frame playlists with multidrm are not supported yet", key)
 	}
+	if pl.Maps[0].ByteRange != nil {
+		return p.planSingleFileHLS(cp, key, name, data, pl)
+	}
 	inits := make([]*cenc.Init, len(pl.Maps))
 	for i, m := range pl.Maps {
 		if m.ByteRange != nil {
-			return failf(CodeInputFormat, "playlist %q: EXT-X-MAP with BYTERANGE (single-file fMP4) and multidrm is not supported yet", key)
+			return failf(CodeInputFormat, "playlist %q: EXT-X-MAPs with and without BYTERANGE", key)
 		}
 		ikey, iname, terr := p.resolve(key, m.URI)
 		if terr != nil {
@@ -504,7 +507,7 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 	}
 	for _, s := range pl.Segments {
 		if s.ByteRange != nil {
-			return failf(CodeInputFormat, "playlist %q: EXT-X-BYTERANGE segments and multidrm are not supported yet", key)
+			return failf(CodeInputFormat, "playlist %q: EXT-X-BYTERANGE segments need an EXT-X-MAP with BYTERANGE (single-file fMP4)", key)
 		}
 		if s.Map < 0 {
 			return failf(CodeInputFormat, "playlist %q: segment %q comes before any EXT-X-MAP", key, s.URI)
@@ -518,6 +521,64 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 		}
 	}
 	out, err := insertBeforeFirstMap(data, p.hlsKeyLines(cp))
+	if err != nil {
+		return failf(CodeInputFormat, "playlist %q: %v", key, err)
+	}
+	p.out = append(p.out, OutFile{Name: name, Playlist: out, Size: int64(len(out))})
+	return nil
+}
+
+// planSingleFileHLS plans single-file fMP4 HLS (ffmpeg's
+// -hls_flags single_file): one file holding the init (the EXT-X-MAP range,
+// from 0) and every segment as an EXT-X-BYTERANGE. The file is planned as
+// a single-file DASH Representation is, and the ranges are moved to its
+// new layout.
+func (p *planner) planSingleFileHLS(cp *cencPlan, key, name string, data []byte, pl *hls.Playlist) *taskError {
+	if len(pl.Maps) != 1 || pl.Maps[0].ByteRange == nil || pl.Maps[0].ByteRange.Off != 0 {
+		return failf(CodeInputFormat, "playlist %q: single-file fMP4 with multidrm needs one EXT-X-MAP whose BYTERANGE starts the file", key)
+	}
+	fkey, fname, terr := p.resolve(key, pl.Maps[0].URI)
+	if terr != nil {
+		return terr
+	}
+	outs := make([]hls.SegmentOut, len(pl.Segments))
+	for i, s := range pl.Segments {
+		skey, _, terr := p.resolve(key, s.URI)
+		if terr != nil {
+			return terr
+		}
+		if skey != fkey || s.ByteRange == nil {
+			return failf(CodeInputFormat, "playlist %q: segment %d is not a byte range of %q, the file of the EXT-X-MAP", key, i, fkey)
+		}
+	}
+	if cp.singles == nil {
+		cp.singles = map[string]*singleFile{}
+	}
+	sf := cp.singles[fkey]
+	if sf == nil {
+		var terr *taskError
+		if sf, terr = p.scanSingleFile(cp, fkey, fname, pl.Maps[0].ByteRange.Len); terr != nil {
+			return terr
+		}
+		cp.singles[fkey] = sf
+	}
+	move := func(r *hls.ByteRange) (*hls.ByteRange, bool) {
+		a, ok1 := sf.layout.OutOffset(r.Off)
+		z, ok2 := sf.layout.OutOffset(r.Off + r.Len)
+		return &hls.ByteRange{Off: a, Len: z - a}, ok1 && ok2
+	}
+	for i, s := range pl.Segments {
+		r, ok := move(s.ByteRange)
+		if !ok {
+			return failf(CodeInputFormat, "playlist %q: segment %d's byte range %d@%d does not start and end at boxes of %q", key, i, s.ByteRange.Len, s.ByteRange.Off, fkey)
+		}
+		outs[i].ByteRange = r
+	}
+	mr, _ := move(pl.Maps[0].ByteRange)
+	out, err := hls.RewriteMedia(data, pl, outs, []hls.MapOut{{ByteRange: mr}})
+	if err == nil {
+		out, err = insertBeforeFirstMap(out, p.hlsKeyLines(cp))
+	}
 	if err != nil {
 		return failf(CodeInputFormat, "playlist %q: %v", key, err)
 	}
