@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
@@ -243,6 +244,31 @@ func TestMultiDRM(t *testing.T) {
 				if bad, _ := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(wrong)); bad == want {
 					t.Fatal("a wrong key decrypts to the source frames")
 				}
+			}
+		}
+	})
+
+	t.Run("bad multidrm inputs FAIL with the reason", func(t *testing.T) {
+		f.t = t
+		ctx := context.Background()
+		srv.Store().Put(ctx, "media", "bad/broken.mpd", []byte("<MPD><Period>"))
+		srv.Store().Put(ctx, "media", "bad/missing.mpd", []byte(`<MPD type="static" mediaPresentationDuration="PT2S"><Period><AdaptationSet>`+
+			`<Representation id="v"><SegmentTemplate duration="1" initialization="i.mp4" media="s$Number$.m4s"/></Representation></AdaptationSet></Period></MPD>`))
+		dashDRM := map[string]any{"multidrm": map[string]any{"streaming_mode": "DASH", "drm_list": []string{"WIDEVINE"}}}
+		for _, c := range []struct {
+			name, input string
+			extra       map[string]any
+			want        string
+		}{
+			{"mode", "src/dash/manifest.mpd", map[string]any{"multidrm": map[string]any{"streaming_mode": "HLS", "drm_list": []string{"WIDEVINE"}}}, "streaming_mode"},
+			{"no-multidrm", "src/dash/manifest.mpd", nil, "needs encryption.multidrm"},
+			{"broken", "bad/broken.mpd", dashDRM, "ends inside an element"},
+			{"missing", "bad/missing.mpd", dashDRM, "s1.m4s"},
+		} {
+			id := f.create("bad-"+c.name+".json", shapeRequest("", s, c.input, "drm/bad-"+c.name, c.extra))
+			v := f.wait(id)
+			if v.Status != control.Failed || !strings.HasPrefix(v.Description, control.CodeInputFormat) || !strings.Contains(v.Description, c.want) {
+				t.Errorf("%s: %s %q, want FAILED %s naming %q", c.name, v.Status, v.Description, control.CodeInputFormat, c.want)
 			}
 		}
 	})
