@@ -108,6 +108,15 @@ const (
 	ClearKeyDASHSystemID = "e2719d58-a985-b3c9-781a-b030af78d30e"
 )
 
+// catch turns a panic while parsing hostile MP4 (mp4ff checks some
+// things with panics) into an error, so bad media fails one task and
+// never the mount.
+func catch(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("malformed MP4: %v", r)
+	}
+}
+
 // KnownDRM reports whether name is a drm_list entry mpcfs can signal.
 func KnownDRM(name string) bool {
 	switch name {

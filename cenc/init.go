@@ -42,7 +42,8 @@ type Init struct {
 // place (a sample entry's type, a sinf appended to it, PSSH boxes
 // appended to the moov, the sizes of the boxes around them): every other
 // box is kept byte for byte, whatever mp4ff would re-encode differently.
-func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (*Init, error) {
+func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (in *Init, err error) {
+	defer catch(&err)
 	f, err := mp4.DecodeFile(bytes.NewReader(src))
 	if err != nil {
 		return nil, fmt.Errorf("init segment: %w", err)

@@ -101,7 +101,8 @@ func (s *Scanner) Replace(size int64, data []byte) {
 }
 
 // Add plans the next top-level box, given whole.
-func (s *Scanner) Add(box []byte) error {
+func (s *Scanner) Add(box []byte) (err error) {
+	defer catch(&err)
 	off := s.off
 	typ, size, err := boxHeader(box)
 	if err != nil || size != int64(len(box)) {
@@ -184,11 +185,12 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 
 // Layout finishes the plan: sidx references get the new sizes of the
 // ranges they index.
-func (s *Scanner) Layout() (*Layout, error) {
+func (s *Scanner) Layout() (l *Layout, err error) {
+	defer catch(&err)
 	if s.moofIdx >= 0 {
 		return nil, errors.New("a moof is not followed by its mdat")
 	}
-	l := &s.l
+	l = &s.l
 	for _, i := range s.sidx {
 		if err := l.rewriteSidx(i); err != nil {
 			return nil, err

@@ -87,7 +87,8 @@ type fragment struct {
 	samples []protSample
 }
 
-func (f *fragment) load(ctx context.Context) ([]byte, []protSample, error) {
+func (f *fragment) load(ctx context.Context) (moof []byte, samples []protSample, err error) {
+	defer catch(&err)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.moof != nil {
@@ -106,7 +107,7 @@ func (f *fragment) load(ctx context.Context) ([]byte, []protSample, error) {
 	for _, t := range f.box.Trafs {
 		in.Tracks[t.TrackID] = &Track{ID: t.TrackID, DefaultSize: t.DefaultSize}
 	}
-	moof, samples, err := protectMoof(b, f.box.Off, f.box.Trafs, in, f.cfg)
+	moof, samples, err = protectMoof(b, f.box.Off, f.box.Trafs, in, f.cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -107,7 +107,7 @@ func singleFile(rep *Rep, file string, seg *Node) error {
 	return nil
 }
 
-// maxSegments bounds the segments of one Representation.
+// maxSegments bounds the segments of one Representation, and of the MPD.
 const maxSegments = 1_000_000
 
 // Representations lists every Representation of every Period with its
@@ -127,6 +127,7 @@ func (m *MPD) Representations(exists func(uri string) bool) ([]Rep, error) {
 		return nil, fmt.Errorf("MPD@mediaPresentationDuration: %v", err)
 	}
 	var reps []Rep
+	listed := 0
 	periods := m.Root.Children("Period")
 	for pi, p := range periods {
 		dur, err := periodDuration(p, periods, pi, total)
@@ -141,6 +142,10 @@ func (m *MPD) Representations(exists func(uri string) bool) ([]Rep, error) {
 					return nil, fmt.Errorf("Representation %q: %v", id, err)
 				}
 				reps = append(reps, rep)
+				listed += len(rep.Segments)
+				if listed > maxSegments {
+					return nil, fmt.Errorf("MPD lists more than %d segments", maxSegments)
+				}
 			}
 		}
 	}
