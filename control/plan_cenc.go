@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control/dash"
@@ -36,6 +37,7 @@ type cencPlan struct {
 	cfg     *cenc.Config
 	psshs   []cenc.Pssh
 	nextIV  uint64
+	queue   []*segJob             // segments waiting for planSegments
 	inits   map[string]*cenc.Init // by source key
 	done    map[string]bool       // source keys already planned
 	singles map[string]*singleFile
@@ -192,26 +194,113 @@ func (p *planner) protectInit(cp *cencPlan, key, name string) (*cenc.Init, *task
 	return in, nil
 }
 
-// protectSegment plans one media segment (once per source object).
+// protectSegment queues one media segment for planSegments (once per
+// source object).
 func (p *planner) protectSegment(cp *cencPlan, in *cenc.Init, key, name string) *taskError {
 	if cp.done[key] {
 		return nil
 	}
 	cp.done[key] = true
-	if len(p.out) >= maxOutputFiles {
+	if len(p.out)+len(cp.queue) >= maxOutputFiles {
 		return failf(CodeInputFormat, "input references more than %d files", maxOutputFiles)
 	}
-	data, info, terr := p.readLimited(key, maxSegmentSize, "segment")
+	info, terr := p.stat(key)
 	if terr != nil {
 		return terr
 	}
-	l, err := cenc.Scan(data, in, cp.cfg, &cp.nextIV)
-	if err != nil {
-		return failf(CodeInputFormat, "segment %q: %v", key, err)
+	if info.Size > maxSegmentSize {
+		return failf(CodeInputFormat, "segment %q is %d bytes (limit %d)", key, info.Size, maxSegmentSize)
 	}
-	p.out = append(p.out, OutFile{Name: name, Size: l.Size, CENC: l,
-		Parts: []OutPart{{Key: key, ETag: info.ETag, Len: info.Size}}})
+	cp.queue = append(cp.queue, &segJob{key: key, name: name, in: in, info: info})
 	return nil
+}
+
+// segJob is a media segment waiting to be planned.
+type segJob struct {
+	key, name string
+	in        *cenc.Init
+	info      store.ObjectInfo
+	layout    *cenc.Layout
+	ivs       uint64 // protected samples: IVs it takes
+	terr      *taskError
+}
+
+// planWorkers is how many segments planning reads and scans at once: a
+// segment read is mostly waiting on the store (one GET each), so a few
+// at a time keep a remote store busy without holding many in memory.
+const planWorkers = 4
+
+// planSegments reads and scans the queued segments, planWorkers at a
+// time, then hands out their sample IVs in queue order (each scanned
+// from 0, then moved up by the IVs taken before it), so the plan is the
+// same as a sequential one.
+func (p *planner) planSegments(cp *cencPlan) *taskError {
+	jobs := cp.queue
+	cp.queue = nil
+	next := make(chan *segJob)
+	var wg sync.WaitGroup
+	for range min(planWorkers, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				p.scanSegment(cp, j)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+		if p.ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	for _, j := range jobs {
+		if j.terr != nil {
+			return j.terr
+		}
+		if j.layout == nil {
+			return failf(CodeOperationFailed, "planning stopped: %v", p.ctx.Err())
+		}
+		for bi := range j.layout.Boxes {
+			for ti := range j.layout.Boxes[bi].Trafs {
+				if t := &j.layout.Boxes[bi].Trafs[ti]; t.Protected {
+					t.FirstIV += cp.nextIV
+				}
+			}
+		}
+		cp.nextIV += j.ivs
+		p.out = append(p.out, OutFile{Name: j.name, Size: j.layout.Size, CENC: j.layout,
+			Parts: []OutPart{{Key: j.key, ETag: j.info.ETag, Len: j.info.Size}}})
+	}
+	return nil
+}
+
+// scanSegment reads one segment whole (the version listed: If-Match) and
+// plans it; it runs on a planning worker and touches only j.
+func (p *planner) scanSegment(cp *cencPlan, j *segJob) {
+	rc, err := p.st.OpenMatch(p.ctx, p.bucket, j.key, j.info.ETag, 0, j.info.Size)
+	if err != nil {
+		j.terr = storeFailure(j.key, err)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, j.info.Size+1))
+	rc.Close()
+	if err != nil {
+		j.terr = storeFailure(j.key, err)
+		return
+	}
+	if int64(len(data)) != j.info.Size {
+		j.terr = failf(CodeOperationFailed, "segment %q: read %d bytes, listed %d (changed while planning?)", j.key, len(data), j.info.Size)
+		return
+	}
+	l, err := cenc.Scan(data, j.in, cp.cfg, &j.ivs)
+	if err != nil {
+		j.terr = failf(CodeInputFormat, "segment %q: %v", j.key, err)
+		return
+	}
+	j.layout = l
 }
 
 // planDASH plans a DASH presentation: every Representation's init and
@@ -276,6 +365,9 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 			if terr := p.protectSegment(cp, init, key, name); terr != nil {
 				return terr
 			}
+		}
+		if terr := p.planSegments(cp); terr != nil {
+			return terr
 		}
 	}
 	mpd.SetNamespace("cenc", "urn:mpeg:cenc:2013")
@@ -519,6 +611,9 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 		if terr := p.protectSegment(cp, inits[s.Map], skey, sname); terr != nil {
 			return terr
 		}
+	}
+	if terr := p.planSegments(cp); terr != nil {
+		return terr
 	}
 	out, err := insertBeforeFirstMap(data, p.hlsKeyLines(cp))
 	if err != nil {
