@@ -26,23 +26,40 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 	if cfg.Scheme.CBCLike() && len(cfg.ConstantIV) != 16 {
 		return nil, fmt.Errorf("cbcs needs a 16-byte constant IV")
 	}
+	// The small boxes before a protected moof (styp, sidx, prft, ...)
+	// are fetched with it, in one request: heads[i] is the first box of
+	// moof i's head.
+	heads := map[int]int{}
+	for i, b := range l.Boxes {
+		if b.Type != "moof" || b.NewSize == 0 {
+			continue
+		}
+		h, size := i, int64(0)
+		for h > 0 {
+			prev := l.Boxes[h-1]
+			if prev.Type == "mdat" || prev.Type == "moof" || size+prev.Size > maxHead {
+				break
+			}
+			h, size = h-1, size+prev.Size
+		}
+		heads[h] = i
+	}
 	var parts []crypto.Part
-	var frag *fragment
-	clearRun := -1 // index of the last part if it is a clear copy
-	for _, b := range l.Boxes {
-		if b.Type == "moof" || b.Type == "mdat" && frag != nil {
+	var frag *fragment // the moof whose mdat comes next
+	var head *fragment // the moof whose head is being laid out
+	clearRun := -1     // index of the last part if it is a clear copy
+	for i, b := range l.Boxes {
+		if m, ok := heads[i]; ok {
+			head = &fragment{box: l.Boxes[m], headOff: b.Off, src: src, cfg: cfg}
+		}
+		if b.Type == "moof" || b.Type == "mdat" && frag != nil || head != nil {
 			clearRun = -1
 		}
 		switch {
 		case b.Data != nil:
-			data := b.Data
-			parts = append(parts, crypto.Part{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
-			}})
-			clearRun = -1
-			continue
+			parts = append(parts, crypto.Part{PlainSize: int64(len(b.Data)), Src: bytesSource(b.Data)})
 		case b.Type == "moof" && b.NewSize > 0:
-			frag = &fragment{box: b, src: src, cfg: cfg}
+			frag, head = head, nil
 			f := frag
 			parts = append(parts, crypto.Part{PlainSize: b.NewSize, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 				moof, _, err := f.load(ctx)
@@ -55,6 +72,15 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off),
 				Xform: &sampleCipher{frag: frag, mdatOff: b.Off, src: src, block: block, scheme: cfg.Scheme}})
 			frag = nil
+		case head != nil: // a clear box fetched with its moof
+			f, rel := head, b.Off-head.headOff
+			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				h, err := f.loadHead(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return io.NopCloser(bytes.NewReader(h[rel+off : rel+off+n])), nil
+			}})
 		default:
 			if b.Type == "moof" {
 				frag = nil // a moof with nothing protected is copied as it is
@@ -70,6 +96,15 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 	return parts, nil
 }
 
+// maxHead bounds the clear boxes fetched with a moof.
+const maxHead = 64 << 10
+
+func bytesSource(data []byte) crypto.RangeSource {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+}
+
 func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) { return src(ctx, base+off, n) }
 }
@@ -78,13 +113,40 @@ func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
 // needed and kept by the File: its bytes, and its protected samples for
 // the mdat's sample cipher.
 type fragment struct {
-	box BoxLayout
-	src crypto.RangeSource
-	cfg *Config
+	box     BoxLayout
+	headOff int64 // where the boxes fetched with the moof start (<= box.Off)
+	src     crypto.RangeSource
+	cfg     *Config
 
 	mu      sync.Mutex
+	head    []byte // source bytes [headOff, moof end)
 	moof    []byte
 	samples []protSample
+}
+
+// loadHead fetches the source bytes from headOff to the moof's end (once).
+func (f *fragment) loadHead(ctx context.Context) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.headLocked(ctx)
+}
+
+func (f *fragment) headLocked(ctx context.Context) ([]byte, error) {
+	if f.head != nil {
+		return f.head, nil
+	}
+	n := f.box.Off + f.box.Size - f.headOff
+	rc, err := f.src(ctx, f.headOff, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("reading the source moof: %w", err)
+	}
+	f.head = b
+	return b, nil
 }
 
 func (f *fragment) load(ctx context.Context) (moof []byte, samples []protSample, err error) {
@@ -94,15 +156,11 @@ func (f *fragment) load(ctx context.Context) (moof []byte, samples []protSample,
 	if f.moof != nil {
 		return f.moof, f.samples, nil
 	}
-	rc, err := f.src(ctx, f.box.Off, f.box.Size)
+	head, err := f.headLocked(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rc.Close()
-	b := make([]byte, f.box.Size)
-	if _, err := io.ReadFull(rc, b); err != nil {
-		return nil, nil, fmt.Errorf("reading the source moof: %w", err)
-	}
+	b := head[f.box.Off-f.headOff:]
 	in := &Init{Tracks: map[uint32]*Track{}}
 	for _, t := range f.box.Trafs {
 		in.Tracks[t.TrackID] = &Track{ID: t.TrackID, DefaultSize: t.DefaultSize}

@@ -53,11 +53,13 @@ func newCursor(parent context.Context, f *File, idx int, pos int64) *cursor {
 	return c
 }
 
-// enter moves to the start of part idx.
+// enter moves to the start of part idx. The window size carries over: a
+// stream going on into the next part (a CENC segment's mdat after its
+// moof) is as sequential as it was.
 func (c *cursor) enter(idx int) {
 	c.closeSrc()
 	c.xs = nil
-	c.idx, c.fp, c.pos, c.srcPos, c.window = idx, nil, 0, 0, firstWindow
+	c.idx, c.fp, c.pos, c.srcPos, c.window = idx, nil, 0, 0, max(c.window, firstWindow)
 	if idx < len(c.f.parts) {
 		c.fp = c.f.parts[idx]
 		c.chain = c.fp.iv
