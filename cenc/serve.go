@@ -46,41 +46,37 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 	}
 	var parts []crypto.Part
 	var frag *fragment // the moof whose mdat comes next
-	var head *fragment // the moof whose head is being laid out
 	clearRun := -1     // index of the last part if it is a clear copy
-	for i, b := range l.Boxes {
+	for i := 0; i < len(l.Boxes); i++ {
+		b := l.Boxes[i]
 		if m, ok := heads[i]; ok {
-			head = &fragment{box: l.Boxes[m], headOff: b.Off, src: src, cfg: cfg}
-		}
-		if b.Type == "moof" || b.Type == "mdat" && frag != nil || head != nil {
-			clearRun = -1
+			// One part for the head and the protected moof: the
+			// boxes before it (clear from the fetched bytes, or
+			// literal) and the moof rebuilt.
+			f := &fragment{box: l.Boxes[m], headBoxes: l.Boxes[i:m], headOff: b.Off, src: src, cfg: cfg}
+			var size int64
+			for _, hb := range f.headBoxes {
+				size += hb.OutSize()
+			}
+			size += f.box.NewSize
+			parts = append(parts, crypto.Part{PlainSize: size, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				out, err := f.headOut(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return io.NopCloser(bytes.NewReader(out[off : off+n])), nil
+			}})
+			frag, clearRun, i = f, -1, m
+			continue
 		}
 		switch {
 		case b.Data != nil:
 			parts = append(parts, crypto.Part{PlainSize: int64(len(b.Data)), Src: bytesSource(b.Data)})
-		case b.Type == "moof" && b.NewSize > 0:
-			frag, head = head, nil
-			f := frag
-			parts = append(parts, crypto.Part{PlainSize: b.NewSize, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				moof, _, err := f.load(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return io.NopCloser(bytes.NewReader(moof[off : off+n])), nil
-			}})
+			clearRun = -1
 		case b.Type == "mdat" && frag != nil:
 			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off),
 				Xform: &sampleCipher{frag: frag, mdatOff: b.Off, src: src, block: block, scheme: cfg.Scheme}})
-			frag = nil
-		case head != nil: // a clear box fetched with its moof
-			f, rel := head, b.Off-head.headOff
-			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				h, err := f.loadHead(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return io.NopCloser(bytes.NewReader(h[rel+off : rel+off+n])), nil
-			}})
+			frag, clearRun = nil, -1
 		default:
 			if b.Type == "moof" {
 				frag = nil // a moof with nothing protected is copied as it is
@@ -113,24 +109,43 @@ func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
 // needed and kept by the File: its bytes, and its protected samples for
 // the mdat's sample cipher.
 type fragment struct {
-	box     BoxLayout
-	headOff int64 // where the boxes fetched with the moof start (<= box.Off)
-	src     crypto.RangeSource
-	cfg     *Config
+	box       BoxLayout
+	headBoxes []BoxLayout // the boxes before the moof served with it
+	headOff   int64       // where they start in the source (<= box.Off)
+	src       crypto.RangeSource
+	cfg       *Config
 
 	mu      sync.Mutex
 	head    []byte // source bytes [headOff, moof end)
 	moof    []byte
 	samples []protSample
+	out     []byte // the head boxes' output and the moof's
 }
 
-// loadHead fetches the source bytes from headOff to the moof's end (once).
-func (f *fragment) loadHead(ctx context.Context) ([]byte, error) {
+// headOut is the output of the head boxes and the protected moof.
+func (f *fragment) headOut(ctx context.Context) ([]byte, error) {
+	moof, _, err := f.load(ctx)
+	if err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.headLocked(ctx)
+	if f.out == nil {
+		var out []byte
+		for _, hb := range f.headBoxes {
+			if hb.Data != nil {
+				out = append(out, hb.Data...)
+			} else {
+				out = append(out, f.head[hb.Off-f.headOff:hb.Off-f.headOff+hb.Size]...)
+			}
+		}
+		f.out = append(out, moof...)
+	}
+	return f.out, nil
 }
 
+// headLocked fetches the source bytes from headOff to the moof's end
+// (once); f.mu is held.
 func (f *fragment) headLocked(ctx context.Context) ([]byte, error) {
 	if f.head != nil {
 		return f.head, nil
