@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/Eyevinn/mp4ff/mp4"
@@ -507,4 +508,62 @@ func sm4sDecrypt(t *testing.T, initData, seg, key, iv []byte) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestCBCSCheckpoints: in large I-frame subsamples (720p at 20 Mb/s),
+// reads at random offsets of a cbcs output equal a sequential read, and
+// once a sequential read has been through, a read inside a long
+// subsample re-reads at most a 64 KiB window of source before it (the
+// chain checkpoint), not the subsample from its start.
+func TestCBCSCheckpoints(t *testing.T) {
+	needFFmpeg(t)
+	dir := t.TempDir()
+	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t",
+		"-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M", "-g", "50",
+		"-pix_fmt", "yuv420p", "-f", "dash", "-seg_duration", "2", "manifest.mpd")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	cfg := testConfig(CBCS, true)
+	initData, _ := os.ReadFile(filepath.Join(dir, "init-stream0.m4s"))
+	in, err := ProtectInit(initData, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "chunk-stream0-00001.m4s")
+	data, _ := os.ReadFile(p)
+	var iv uint64
+	l, err := Scan(data, in, cfg, &iv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read atomic.Int64
+	src := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		read.Add(n)
+		return fileSource(p)(ctx, off, n)
+	}
+	parts, _ := Parts(l, src, cfg)
+	f, _ := crypto.NewFile(parts)
+	whole := readAll(t, f)
+	rng := rand.New(rand.NewSource(7))
+	var worst int64
+	for i := 0; i < 100; i++ {
+		off := rng.Int63n(int64(len(whole)) - 1000)
+		rd := f.NewReader()
+		buf := make([]byte, 1000)
+		before := read.Load()
+		if _, err := rd.ReadAt(context.Background(), buf, off); err != nil {
+			t.Fatal(err)
+		}
+		rd.Close()
+		worst = max(worst, read.Load()-before)
+		if !bytes.Equal(buf, whole[off:off+1000]) {
+			t.Fatalf("read at %d differs from the sequential read", off)
+		}
+	}
+	if worst > 64<<10+2000+16 {
+		t.Fatalf("a random read fetched %d bytes of source: checkpoints unused", worst)
+	}
+	t.Logf("worst source bytes for a 1000-byte read: %d", worst)
 }

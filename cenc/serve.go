@@ -218,37 +218,47 @@ type sampleCipher struct {
 	// starting inside a long span re-encrypts from the nearest one and
 	// not from the span's start.
 	cpMu sync.Mutex
-	cps  map[cpKey][16]byte
+	cps  map[cpKey]checkpoint
 }
 
+// cpKey names a 64 KiB window of a span.
 type cpKey struct {
-	span  int
+	span   int
+	window int64
+}
+
+// checkpoint is the chain after pattern block block.
+type checkpoint struct {
 	block int64
+	chain [16]byte
 }
 
 // cpEvery is the checkpoint spacing in blocks (64 KiB).
 const cpEvery = 4096
 
-func (x *sampleCipher) checkpoint(span int, block int64, chain [16]byte) {
+// record keeps the chain after pattern block block of span when it is
+// the first pattern block of its 64 KiB window.
+func (x *sampleCipher) record(span int, block, period int64, chain [16]byte) {
+	w := block / cpEvery
+	if block == 0 || (block-period)/cpEvery == w {
+		return
+	}
 	x.cpMu.Lock()
 	if x.cps == nil {
-		x.cps = map[cpKey][16]byte{}
+		x.cps = map[cpKey]checkpoint{}
 	}
-	x.cps[cpKey{span, block}] = chain
+	x.cps[cpKey{span, w}] = checkpoint{block, chain}
 	x.cpMu.Unlock()
 }
 
 // nearestCheckpoint is the latest checkpointed pattern block of span
-// before block k (a multiple of period), or -1.
-func (x *sampleCipher) nearestCheckpoint(span int, k, period int64) (int64, [16]byte) {
+// before block k, or -1.
+func (x *sampleCipher) nearestCheckpoint(span int, k int64) (int64, [16]byte) {
 	x.cpMu.Lock()
 	defer x.cpMu.Unlock()
-	for b := (k - 1) / cpEvery * cpEvery; b > 0; b -= cpEvery {
-		if b%period != 0 {
-			continue
-		}
-		if c, ok := x.cps[cpKey{span, b}]; ok {
-			return b, c
+	for w := (k - 1) / cpEvery; w > 0; w-- {
+		if c, ok := x.cps[cpKey{span, w}]; ok && c.block < k {
+			return c.block, c.chain
 		}
 	}
 	return -1, [16]byte{}
@@ -411,9 +421,7 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 		}
 		s.encryptBlock(&blk)
 		s.chainBlock = k
-		if k%cpEvery == 0 && k > 0 {
-			s.x.checkpoint(i, k, s.chain)
-		}
+		s.x.record(i, k, period, s.chain)
 		lo, hi := max(bs, bufStart), min(be, bufStart+int64(len(buf)))
 		copy(buf[lo-bufStart:hi-bufStart], blk[lo-bs:hi-bs])
 		if lo != bs || hi != be {
@@ -441,7 +449,7 @@ func (s *sampleStream) chainTo(ctx context.Context, i int, k int64) error {
 		return nil
 	}
 	from := int64(0) // the first pattern block to re-encrypt
-	if cp, chain := s.x.nearestCheckpoint(i, k, period); cp >= 0 {
+	if cp, chain := s.x.nearestCheckpoint(i, k); cp >= 0 {
 		from, s.chain = cp+period, chain
 	}
 	if from >= k {

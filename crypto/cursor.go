@@ -84,6 +84,13 @@ func (c *cursor) fileOff() int64 {
 // into buf and returns its File offset. A chunk never spans two parts. At
 // the end of the File it returns io.EOF.
 func (c *cursor) next(buf []byte) (int64, []byte, error) {
+	return c.nextChunk(buf, true)
+}
+
+// nextChunk is next; cut lets a Transform's Cutter end the chunk early
+// (streams), which chunkAt does not want: its chunk must reach the end of
+// the request, or the Reader would take the rest for a sequential read.
+func (c *cursor) nextChunk(buf []byte, cut bool) (int64, []byte, error) {
 	for c.fp != nil && c.pos >= c.fp.outSize {
 		c.enter(c.idx + 1)
 	}
@@ -92,8 +99,8 @@ func (c *cursor) next(buf []byte) (int64, []byte, error) {
 	}
 	off := c.fileOff()
 	out := buf[:min(int64(len(buf)), c.fp.outSize-c.pos)]
-	if cut, ok := c.fp.xform.(Cutter); ok {
-		out = out[:cut.Cut(c.ctx, c.pos, int64(len(out)))]
+	if cutter, ok := c.fp.xform.(Cutter); ok && cut {
+		out = out[:cutter.Cut(c.ctx, c.pos, int64(len(out)))]
 	}
 	if err := c.produce(out); err != nil {
 		return 0, nil, err // never half-encrypted bytes
@@ -133,7 +140,7 @@ func (c *cursor) chunkAt(pos, want int64, buf []byte) (int64, []byte, error) {
 		return 0, nil, err
 	}
 	end := min(alignUp(rel+want), fp.outSize)
-	return c.next(buf[:min(end-target, int64(len(buf)))])
+	return c.nextChunk(buf[:min(end-target, int64(len(buf)))], false)
 }
 
 func alignUp(n int64) int64 { return (n + blockSize - 1) / blockSize * blockSize }
