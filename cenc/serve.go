@@ -54,13 +54,16 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 			// boxes before it (clear from the fetched bytes, or
 			// literal) and the moof rebuilt.
 			f := &fragment{box: l.Boxes[m], headBoxes: l.Boxes[i:m], headOff: b.Off, src: src, cfg: cfg}
+			if m+1 < len(l.Boxes) && l.Boxes[m+1].Type == "mdat" {
+				f.mdatSize = l.Boxes[m+1].Size
+			}
 			var size int64
 			for _, hb := range f.headBoxes {
 				size += hb.OutSize()
 			}
 			size += f.box.NewSize
 			parts = append(parts, crypto.Part{PlainSize: size, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				out, err := f.headOut(ctx)
+				out, err := f.headOut(ctx, off == 0)
 				if err != nil {
 					return nil, err
 				}
@@ -74,7 +77,14 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 			parts = append(parts, crypto.Part{PlainSize: int64(len(b.Data)), Src: bytesSource(b.Data)})
 			clearRun = -1
 		case b.Type == "mdat" && frag != nil:
-			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off),
+			f, mdatOff := frag, b.Off
+			mdatSrc := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				if rc := f.takePending(ctx, off, n); rc != nil {
+					return rc, nil
+				}
+				return src(ctx, mdatOff+off, n)
+			}
+			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: mdatSrc,
 				Xform: &sampleCipher{frag: frag, mdatOff: b.Off, src: src, block: block, scheme: cfg.Scheme}})
 			frag, clearRun = nil, -1
 		default:
@@ -115,6 +125,13 @@ type fragment struct {
 	src       crypto.RangeSource
 	cfg       *Config
 
+	// A stream reading the fragment from its start gets the head and
+	// the whole mdat in one request: the rest of it waits in pending
+	// for that stream's first mdat window (same ctx, the whole mdat).
+	mdatSize   int64
+	pending    io.ReadCloser
+	pendingCtx context.Context
+
 	mu      sync.Mutex
 	head    []byte // source bytes [headOff, moof end)
 	moof    []byte
@@ -122,9 +139,10 @@ type fragment struct {
 	out     []byte // the head boxes' output and the moof's
 }
 
-// headOut is the output of the head boxes and the protected moof.
-func (f *fragment) headOut(ctx context.Context) ([]byte, error) {
-	moof, _, err := f.load(ctx)
+// headOut is the output of the head boxes and the protected moof; stream:
+// the reader starts at the head and goes on into the mdat.
+func (f *fragment) headOut(ctx context.Context, stream bool) ([]byte, error) {
+	moof, _, err := f.loadAs(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
@@ -146,32 +164,73 @@ func (f *fragment) headOut(ctx context.Context) ([]byte, error) {
 
 // headLocked fetches the source bytes from headOff to the moof's end
 // (once); f.mu is held.
-func (f *fragment) headLocked(ctx context.Context) ([]byte, error) {
+func (f *fragment) headLocked(ctx context.Context, stream bool) ([]byte, error) {
 	if f.head != nil {
 		return f.head, nil
 	}
 	n := f.box.Off + f.box.Size - f.headOff
-	rc, err := f.src(ctx, f.headOff, n)
+	rest := int64(0)
+	if stream {
+		rest = f.mdatSize
+	}
+	rc, err := f.src(ctx, f.headOff, n+rest)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
 	b := make([]byte, n)
 	if _, err := io.ReadFull(rc, b); err != nil {
+		rc.Close()
 		return nil, fmt.Errorf("reading the source moof: %w", err)
 	}
 	f.head = b
+	if rest == 0 {
+		rc.Close()
+		return b, nil
+	}
+	f.pending, f.pendingCtx = rc, ctx
+	// Not taken by the time its stream ends: let the request go.
+	context.AfterFunc(ctx, func() { f.dropPending(rc) })
 	return b, nil
 }
 
+// takePending hands the mdat's waiting request to the stream that made
+// it, when it asks for the whole mdat; any other ask drops it.
+func (f *fragment) takePending(ctx context.Context, off, n int64) io.ReadCloser {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rc, owner := f.pending, f.pendingCtx
+	if rc == nil {
+		return nil
+	}
+	f.pending, f.pendingCtx = nil, nil
+	if ctx == owner && off == 0 && n == f.mdatSize {
+		return rc
+	}
+	rc.Close()
+	return nil
+}
+
+func (f *fragment) dropPending(rc io.ReadCloser) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pending == rc {
+		f.pending, f.pendingCtx = nil, nil
+		rc.Close()
+	}
+}
+
 func (f *fragment) load(ctx context.Context) (moof []byte, samples []protSample, err error) {
+	return f.loadAs(ctx, false)
+}
+
+func (f *fragment) loadAs(ctx context.Context, stream bool) (moof []byte, samples []protSample, err error) {
 	defer catch(&err)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.moof != nil {
 		return f.moof, f.samples, nil
 	}
-	head, err := f.headLocked(ctx)
+	head, err := f.headLocked(ctx, stream)
 	if err != nil {
 		return nil, nil, err
 	}
