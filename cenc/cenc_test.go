@@ -3,6 +3,7 @@ package cenc
 import (
 	"bytes"
 	"context"
+	stdcipher "crypto/cipher"
 	"encoding/hex"
 	"io"
 	"math/rand"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/Eyevinn/mp4ff/mp4"
@@ -407,4 +409,155 @@ func TestClearLead(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSM4S: emi 16422's sm4s output, decrypted by a plain reference
+// (mp4ff reads the output's senc and samples; gmsm's SM4 in CBC mode undoes
+// the 1:9 pattern from each subsample's start with the constant IV, audio
+// every whole block), decodes to the source's frames; with a wrong key it
+// does not. No player or ffmpeg decrypts SM4.
+func TestSM4S(t *testing.T) {
+	dir, d := dashSample(t)
+	cfg := testConfig(SM4S, true)
+	work := t.TempDir()
+	for _, r := range d.Reps {
+		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
+		in, err := ProtectInit(srcInit, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var iv uint64
+		for i, s := range r.Segments {
+			f, l := protectSegment(t, filepath.Join(dir, s), in, cfg, &iv)
+			out := readAll(t, f)
+			src, _ := os.ReadFile(filepath.Join(dir, s))
+			want, _ := frameMD5(t, work, srcInit, src, nil)
+			keys := [][]byte{testKey, []byte("XXXXXXXXXXXXXXXX")}
+			if mdat := l.Boxes[len(l.Boxes)-1].Size; bytes.Equal(out[len(out)-int(mdat):], src[len(src)-int(mdat):]) {
+				// Samples shorter than a block: nothing to encrypt, so
+				// no negative control.
+				keys = keys[:1]
+			}
+			for _, key := range keys {
+				clear := sm4sDecrypt(t, in.Data, out, key, cfg.ConstantIV)
+				got, _ := frameMD5(t, work, srcInit, clear, nil)
+				if right := bytes.Equal(key, testKey); right != (got == want) {
+					t.Fatalf("rep %s segment %d: with the %s key the frames are %v the source's", r.ID, i,
+						map[bool]string{true: "right", false: "wrong"}[right], map[bool]string{true: "", false: "not"}[got == want])
+				}
+			}
+		}
+	}
+}
+
+// sm4sDecrypt undoes sm4s on a segment, returning it with clear samples.
+func sm4sDecrypt(t *testing.T, initData, seg, key, iv []byte) []byte {
+	t.Helper()
+	f, err := mp4.DecodeFile(bytes.NewReader(append(append([]byte{}, initData...), seg...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := SM4S.Block(key)
+	trex := f.Init.Moov.Mvex.Trex
+	for _, frag := range f.Segments[0].Fragments {
+		traf := frag.Moof.Traf
+		if _, parsed := traf.ContainsSencBox(); !parsed {
+			if err := traf.ParseReadSenc(0, frag.Moof.StartPos); err != nil {
+				t.Fatal(err)
+			}
+		}
+		samples, err := frag.GetFullSamples(trex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(traf.Senc.SampleCount) != len(samples) {
+			t.Fatalf("senc has %d samples of %d", traf.Senc.SampleCount, len(samples))
+		}
+		for j, smp := range samples {
+			var ranges [][2]int // protected runs, and whether patterned
+			pattern := len(traf.Senc.SubSamples) > 0
+			if pattern {
+				pos := 0
+				for _, ss := range traf.Senc.SubSamples[j] {
+					pos += int(ss.BytesOfClearData)
+					ranges = append(ranges, [2]int{pos, pos + int(ss.BytesOfProtectedData)})
+					pos += int(ss.BytesOfProtectedData)
+				}
+			} else {
+				ranges = [][2]int{{0, len(smp.Data)}}
+			}
+			for _, rg := range ranges {
+				data := smp.Data[rg[0]:rg[1]]
+				dec := stdcipher.NewCBCDecrypter(block, iv)
+				for k := 0; (k+1)*16 <= len(data); k++ {
+					if !pattern || k%10 == 0 {
+						dec.CryptBlocks(data[16*k:16*k+16], data[16*k:16*k+16])
+					}
+				}
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := f.Segments[0].Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestCBCSCheckpoints: in large I-frame subsamples (720p at 20 Mb/s),
+// reads at random offsets of a cbcs output equal a sequential read, and
+// once a sequential read has been through, a read inside a long
+// subsample re-reads at most a 64 KiB window of source before it (the
+// chain checkpoint), not the subsample from its start.
+func TestCBCSCheckpoints(t *testing.T) {
+	needFFmpeg(t)
+	dir := t.TempDir()
+	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t",
+		"-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M", "-g", "50",
+		"-pix_fmt", "yuv420p", "-f", "dash", "-seg_duration", "2", "manifest.mpd")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	cfg := testConfig(CBCS, true)
+	initData, _ := os.ReadFile(filepath.Join(dir, "init-stream0.m4s"))
+	in, err := ProtectInit(initData, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "chunk-stream0-00001.m4s")
+	data, _ := os.ReadFile(p)
+	var iv uint64
+	l, err := Scan(data, in, cfg, &iv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read atomic.Int64
+	src := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		read.Add(n)
+		return fileSource(p)(ctx, off, n)
+	}
+	parts, _ := Parts(l, src, cfg)
+	f, _ := crypto.NewFile(parts)
+	whole := readAll(t, f)
+	rng := rand.New(rand.NewSource(7))
+	var worst int64
+	for i := 0; i < 100; i++ {
+		off := rng.Int63n(int64(len(whole)) - 1000)
+		rd := f.NewReader()
+		buf := make([]byte, 1000)
+		before := read.Load()
+		if _, err := rd.ReadAt(context.Background(), buf, off); err != nil {
+			t.Fatal(err)
+		}
+		rd.Close()
+		worst = max(worst, read.Load()-before)
+		if !bytes.Equal(buf, whole[off:off+1000]) {
+			t.Fatalf("read at %d differs from the sequential read", off)
+		}
+	}
+	if worst > 64<<10+2000+16 {
+		t.Fatalf("a random read fetched %d bytes of source: checkpoints unused", worst)
+	}
+	t.Logf("worst source bytes for a 1000-byte read: %d", worst)
 }

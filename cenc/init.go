@@ -42,7 +42,8 @@ type Init struct {
 // place (a sample entry's type, a sinf appended to it, PSSH boxes
 // appended to the moov, the sizes of the boxes around them): every other
 // box is kept byte for byte, whatever mp4ff would re-encode differently.
-func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (*Init, error) {
+func ProtectInit(src []byte, cfg *Config, psshs []Pssh) (in *Init, err error) {
+	defer catch(&err)
 	f, err := mp4.DecodeFile(bytes.NewReader(src))
 	if err != nil {
 		return nil, fmt.Errorf("init segment: %w", err)
@@ -311,7 +312,7 @@ func applyEdits(src []byte, edits []edit) []byte {
 }
 
 func videoTenc(cfg *Config) *mp4.TencBox {
-	if cfg.Scheme == CBCS {
+	if cfg.Scheme.CBCLike() {
 		return &mp4.TencBox{Version: 1, DefaultCryptByteBlock: 1, DefaultSkipByteBlock: 9, DefaultIsProtected: 1,
 			DefaultKID: mp4.UUID(cfg.KID[:]), DefaultConstantIV: cfg.ConstantIV}
 	}
@@ -319,7 +320,7 @@ func videoTenc(cfg *Config) *mp4.TencBox {
 }
 
 func audioTenc(cfg *Config) *mp4.TencBox {
-	if cfg.Scheme == CBCS {
+	if cfg.Scheme.CBCLike() {
 		return &mp4.TencBox{Version: 1, DefaultIsProtected: 1, DefaultKID: mp4.UUID(cfg.KID[:]), DefaultConstantIV: cfg.ConstantIV}
 	}
 	return &mp4.TencBox{DefaultIsProtected: 1, DefaultPerSampleIVSize: ivSize, DefaultKID: mp4.UUID(cfg.KID[:])}

@@ -101,7 +101,8 @@ func (s *Scanner) Replace(size int64, data []byte) {
 }
 
 // Add plans the next top-level box, given whole.
-func (s *Scanner) Add(box []byte) error {
+func (s *Scanner) Add(box []byte) (err error) {
+	defer catch(&err)
 	off := s.off
 	typ, size, err := boxHeader(box)
 	if err != nil || size != int64(len(box)) {
@@ -162,7 +163,7 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 		if tl.Protected && t.Video {
 			for _, smp := range s.moofSmps[i] {
 				rel := smp.pos - mdatOff
-				subs, err := t.protRanges(mdat[rel:rel+smp.size], string(s.cfg.Scheme))
+				subs, err := t.protRanges(mdat[rel:rel+smp.size], s.cfg.Scheme.rangeScheme())
 				if err != nil {
 					return fmt.Errorf("moof at %d, track %d: subsamples: %w", mb.Off, t.ID, err)
 				}
@@ -184,11 +185,12 @@ func (s *Scanner) planMoof(mdat []byte, mdatOff int64) error {
 
 // Layout finishes the plan: sidx references get the new sizes of the
 // ranges they index.
-func (s *Scanner) Layout() (*Layout, error) {
+func (s *Scanner) Layout() (l *Layout, err error) {
+	defer catch(&err)
 	if s.moofIdx >= 0 {
 		return nil, errors.New("a moof is not followed by its mdat")
 	}
-	l := &s.l
+	l = &s.l
 	for _, i := range s.sidx {
 		if err := l.rewriteSidx(i); err != nil {
 			return nil, err
@@ -405,7 +407,7 @@ func protectMoof(b []byte, moofOff int64, trafs []TrafLayout, in *Init, cfg *Con
 				}
 			}
 			var ivField []byte
-			if cfg.Scheme == CBCS {
+			if cfg.Scheme.CBCLike() {
 				copy(ps.iv[:], cfg.ConstantIV)
 			} else {
 				binary.BigEndian.PutUint64(ps.iv[:8], tl.FirstIV+uint64(j))

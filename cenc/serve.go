@@ -3,7 +3,6 @@ package cenc
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
 	stdcipher "crypto/cipher"
 	"encoding/binary"
 	"fmt"
@@ -20,42 +19,74 @@ import (
 // encrypted by a Transform; every other box is copied clear. src reads
 // the source object (offsets from its start).
 func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error) {
-	block, err := aes.NewCipher(cfg.Key)
+	block, err := cfg.Scheme.Block(cfg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("content key: %w", err)
+		return nil, err
 	}
-	if cfg.Scheme == CBCS && len(cfg.ConstantIV) != 16 {
+	if cfg.Scheme.CBCLike() && len(cfg.ConstantIV) != 16 {
 		return nil, fmt.Errorf("cbcs needs a 16-byte constant IV")
 	}
-	var parts []crypto.Part
-	var frag *fragment
-	clearRun := -1 // index of the last part if it is a clear copy
-	for _, b := range l.Boxes {
-		if b.Type == "moof" || b.Type == "mdat" && frag != nil {
-			clearRun = -1
-		}
-		switch {
-		case b.Data != nil:
-			data := b.Data
-			parts = append(parts, crypto.Part{PlainSize: int64(len(data)), Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
-			}})
-			clearRun = -1
+	// The small boxes before a protected moof (styp, sidx, prft, ...)
+	// are fetched with it, in one request: heads[i] is the first box of
+	// moof i's head.
+	heads := map[int]int{}
+	for i, b := range l.Boxes {
+		if b.Type != "moof" || b.NewSize == 0 {
 			continue
-		case b.Type == "moof" && b.NewSize > 0:
-			frag = &fragment{box: b, src: src, cfg: cfg}
-			f := frag
-			parts = append(parts, crypto.Part{PlainSize: b.NewSize, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-				moof, _, err := f.load(ctx)
+		}
+		h, size := i, int64(0)
+		for h > 0 {
+			prev := l.Boxes[h-1]
+			if prev.Type == "mdat" || prev.Type == "moof" || size+prev.Size > maxHead {
+				break
+			}
+			h, size = h-1, size+prev.Size
+		}
+		heads[h] = i
+	}
+	var parts []crypto.Part
+	var frag *fragment // the moof whose mdat comes next
+	clearRun := -1     // index of the last part if it is a clear copy
+	for i := 0; i < len(l.Boxes); i++ {
+		b := l.Boxes[i]
+		if m, ok := heads[i]; ok {
+			// One part for the head and the protected moof: the
+			// boxes before it (clear from the fetched bytes, or
+			// literal) and the moof rebuilt.
+			f := &fragment{box: l.Boxes[m], headBoxes: l.Boxes[i:m], headOff: b.Off, src: src, cfg: cfg}
+			if m+1 < len(l.Boxes) && l.Boxes[m+1].Type == "mdat" {
+				f.mdatSize = l.Boxes[m+1].Size
+			}
+			var size int64
+			for _, hb := range f.headBoxes {
+				size += hb.OutSize()
+			}
+			size += f.box.NewSize
+			parts = append(parts, crypto.Part{PlainSize: size, Src: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				out, err := f.headOut(ctx, off == 0)
 				if err != nil {
 					return nil, err
 				}
-				return io.NopCloser(bytes.NewReader(moof[off : off+n])), nil
+				return io.NopCloser(bytes.NewReader(out[off : off+n])), nil
 			}})
+			frag, clearRun, i = f, -1, m
+			continue
+		}
+		switch {
+		case b.Data != nil:
+			parts = append(parts, crypto.Part{PlainSize: int64(len(b.Data)), Src: bytesSource(b.Data)})
+			clearRun = -1
 		case b.Type == "mdat" && frag != nil:
-			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: shifted(src, b.Off),
+			f, mdatOff := frag, b.Off
+			mdatSrc := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				if rc := f.takePending(ctx, off, n); rc != nil {
+					return rc, nil
+				}
+				return src(ctx, mdatOff+off, n)
+			}
+			parts = append(parts, crypto.Part{PlainSize: b.Size, Src: mdatSrc,
 				Xform: &sampleCipher{frag: frag, mdatOff: b.Off, src: src, block: block, scheme: cfg.Scheme}})
-			frag = nil
+			frag, clearRun = nil, -1
 		default:
 			if b.Type == "moof" {
 				frag = nil // a moof with nothing protected is copied as it is
@@ -71,6 +102,15 @@ func Parts(l *Layout, src crypto.RangeSource, cfg *Config) ([]crypto.Part, error
 	return parts, nil
 }
 
+// maxHead bounds the clear boxes fetched with a moof.
+const maxHead = 64 << 10
+
+func bytesSource(data []byte) crypto.RangeSource {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+}
+
 func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) { return src(ctx, base+off, n) }
 }
@@ -79,35 +119,127 @@ func shifted(src crypto.RangeSource, base int64) crypto.RangeSource {
 // needed and kept by the File: its bytes, and its protected samples for
 // the mdat's sample cipher.
 type fragment struct {
-	box BoxLayout
-	src crypto.RangeSource
-	cfg *Config
+	box       BoxLayout
+	headBoxes []BoxLayout // the boxes before the moof served with it
+	headOff   int64       // where they start in the source (<= box.Off)
+	src       crypto.RangeSource
+	cfg       *Config
+
+	// A stream reading the fragment from its start gets the head and
+	// the whole mdat in one request: the rest of it waits in pending
+	// for that stream's first mdat window (same ctx, the whole mdat).
+	mdatSize   int64
+	pending    io.ReadCloser
+	pendingCtx context.Context
 
 	mu      sync.Mutex
+	head    []byte // source bytes [headOff, moof end)
 	moof    []byte
 	samples []protSample
+	out     []byte // the head boxes' output and the moof's
 }
 
-func (f *fragment) load(ctx context.Context) ([]byte, []protSample, error) {
+// headOut is the output of the head boxes and the protected moof; stream:
+// the reader starts at the head and goes on into the mdat.
+func (f *fragment) headOut(ctx context.Context, stream bool) ([]byte, error) {
+	moof, _, err := f.loadAs(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.out == nil {
+		var out []byte
+		for _, hb := range f.headBoxes {
+			if hb.Data != nil {
+				out = append(out, hb.Data...)
+			} else {
+				out = append(out, f.head[hb.Off-f.headOff:hb.Off-f.headOff+hb.Size]...)
+			}
+		}
+		f.out = append(out, moof...)
+	}
+	return f.out, nil
+}
+
+// headLocked fetches the source bytes from headOff to the moof's end
+// (once); f.mu is held.
+func (f *fragment) headLocked(ctx context.Context, stream bool) ([]byte, error) {
+	if f.head != nil {
+		return f.head, nil
+	}
+	n := f.box.Off + f.box.Size - f.headOff
+	rest := int64(0)
+	if stream {
+		rest = f.mdatSize
+	}
+	rc, err := f.src(ctx, f.headOff, n+rest)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("reading the source moof: %w", err)
+	}
+	f.head = b
+	if rest == 0 {
+		rc.Close()
+		return b, nil
+	}
+	f.pending, f.pendingCtx = rc, ctx
+	// Not taken by the time its stream ends: let the request go.
+	context.AfterFunc(ctx, func() { f.dropPending(rc) })
+	return b, nil
+}
+
+// takePending hands the mdat's waiting request to the stream that made
+// it, when it asks for the whole mdat; any other ask drops it.
+func (f *fragment) takePending(ctx context.Context, off, n int64) io.ReadCloser {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rc, owner := f.pending, f.pendingCtx
+	if rc == nil {
+		return nil
+	}
+	f.pending, f.pendingCtx = nil, nil
+	if ctx == owner && off == 0 && n == f.mdatSize {
+		return rc
+	}
+	rc.Close()
+	return nil
+}
+
+func (f *fragment) dropPending(rc io.ReadCloser) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pending == rc {
+		f.pending, f.pendingCtx = nil, nil
+		rc.Close()
+	}
+}
+
+func (f *fragment) load(ctx context.Context) (moof []byte, samples []protSample, err error) {
+	return f.loadAs(ctx, false)
+}
+
+func (f *fragment) loadAs(ctx context.Context, stream bool) (moof []byte, samples []protSample, err error) {
+	defer catch(&err)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.moof != nil {
 		return f.moof, f.samples, nil
 	}
-	rc, err := f.src(ctx, f.box.Off, f.box.Size)
+	head, err := f.headLocked(ctx, stream)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rc.Close()
-	b := make([]byte, f.box.Size)
-	if _, err := io.ReadFull(rc, b); err != nil {
-		return nil, nil, fmt.Errorf("reading the source moof: %w", err)
-	}
+	b := head[f.box.Off-f.headOff:]
 	in := &Init{Tracks: map[uint32]*Track{}}
 	for _, t := range f.box.Trafs {
 		in.Tracks[t.TrackID] = &Track{ID: t.TrackID, DefaultSize: t.DefaultSize}
 	}
-	moof, samples, err := protectMoof(b, f.box.Off, f.box.Trafs, in, f.cfg)
+	moof, samples, err = protectMoof(b, f.box.Off, f.box.Trafs, in, f.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,6 +271,78 @@ type sampleCipher struct {
 
 	once  sync.Mutex
 	spans []span
+
+	// cbcs checkpoints: the chain after every cpEvery-th pattern block
+	// of a span, recorded by whichever stream encrypts it, so a stream
+	// starting inside a long span re-encrypts from the nearest one and
+	// not from the span's start.
+	cpMu sync.Mutex
+	cps  map[cpKey]checkpoint
+}
+
+// cpKey names a 64 KiB window of a span.
+type cpKey struct {
+	span   int
+	window int64
+}
+
+// checkpoint is the chain after pattern block block.
+type checkpoint struct {
+	block int64
+	chain [16]byte
+}
+
+// cpEvery is the checkpoint spacing in blocks (64 KiB).
+const cpEvery = 4096
+
+// record keeps the chain after pattern block block of span when it is
+// the first pattern block of its 64 KiB window.
+func (x *sampleCipher) record(span int, block, period int64, chain [16]byte) {
+	w := block / cpEvery
+	if block == 0 || (block-period)/cpEvery == w {
+		return
+	}
+	x.cpMu.Lock()
+	if x.cps == nil {
+		x.cps = map[cpKey]checkpoint{}
+	}
+	x.cps[cpKey{span, w}] = checkpoint{block, chain}
+	x.cpMu.Unlock()
+}
+
+// nearestCheckpoint is the latest checkpointed pattern block of span
+// before block k, or -1.
+func (x *sampleCipher) nearestCheckpoint(span int, k int64) (int64, [16]byte) {
+	x.cpMu.Lock()
+	defer x.cpMu.Unlock()
+	for w := (k - 1) / cpEvery; w > 0; w-- {
+		if c, ok := x.cps[cpKey{span, w}]; ok && c.block < k {
+			return c.block, c.chain
+		}
+	}
+	return -1, [16]byte{}
+}
+
+// Cut ends a chunk of the mdat starting at pos with n bytes where no
+// cbcs block is cut in two (at most 15 bytes shorter), so that streams
+// never read a block's rest from the source; cenc cuts nowhere.
+func (x *sampleCipher) Cut(ctx context.Context, pos, n int64) int64 {
+	if !x.scheme.CBCLike() || n < 32 {
+		return n
+	}
+	spans, err := x.spansOf(ctx)
+	if err != nil {
+		return n
+	}
+	end := pos + n
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].end > end })
+	if i == len(spans) || spans[i].start >= end {
+		return n
+	}
+	if into := (end - spans[i].start) % 16; end-into > pos {
+		return n - into
+	}
+	return n
 }
 
 func (x *sampleCipher) spansOf(ctx context.Context) ([]span, error) {
@@ -211,7 +415,7 @@ func (s *sampleStream) Apply(ctx context.Context, buf []byte) error {
 		a, b := max(sp.start, start), min(sp.end, end)
 		if a < b {
 			var err error
-			if s.x.scheme == CBCS {
+			if s.x.scheme.CBCLike() {
 				err = s.cbcs(ctx, s.idx, buf, start, a, b)
 			} else {
 				s.ctr(sp, buf[a-start:b-start], a)
@@ -252,13 +456,13 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 	}
 	full := (sp.end - sp.start) / 16 // blocks; a partial last block stays clear
 	first := (a - sp.start) / 16
-	for k := first; k < full; k++ {
+	for k := first - first%period; k < full; k += period { // the pattern's encrypted blocks
 		bs := sp.start + 16*k
 		if bs >= b {
 			break
 		}
-		if k%period != 0 {
-			continue
+		if bs+16 <= a {
+			continue // wholly before this buffer
 		}
 		be := bs + 16
 		if s.carried && s.carryAt == bs {
@@ -274,8 +478,9 @@ func (s *sampleStream) cbcs(ctx context.Context, i int, buf []byte, bufStart, a,
 		} else if err := s.readPlain(ctx, bs, blk[:]); err != nil {
 			return err
 		}
-		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk[:], blk[:])
-		s.chain, s.chainBlock = blk, k
+		s.encryptBlock(&blk)
+		s.chainBlock = k
+		s.x.record(i, k, period, s.chain)
 		lo, hi := max(bs, bufStart), min(be, bufStart+int64(len(buf)))
 		copy(buf[lo-bufStart:hi-bufStart], blk[lo-bs:hi-bs])
 		if lo != bs || hi != be {
@@ -302,17 +507,35 @@ func (s *sampleStream) chainTo(ctx context.Context, i int, k int64) error {
 	if k == 0 {
 		return nil
 	}
-	prefix := make([]byte, 16*k)
-	if err := s.readPlain(ctx, sp.start, prefix); err != nil {
+	from := int64(0) // the first pattern block to re-encrypt
+	if cp, chain := s.x.nearestCheckpoint(i, k); cp >= 0 {
+		from, s.chain = cp+period, chain
+	}
+	if from >= k {
+		s.chainBlock = k - period
+		return nil
+	}
+	prefix := make([]byte, 16*(k-from))
+	if err := s.readPlain(ctx, sp.start+16*from, prefix); err != nil {
 		return err
 	}
-	for j := int64(0); j < k; j += period {
-		blk := prefix[16*j : 16*j+16]
-		stdcipher.NewCBCEncrypter(s.x.block, s.chain[:]).CryptBlocks(blk, blk)
-		s.chain = [16]byte(blk)
+	for j := int64(0); j < k-from; j += period {
+		blk := [16]byte(prefix[16*j : 16*j+16])
+		s.encryptBlock(&blk)
 	}
 	s.chainBlock = k - period
 	return nil
+}
+
+// encryptBlock CBC-encrypts one block in place with s.chain, which
+// becomes the block's ciphertext (without a CBC mode object: one block
+// at a time, it would be an allocation per block).
+func (s *sampleStream) encryptBlock(blk *[16]byte) {
+	for i := range blk {
+		blk[i] ^= s.chain[i]
+	}
+	s.x.block.Encrypt(blk[:], blk[:])
+	s.chain = *blk
 }
 
 // readPlain reads source bytes at mdat offset off into p.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control/dash"
@@ -36,6 +37,7 @@ type cencPlan struct {
 	cfg     *cenc.Config
 	psshs   []cenc.Pssh
 	nextIV  uint64
+	queue   []*segJob             // segments waiting for planSegments
 	inits   map[string]*cenc.Init // by source key
 	done    map[string]bool       // source keys already planned
 	singles map[string]*singleFile
@@ -78,7 +80,7 @@ func (p *planner) planCENC() (plan *Plan, applied bool, terr *taskError) {
 		return nil, false, err
 	}
 	info := &CENCInfo{Scheme: cp.cfg.Scheme, KID: p.rec.KID}
-	if cp.cfg.Scheme == cenc.CBCS {
+	if cp.cfg.Scheme.CBCLike() {
 		info.ConstantIV = cp.cfg.ConstantIV
 	}
 	note := fmt.Sprintf("multidrm applied: %s, KID %s, %s", cp.cfg.Scheme, p.rec.KID, strings.Join(cp.cfg.DRMs, "+"))
@@ -105,7 +107,7 @@ func (p *planner) newCENCPlan() (*cencPlan, *taskError) {
 	cfg := &cenc.Config{Scheme: scheme, KID: kid, DRMs: md.DRMList, ContentID: md.ContentID,
 		LicenseURL: p.rec.KeyURL, EncryptAudio: md.EncryptAudio != nil && *md.EncryptAudio == 1,
 		ClearLead: float64(p.rec.PreviewDuration)}
-	if scheme == cenc.CBCS {
+	if scheme.CBCLike() {
 		cfg.ConstantIV = p.rec.IV
 		if cfg.ConstantIV == nil {
 			cfg.ConstantIV = make([]byte, 16)
@@ -192,26 +194,113 @@ func (p *planner) protectInit(cp *cencPlan, key, name string) (*cenc.Init, *task
 	return in, nil
 }
 
-// protectSegment plans one media segment (once per source object).
+// protectSegment queues one media segment for planSegments (once per
+// source object).
 func (p *planner) protectSegment(cp *cencPlan, in *cenc.Init, key, name string) *taskError {
 	if cp.done[key] {
 		return nil
 	}
 	cp.done[key] = true
-	if len(p.out) >= maxOutputFiles {
+	if len(p.out)+len(cp.queue) >= maxOutputFiles {
 		return failf(CodeInputFormat, "input references more than %d files", maxOutputFiles)
 	}
-	data, info, terr := p.readLimited(key, maxSegmentSize, "segment")
+	info, terr := p.stat(key)
 	if terr != nil {
 		return terr
 	}
-	l, err := cenc.Scan(data, in, cp.cfg, &cp.nextIV)
-	if err != nil {
-		return failf(CodeInputFormat, "segment %q: %v", key, err)
+	if info.Size > maxSegmentSize {
+		return failf(CodeInputFormat, "segment %q is %d bytes (limit %d)", key, info.Size, maxSegmentSize)
 	}
-	p.out = append(p.out, OutFile{Name: name, Size: l.Size, CENC: l,
-		Parts: []OutPart{{Key: key, ETag: info.ETag, Len: info.Size}}})
+	cp.queue = append(cp.queue, &segJob{key: key, name: name, in: in, info: info})
 	return nil
+}
+
+// segJob is a media segment waiting to be planned.
+type segJob struct {
+	key, name string
+	in        *cenc.Init
+	info      store.ObjectInfo
+	layout    *cenc.Layout
+	ivs       uint64 // protected samples: IVs it takes
+	terr      *taskError
+}
+
+// planWorkers is how many segments planning reads and scans at once: a
+// segment read is mostly waiting on the store (one GET each), so a few
+// at a time keep a remote store busy without holding many in memory.
+const planWorkers = 4
+
+// planSegments reads and scans the queued segments, planWorkers at a
+// time, then hands out their sample IVs in queue order (each scanned
+// from 0, then moved up by the IVs taken before it), so the plan is the
+// same as a sequential one.
+func (p *planner) planSegments(cp *cencPlan) *taskError {
+	jobs := cp.queue
+	cp.queue = nil
+	next := make(chan *segJob)
+	var wg sync.WaitGroup
+	for range min(planWorkers, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				p.scanSegment(cp, j)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+		if p.ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	for _, j := range jobs {
+		if j.terr != nil {
+			return j.terr
+		}
+		if j.layout == nil {
+			return failf(CodeOperationFailed, "planning stopped: %v", p.ctx.Err())
+		}
+		for bi := range j.layout.Boxes {
+			for ti := range j.layout.Boxes[bi].Trafs {
+				if t := &j.layout.Boxes[bi].Trafs[ti]; t.Protected {
+					t.FirstIV += cp.nextIV
+				}
+			}
+		}
+		cp.nextIV += j.ivs
+		p.out = append(p.out, OutFile{Name: j.name, Size: j.layout.Size, CENC: j.layout,
+			Parts: []OutPart{{Key: j.key, ETag: j.info.ETag, Len: j.info.Size}}})
+	}
+	return nil
+}
+
+// scanSegment reads one segment whole (the version listed: If-Match) and
+// plans it; it runs on a planning worker and touches only j.
+func (p *planner) scanSegment(cp *cencPlan, j *segJob) {
+	rc, err := p.st.OpenMatch(p.ctx, p.bucket, j.key, j.info.ETag, 0, j.info.Size)
+	if err != nil {
+		j.terr = storeFailure(j.key, err)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, j.info.Size+1))
+	rc.Close()
+	if err != nil {
+		j.terr = storeFailure(j.key, err)
+		return
+	}
+	if int64(len(data)) != j.info.Size {
+		j.terr = failf(CodeOperationFailed, "segment %q: read %d bytes, listed %d (changed while planning?)", j.key, len(data), j.info.Size)
+		return
+	}
+	l, err := cenc.Scan(data, j.in, cp.cfg, &j.ivs)
+	if err != nil {
+		j.terr = failf(CodeInputFormat, "segment %q: %v", j.key, err)
+		return
+	}
+	j.layout = l
 }
 
 // planDASH plans a DASH presentation: every Representation's init and
@@ -276,6 +365,9 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 			if terr := p.protectSegment(cp, init, key, name); terr != nil {
 				return terr
 			}
+		}
+		if terr := p.planSegments(cp); terr != nil {
+			return terr
 		}
 	}
 	mpd.SetNamespace("cenc", "urn:mpeg:cenc:2013")
@@ -489,10 +581,13 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 	if pl.IFramesOnly {
 		return failf(CodeInputFormat, "playlist %q: fMP4 I-frame playlists with multidrm are not supported yet", key)
 	}
+	if pl.Maps[0].ByteRange != nil {
+		return p.planSingleFileHLS(cp, key, name, data, pl)
+	}
 	inits := make([]*cenc.Init, len(pl.Maps))
 	for i, m := range pl.Maps {
 		if m.ByteRange != nil {
-			return failf(CodeInputFormat, "playlist %q: EXT-X-MAP with BYTERANGE (single-file fMP4) and multidrm is not supported yet", key)
+			return failf(CodeInputFormat, "playlist %q: EXT-X-MAPs with and without BYTERANGE", key)
 		}
 		ikey, iname, terr := p.resolve(key, m.URI)
 		if terr != nil {
@@ -504,7 +599,7 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 	}
 	for _, s := range pl.Segments {
 		if s.ByteRange != nil {
-			return failf(CodeInputFormat, "playlist %q: EXT-X-BYTERANGE segments and multidrm are not supported yet", key)
+			return failf(CodeInputFormat, "playlist %q: EXT-X-BYTERANGE segments need an EXT-X-MAP with BYTERANGE (single-file fMP4)", key)
 		}
 		if s.Map < 0 {
 			return failf(CodeInputFormat, "playlist %q: segment %q comes before any EXT-X-MAP", key, s.URI)
@@ -517,7 +612,68 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 			return terr
 		}
 	}
+	if terr := p.planSegments(cp); terr != nil {
+		return terr
+	}
 	out, err := insertBeforeFirstMap(data, p.hlsKeyLines(cp))
+	if err != nil {
+		return failf(CodeInputFormat, "playlist %q: %v", key, err)
+	}
+	p.out = append(p.out, OutFile{Name: name, Playlist: out, Size: int64(len(out))})
+	return nil
+}
+
+// planSingleFileHLS plans single-file fMP4 HLS (ffmpeg's
+// -hls_flags single_file): one file holding the init (the EXT-X-MAP range,
+// from 0) and every segment as an EXT-X-BYTERANGE. The file is planned as
+// a single-file DASH Representation is, and the ranges are moved to its
+// new layout.
+func (p *planner) planSingleFileHLS(cp *cencPlan, key, name string, data []byte, pl *hls.Playlist) *taskError {
+	if len(pl.Maps) != 1 || pl.Maps[0].ByteRange == nil || pl.Maps[0].ByteRange.Off != 0 {
+		return failf(CodeInputFormat, "playlist %q: single-file fMP4 with multidrm needs one EXT-X-MAP whose BYTERANGE starts the file", key)
+	}
+	fkey, fname, terr := p.resolve(key, pl.Maps[0].URI)
+	if terr != nil {
+		return terr
+	}
+	outs := make([]hls.SegmentOut, len(pl.Segments))
+	for i, s := range pl.Segments {
+		skey, _, terr := p.resolve(key, s.URI)
+		if terr != nil {
+			return terr
+		}
+		if skey != fkey || s.ByteRange == nil {
+			return failf(CodeInputFormat, "playlist %q: segment %d is not a byte range of %q, the file of the EXT-X-MAP", key, i, fkey)
+		}
+	}
+	if cp.singles == nil {
+		cp.singles = map[string]*singleFile{}
+	}
+	sf := cp.singles[fkey]
+	if sf == nil {
+		var terr *taskError
+		if sf, terr = p.scanSingleFile(cp, fkey, fname, pl.Maps[0].ByteRange.Len); terr != nil {
+			return terr
+		}
+		cp.singles[fkey] = sf
+	}
+	move := func(r *hls.ByteRange) (*hls.ByteRange, bool) {
+		a, ok1 := sf.layout.OutOffset(r.Off)
+		z, ok2 := sf.layout.OutOffset(r.Off + r.Len)
+		return &hls.ByteRange{Off: a, Len: z - a}, ok1 && ok2
+	}
+	for i, s := range pl.Segments {
+		r, ok := move(s.ByteRange)
+		if !ok {
+			return failf(CodeInputFormat, "playlist %q: segment %d's byte range %d@%d does not start and end at boxes of %q", key, i, s.ByteRange.Len, s.ByteRange.Off, fkey)
+		}
+		outs[i].ByteRange = r
+	}
+	mr, _ := move(pl.Maps[0].ByteRange)
+	out, err := hls.RewriteMedia(data, pl, outs, []hls.MapOut{{ByteRange: mr}})
+	if err == nil {
+		out, err = insertBeforeFirstMap(out, p.hlsKeyLines(cp))
+	}
 	if err != nil {
 		return failf(CodeInputFormat, "playlist %q: %v", key, err)
 	}
@@ -531,8 +687,13 @@ func (p *planner) planMediaCENC(cp *cencPlan, key, name string, data []byte, pl 
 // the license URL with KEYFORMAT "identity".
 func (p *planner) hlsKeyLines(cp *cencPlan) []string {
 	method := "SAMPLE-AES-CTR"
-	if cp.cfg.Scheme == cenc.CBCS {
+	switch cp.cfg.Scheme {
+	case cenc.CBCS:
 		method = "SAMPLE-AES"
+	case cenc.SM4S:
+		// No HLS method is registered for SM4 sample encryption; named
+		// like the whole-segment SM4-CBC method mpcfs writes.
+		method = "SM4-SAMPLE"
 	}
 	keyID := "0x" + hex.EncodeToString(cp.cfg.KID[:])
 	var lines []string

@@ -39,8 +39,11 @@ func newCursor(parent context.Context, f *File, idx int, rel int64) *cursor {
 	return c
 }
 
-// enter moves to the start of part idx.
+// enter moves to the start of part idx. The window size carries over: a
+// stream going on into the next part (a CENC segment's mdat after its
+// moof) is as sequential as it was.
 func (c *cursor) enter(idx int) {
+	window := max(c.in.next, tun().FirstWindow)
 	c.idx, c.fp, c.pos = idx, nil, 0
 	c.in.close()
 	c.xs = nil
@@ -48,6 +51,7 @@ func (c *cursor) enter(idx int) {
 		c.fp = c.f.parts[idx]
 		c.chain = c.fp.iv
 		c.in.reset(c.ctx, idx, c.fp.src, c.fp.plainSize, 0)
+		c.in.setNext(window)
 	}
 }
 
@@ -72,6 +76,13 @@ func (c *cursor) fileOff() int64 {
 // into buf and returns its File offset. A chunk never spans two parts. At
 // the end of the File it returns io.EOF.
 func (c *cursor) next(buf []byte) (int64, []byte, error) {
+	return c.nextChunk(buf, true)
+}
+
+// nextChunk is next; cut lets a Transform's Cutter end the chunk early
+// (streams), which chunkAt does not want: its chunk must reach the end of
+// the request, or the Reader would take the rest for a sequential read.
+func (c *cursor) nextChunk(buf []byte, cut bool) (int64, []byte, error) {
 	for c.fp != nil && c.pos >= c.fp.outSize {
 		c.enter(c.idx + 1)
 	}
@@ -80,6 +91,9 @@ func (c *cursor) next(buf []byte) (int64, []byte, error) {
 	}
 	off := c.fileOff()
 	out := buf[:min(int64(len(buf)), c.fp.outSize-c.pos)]
+	if cutter, ok := c.fp.xform.(Cutter); ok && cut {
+		out = out[:cutter.Cut(c.ctx, c.pos, int64(len(out)))]
+	}
 	if err := c.produce(out); err != nil {
 		return 0, nil, err // never half-encrypted bytes
 	}
@@ -97,6 +111,9 @@ func (c *cursor) skipTo(target int64, buf []byte) error {
 			continue
 		}
 		n := min(int64(len(buf)), target-c.fileOff(), c.fp.outSize-c.pos)
+		if cut, ok := c.fp.xform.(Cutter); ok && c.fileOff()+n < target {
+			n = cut.Cut(c.ctx, c.pos, n)
+		}
 		if err := c.produce(buf[:n]); err != nil {
 			return err
 		}
@@ -115,7 +132,7 @@ func (c *cursor) chunkAt(pos, want int64, buf []byte) (int64, []byte, error) {
 		return 0, nil, err
 	}
 	end := requestEnd(rel, want, fp.outSize)
-	return c.next(buf[:min(end-start, int64(len(buf)))])
+	return c.nextChunk(buf[:min(end-start, int64(len(buf)))], false)
 }
 
 // produce turns the plaintext at c.pos into the ciphertext out, in place.

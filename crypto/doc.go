@@ -11,6 +11,13 @@
 // Part per range; an init section or preview segment is a clear Part.
 // Sizes are known before a byte is encrypted (Algorithm.EncryptedSize).
 //
+// A Part may instead carry a Transform (Common Encryption, package cenc):
+// its plaintext keeps its size and only some byte runs (sample data) are
+// encrypted. A cursor starts the Transform's stream at the first byte it
+// produces of the part and feeds it every chunk in order, so the
+// Transform keeps its own chain state and may read the source for what
+// lies before its start.
+//
 // # Random access and checkpoints
 //
 // CTR seeks in O(1): the counter for offset o is IV + o/16. CBC is a

@@ -37,6 +37,14 @@ type Transform interface {
 	Stream(ctx context.Context, pos int64) (TransformStream, error)
 }
 
+// Cutter is an optional interface of a Transform: Cut returns how many of
+// the n bytes from part-relative pos a chunk should end with (at least 1
+// when n is at least 32), so that a chunk ends where the Transform's
+// stream needs nothing of the next one (not inside a CBC block).
+type Cutter interface {
+	Cut(ctx context.Context, pos, n int64) int64
+}
+
 // TransformStream encrypts consecutive plaintext: each Apply continues
 // where the previous one ended (or at the stream's start).
 type TransformStream interface {

@@ -2,9 +2,11 @@ package fs_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -41,6 +43,13 @@ func TestMultiDRM(t *testing.T) {
 	}
 	single, err := sample.MakeDASHSingleFile(filepath.Join(srcDir, "single"), 3)
 	if err != nil {
+		t.Fatal(err)
+	}
+	dtl, err := sample.MakeDASH(filepath.Join(srcDir, "timeline"), 3, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sample.MakeSingleFile(filepath.Join(srcDir, "sfhls"), 3, true); err != nil {
 		t.Fatal(err)
 	}
 	ladderDir, _ := ladder(t)
@@ -175,6 +184,92 @@ func TestMultiDRM(t *testing.T) {
 		p, _ := hls.Parse(srcPl)
 		for i, seg := range p.Segments {
 			checkCENCSegment(t, filepath.Join(srcDir, "fmp4"), out, p.Maps[0].URI, seg.URI, s.key, i == 0, wrong)
+		}
+	})
+
+	t.Run("DASH SegmentTimeline cenc, encrypt_audio 0", func(t *testing.T) {
+		f.t = t
+		drm := map[string]any{"streaming_mode": "DASH", "drm_list": []string{"WIDEVINE"}}
+		f.runShape("timeline", shapeRequest("", s, "src/timeline/manifest.mpd", "drm/timeline", map[string]any{"multidrm": drm}))
+		out := f.path("buckets", "public", "drm", "timeline")
+		mpd := mustRead(t, filepath.Join(out, dtl.MPD))
+		if !bytes.Contains(mpd, []byte("<SegmentTimeline")) || bytes.Count(mpd, []byte("<ContentProtection ")) != 2 {
+			t.Fatalf("want a SegmentTimeline and 2 ContentProtection (video only):\n%s", mpd)
+		}
+		for _, r := range dtl.Reps {
+			for i, seg := range r.Segments {
+				if !r.Video {
+					if !bytes.Equal(mustRead(t, filepath.Join(srcDir, "timeline", seg)), mustRead(t, filepath.Join(out, seg))) {
+						t.Fatalf("audio segment %s changed though encrypt_audio is absent", seg)
+					}
+					continue
+				}
+				checkCENCSegment(t, filepath.Join(srcDir, "timeline"), out, r.Init, seg, s.key, i == 0, wrong)
+			}
+		}
+	})
+
+	t.Run("single-file fMP4 HLS cenc", func(t *testing.T) {
+		f.t = t
+		drm := map[string]any{"streaming_mode": "HLS", "drm_list": []string{"PLAYREADY", "CLEARKEY"}, "encrypt_audio": 1}
+		f.runShape("sf-hls", shapeRequest("", s, "src/sfhls/index.m3u8", "drm/sfhls", map[string]any{"multidrm": drm}))
+		out := f.path("buckets", "public", "drm", "sfhls")
+		srcPl, _ := hls.Parse(mustRead(t, filepath.Join(srcDir, "sfhls", "index.m3u8")))
+		outData := mustRead(t, filepath.Join(out, "index.m3u8"))
+		outPl, err := hls.Parse(outData)
+		if err == nil && strings.Count(string(outData), "#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,") != 2 {
+			err = fmt.Errorf("want 2 EXT-X-KEY lines")
+		}
+		if err != nil {
+			t.Fatalf("%v:\n%s", err, outData)
+		}
+		srcFile := mustRead(t, filepath.Join(srcDir, "sfhls", srcPl.Maps[0].URI))
+		outFile := mustRead(t, filepath.Join(out, outPl.Maps[0].URI))
+		cut := func(b []byte, r *hls.ByteRange) []byte { return b[r.Off : r.Off+r.Len] }
+		work := t.TempDir()
+		for i := range srcPl.Segments {
+			src := append(append([]byte{}, cut(srcFile, srcPl.Maps[0].ByteRange)...), cut(srcFile, srcPl.Segments[i].ByteRange)...)
+			enc := append(append([]byte{}, cut(outFile, outPl.Maps[0].ByteRange)...), cut(outFile, outPl.Segments[i].ByteRange)...)
+			os.WriteFile(filepath.Join(work, "src.mp4"), src, 0o644)
+			os.WriteFile(filepath.Join(work, "out.mp4"), enc, 0o644)
+			want, err := sample.FrameMD5(filepath.Join(work, "src.mp4"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(s.key))
+			if err != nil || got != want {
+				t.Fatalf("segment %d: ffmpeg does not decrypt its new range to the source range's frames (%v)", i, err)
+			}
+			if i == 0 {
+				if bad, _ := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(wrong)); bad == want {
+					t.Fatal("a wrong key decrypts to the source frames")
+				}
+			}
+		}
+	})
+
+	t.Run("bad multidrm inputs FAIL with the reason", func(t *testing.T) {
+		f.t = t
+		ctx := context.Background()
+		srv.Store().Put(ctx, "media", "bad/broken.mpd", []byte("<MPD><Period>"))
+		srv.Store().Put(ctx, "media", "bad/missing.mpd", []byte(`<MPD type="static" mediaPresentationDuration="PT2S"><Period><AdaptationSet>`+
+			`<Representation id="v"><SegmentTemplate duration="1" initialization="i.mp4" media="s$Number$.m4s"/></Representation></AdaptationSet></Period></MPD>`))
+		dashDRM := map[string]any{"multidrm": map[string]any{"streaming_mode": "DASH", "drm_list": []string{"WIDEVINE"}}}
+		for _, c := range []struct {
+			name, input string
+			extra       map[string]any
+			want        string
+		}{
+			{"mode", "src/dash/manifest.mpd", map[string]any{"multidrm": map[string]any{"streaming_mode": "HLS", "drm_list": []string{"WIDEVINE"}}}, "streaming_mode"},
+			{"no-multidrm", "src/dash/manifest.mpd", nil, "needs encryption.multidrm"},
+			{"broken", "bad/broken.mpd", dashDRM, "ends inside an element"},
+			{"missing", "bad/missing.mpd", dashDRM, "s1.m4s"},
+		} {
+			id := f.create("bad-"+c.name+".json", shapeRequest("", s, c.input, "drm/bad-"+c.name, c.extra))
+			v := f.wait(id)
+			if v.Status != control.Failed || !strings.HasPrefix(v.Description, control.CodeInputFormat) || !strings.Contains(v.Description, c.want) {
+				t.Errorf("%s: %s %q, want FAILED %s naming %q", c.name, v.Status, v.Description, control.CodeInputFormat, c.want)
+			}
 		}
 	})
 

@@ -172,7 +172,7 @@ func (b *bench) creationThroughput(m *mpcfsMount, c *catalogueResult) error {
 				if i > limit {
 					return
 				}
-				data := requestJSON(ladderBucket+"/"+catalogueTitle, fmt.Sprintf("cat-w%d-%d", w, i), "AES-128-CBC", nil, "https://keys.example.com/bench")
+				data := requestJSON(ladderBucket+"/"+catalogueTitle, fmt.Sprintf("cat-w%d-%d", w, i), "AES-128-CBC", nil, "https://keys.example.com/bench", nil)
 				id, err := submit(filepath.Join(m.dir, "control/encryptions", fmt.Sprintf("cat-%d.json", i)), data)
 				mu.Lock()
 				if err != nil && first == nil {
@@ -243,7 +243,7 @@ func (b *bench) catalogueTemplate() (*template, error) {
 		return nil, err
 	}
 	defer b.stopMount(m.proc, m.dir)
-	data := requestJSON(ladderBucket+"/"+catalogueTitle, "cat-template", "AES-128-CBC", nil, "https://keys.example.com/bench")
+	data := requestJSON(ladderBucket+"/"+catalogueTitle, "cat-template", "AES-128-CBC", nil, "https://keys.example.com/bench", nil)
 	id, err := submit(filepath.Join(m.dir, "control/encryptions", "cat-template.json"), data)
 	if err != nil {
 		return nil, err

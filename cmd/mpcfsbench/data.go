@@ -93,6 +93,61 @@ func generate(dir string, mb int) error {
 	return os.Rename(tmp, dir)
 }
 
+// fmp4Prefix is where the fMP4 remux of the media lives in MinIO.
+const fmp4Prefix = "vodfmp4/"
+
+// makeFMP4 remuxes the media (once, cached) to fMP4 HLS with ffmpeg -c
+// copy: the same frames in 4-second fMP4 segments (init.mp4, seg_*.m4s),
+// for the Common Encryption rows.
+func (b *bench) makeFMP4() error {
+	dir := b.media.dir + "-fmp4"
+	if _, err := os.Stat(filepath.Join(dir, "index.m3u8")); err != nil {
+		tmp := dir + ".tmp"
+		os.RemoveAll(tmp)
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return err
+		}
+		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", filepath.Join(b.media.dir, "index.m3u8"),
+			"-c", "copy", "-f", "hls", "-hls_time", fmt.Sprint(segSeconds), "-hls_playlist_type", "vod",
+			"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+			"-hls_segment_filename", filepath.Join(tmp, "seg_%04d.m4s"), filepath.Join(tmp, "index.m3u8"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ffmpeg remux to fMP4: %v: %s", err, out)
+		}
+		os.RemoveAll(dir)
+		if err := os.Rename(tmp, dir); err != nil {
+			return err
+		}
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "seg_*.m4s"))
+	if err != nil || len(segs) == 0 {
+		return fmt.Errorf("no fMP4 segments in %s (remove it to regenerate)", dir)
+	}
+	sort.Strings(segs)
+	b.fmp4 = mediaSet{dir: dir}
+	for _, s := range segs {
+		st, err := os.Stat(s)
+		if err != nil {
+			return err
+		}
+		b.fmp4.segs = append(b.fmp4.segs, filepath.Base(s))
+		b.fmp4.bytes += st.Size()
+	}
+	return nil
+}
+
+// uploadFMP4 puts the fMP4 remux into media/vodfmp4/.
+func (b *bench) uploadFMP4(ctx context.Context) error {
+	names := append([]string{"index.m3u8", "init.mp4"}, b.fmp4.segs...)
+	return parallel(4, len(names), func(i int) error {
+		data, err := os.ReadFile(filepath.Join(b.fmp4.dir, names[i]))
+		if err != nil {
+			return err
+		}
+		return b.st.Put(ctx, mediaBucket, fmp4Prefix+names[i], data)
+	})
+}
+
 // upload puts the playlist and segments into media/vod/.
 func (b *bench) upload(ctx context.Context) error {
 	for _, bk := range []string{mediaBucket, outBucket, ladderBucket} {

@@ -42,6 +42,7 @@ type bench struct {
 
 	loadStart string // /proc/loadavg when the run began
 	media     mediaSet
+	fmp4      mediaSet // the same media remuxed to fMP4 HLS, for the CENC rows
 	report    *report
 }
 

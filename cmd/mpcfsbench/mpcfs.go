@@ -80,17 +80,27 @@ func (m *mpcfsMount) runTask(input, output, alg string) (time.Duration, error) {
 	return m.runTaskKey(input, output, alg, nil, "https://keys.example.com/bench")
 }
 
-// requestJSON is an encryption request with a fresh random key (or key).
-func requestJSON(input, output, alg string, key []byte, keyURL string) []byte {
+// runTaskDRM is runTask with a multidrm block.
+func (m *mpcfsMount) runTaskDRM(input, output, alg string, multidrm map[string]any) (time.Duration, error) {
+	return m.submit(requestJSON(input, output, alg, nil, "https://keys.example.com/bench", multidrm))
+}
+
+// requestJSON is an encryption request with a fresh random key (or key)
+// and a multidrm block (nil: none).
+func requestJSON(input, output, alg string, key []byte, keyURL string, multidrm map[string]any) []byte {
 	if key == nil {
 		key = make([]byte, 16)
 		rand.Read(key)
 	}
+	enc := map[string]any{"hls_encrypt": map[string]string{
+		"key": base64.StdEncoding.EncodeToString(key), "url": keyURL, "algorithm": alg}}
+	if multidrm != nil {
+		enc["multidrm"] = multidrm
+	}
 	req := map[string]any{
-		"input":  map[string]string{"bucket": inputBucket(input), "location": "region1", "object": inputObject(input)},
-		"output": map[string]string{"bucket": outBucket, "location": "region1", "object": output},
-		"encryption": map[string]any{"hls_encrypt": map[string]string{
-			"key": base64.StdEncoding.EncodeToString(key), "url": keyURL, "algorithm": alg}},
+		"input":      map[string]string{"bucket": inputBucket(input), "location": "region1", "object": inputObject(input)},
+		"output":     map[string]string{"bucket": outBucket, "location": "region1", "object": output},
+		"encryption": enc,
 	}
 	data, _ := json.Marshal(req)
 	return data
@@ -99,7 +109,12 @@ func requestJSON(input, output, alg string, key []byte, keyURL string) []byte {
 // runTaskKey is runTask with the content key and the key URL the output
 // playlists name (the bench's key server, for players that decrypt).
 func (m *mpcfsMount) runTaskKey(input, output, alg string, key []byte, keyURL string) (time.Duration, error) {
-	data := requestJSON(input, output, alg, key, keyURL)
+	return m.submit(requestJSON(input, output, alg, key, keyURL, nil))
+}
+
+// submit writes a request through control/encryptions and waits until the
+// task is SUCCEEDED; it returns the time from the request's write to then.
+func (m *mpcfsMount) submit(data []byte) (time.Duration, error) {
 	m.seq++
 	path := filepath.Join(m.dir, "control/encryptions", fmt.Sprintf("bench-%d.json", m.seq))
 	t := time.Now()
@@ -154,13 +169,18 @@ func (m *mpcfsMount) waitTask(id string) error {
 // mpcfsRows measures plaintext, CBC and CTR sequentially, then random
 // reads, concurrent readers and task creation on the same mount.
 func (b *bench) mpcfsRows(m *mpcfsMount) error {
-	outputs := []struct{ name, dir string }{
-		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix)},
-		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc")},
-		{"mpcfs AES-128-CTR output", filepath.Join(m.dir, "buckets", outBucket, "ctr")},
+	outputs := []struct {
+		name, dir string
+		segs      []string
+	}{
+		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix), b.media.segs},
+		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc"), b.media.segs},
+		{"mpcfs AES-128-CTR output", filepath.Join(m.dir, "buckets", outBucket, "ctr"), b.media.segs},
+		{"mpcfs CENC cenc output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cenc"), b.fmp4.segs},
+		{"mpcfs CENC cbcs output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cbcs"), b.fmp4.segs},
 	}
 	for _, o := range outputs {
-		paths := joinAll(o.dir, b.media.segs)
+		paths := joinAll(o.dir, o.segs)
 		r := &row{name: o.name, daemon: m.proc}
 		m.proc.resetHWM()
 		if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
@@ -170,12 +190,12 @@ func (b *bench) mpcfsRows(m *mpcfsMount) error {
 		b.report.seq = append(b.report.seq, r)
 	}
 	for _, o := range outputs {
-		if err := b.randomRow(o.name, m.proc, joinAll(o.dir, b.media.segs)); err != nil {
+		if err := b.randomRow(o.name, m.proc, joinAll(o.dir, o.segs)); err != nil {
 			return err
 		}
 	}
 	for _, o := range outputs {
-		if err := b.concRow(o.name, m.proc, joinAll(o.dir, b.media.segs)); err != nil {
+		if err := b.concRow(o.name, m.proc, joinAll(o.dir, o.segs)); err != nil {
 			return err
 		}
 	}
@@ -199,6 +219,22 @@ func (b *bench) mpcfsTasks(m *mpcfsMount) error {
 		if _, err := m.runTaskKey(mediaBucket+"/"+mediaPrefix+"index.m3u8", t.out, t.alg, key, u); err != nil {
 			return fmt.Errorf("%s task: %w", t.alg, err)
 		}
+	}
+	// Common Encryption of the fMP4 remux (planning reads every segment
+	// once: its time is the CENC planning row).
+	for _, t := range []struct {
+		out string
+		emi int
+	}{{"cenc", 16420}, {"cbcs", 16418}} {
+		d, err := m.runTaskDRM(mediaBucket+"/"+fmp4Prefix+"index.m3u8", t.out, "", map[string]any{
+			"emi": t.emi, "streaming_mode": "HLS", "drm_list": []string{"WIDEVINE", "PLAYREADY"}})
+		if err != nil {
+			return fmt.Errorf("multidrm %s task: %w", t.out, err)
+		}
+		mbs := float64(b.fmp4.bytes) / 1e6 / d.Seconds()
+		b.report.notes = append(b.report.notes, fmt.Sprintf("multidrm %s task over the fMP4 remux (%d segments, %.0f MB): request to SUCCEEDED %v, "+
+			"planning reads every segment once: %.0f MB/s", t.out, len(b.fmp4.segs), float64(b.fmp4.bytes)/1e6, d.Round(time.Millisecond), mbs))
+		fmt.Fprintf(os.Stderr, "  multidrm %s task: %v (%.0f MB/s planning)\n", t.out, d.Round(time.Millisecond), mbs)
 	}
 	return nil
 }

@@ -92,6 +92,9 @@ func (b *bench) setup() error {
 	if err := b.makeMedia(); err != nil {
 		return err
 	}
+	if err := b.makeFMP4(); err != nil {
+		return err
+	}
 	if err := b.startMinio(); err != nil {
 		return err
 	}
@@ -100,6 +103,9 @@ func (b *bench) setup() error {
 	t := time.Now()
 	if err := b.upload(ctx); err != nil {
 		return fmt.Errorf("uploading media: %w", err)
+	}
+	if err := b.uploadFMP4(ctx); err != nil {
+		return fmt.Errorf("uploading the fMP4 media: %w", err)
 	}
 	if err := b.uploadLadder(ctx, b.cfg.Ladder); err != nil {
 		return fmt.Errorf("uploading the ladder: %w", err)

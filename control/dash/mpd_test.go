@@ -119,3 +119,20 @@ func TestRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestTimelineRepeatToEnd(t *testing.T) {
+	const mpd = `<MPD type="static" mediaPresentationDuration="PT9S"><Period><AdaptationSet><Representation id="v" bandwidth="1">
+<SegmentTemplate timescale="10" initialization="i.mp4" media="t$Time$.m4s"><SegmentTimeline><S t="0" d="20" r="-1"/></SegmentTimeline></SegmentTemplate>
+</Representation></AdaptationSet></Period></MPD>`
+	m, err := Parse([]byte(mpd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps, err := m.Representations(func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(reps[0].Segments, " "); got != "t0.m4s t20.m4s t40.m4s t60.m4s t80.m4s" {
+		t.Fatalf("S@r -1 over 9 s of 2 s segments: %s", got)
+	}
+}

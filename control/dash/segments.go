@@ -107,12 +107,13 @@ func singleFile(rep *Rep, file string, seg *Node) error {
 	return nil
 }
 
-// maxSegments bounds the segments of one Representation.
+// maxSegments bounds the segments of one Representation, and of the MPD.
 const maxSegments = 1_000_000
 
 // Representations lists every Representation of every Period with its
 // init and media segment URIs. SegmentTemplate ($Number$ with a duration,
-// or a SegmentTimeline with $Number$ or $Time$) and SegmentList are
+// or a SegmentTimeline with $Number$ or $Time$, S@r -1 up to the next S or
+// the Period's end) and SegmentList are
 // understood; SegmentBase (one file indexed by its sidx) is reported as
 // unsupported. exists says whether a URI names an object: a template by
 // duration lists numbers while they exist (at least as many as the
@@ -127,6 +128,7 @@ func (m *MPD) Representations(exists func(uri string) bool) ([]Rep, error) {
 		return nil, fmt.Errorf("MPD@mediaPresentationDuration: %v", err)
 	}
 	var reps []Rep
+	listed := 0
 	periods := m.Root.Children("Period")
 	for pi, p := range periods {
 		dur, err := periodDuration(p, periods, pi, total)
@@ -141,6 +143,10 @@ func (m *MPD) Representations(exists func(uri string) bool) ([]Rep, error) {
 					return nil, fmt.Errorf("Representation %q: %v", id, err)
 				}
 				reps = append(reps, rep)
+				listed += len(rep.Segments)
+				if listed > maxSegments {
+					return nil, fmt.Errorf("MPD lists more than %d segments", maxSegments)
+				}
 			}
 		}
 	}
@@ -247,8 +253,15 @@ func representation(mpd, period, as, r *Node, dur float64, exists func(string) b
 		return nil
 	}
 	if tl := tmpl.timeline; tl != nil {
+		scale := 1.0
+		if v := attr("timescale"); v != "" {
+			if scale, err = strconv.ParseFloat(v, 64); err != nil || scale <= 0 {
+				return rep, fmt.Errorf("SegmentTemplate@timescale %q", v)
+			}
+		}
 		var t int64
-		for _, s := range tl.Children("S") {
+		ss := tl.Children("S")
+		for si, s := range ss {
 			if v, ok := s.Get("t"); ok {
 				if t, err = strconv.ParseInt(v, 10, 64); err != nil {
 					return rep, fmt.Errorf("S@t %q", v)
@@ -260,9 +273,24 @@ func representation(mpd, period, as, r *Node, dur float64, exists func(string) b
 			}
 			r := int64(0)
 			if v, ok := s.Get("r"); ok {
-				if r, err = strconv.ParseInt(v, 10, 64); err != nil || r < 0 {
-					return rep, fmt.Errorf("S@r %q (a negative repeat is not supported)", v)
+				if r, err = strconv.ParseInt(v, 10, 64); err != nil || r < -1 {
+					return rep, fmt.Errorf("S@r %q", v)
 				}
+			}
+			if r == -1 {
+				// Repeat up to the next S@t, or the end of the Period.
+				end := int64(math.Ceil(dur*scale - 1e-9))
+				if si+1 < len(ss) {
+					if v, ok := ss[si+1].Get("t"); ok {
+						if end, err = strconv.ParseInt(v, 10, 64); err != nil {
+							return rep, fmt.Errorf("S@t %q", v)
+						}
+					}
+				}
+				if dur <= 0 && si+1 == len(ss) {
+					return rep, fmt.Errorf("S@r -1 needs the Period's duration")
+				}
+				r = max((end-t+d-1)/d-1, 0)
 			}
 			for k := int64(0); k <= r; k++ {
 				if err := add(number, t); err != nil {
