@@ -220,8 +220,9 @@ func (m *Manager) adopt(nt *task, etag string) (changed, isNew bool) {
 	if t == nil {
 		nt.etag = etag
 		m.tasks[id] = nt
+		succeeded := nt.rec.Status == Succeeded // nt is shared from here on
 		m.mu.Unlock()
-		return nt.rec.Status == Succeeded, true
+		return succeeded, true
 	}
 	m.mu.Unlock()
 	t.mu.Lock() // after the task's own update, if one is running

@@ -570,13 +570,15 @@ func readWithIno(t *testing.T, name string) (uint64, []byte) {
 }
 
 // readEventually reads a store object through the mount until it shows
-// want: the kernel may trust a name for the entry timeout (1 s).
+// want: the kernel may trust a name (and so the old version's node) for
+// the entry timeout (1 s), and reading that node fails with EIO once the
+// object has changed: never bytes of the other version.
 func readEventually(t *testing.T, name string, want []byte) (uint64, []byte) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		ino, data := readWithIno(t, name)
-		if bytes.Equal(data, want) || time.Now().After(deadline) {
-			return ino, data
+		data, err := os.ReadFile(name)
+		if err == nil && bytes.Equal(data, want) || time.Now().After(deadline) {
+			return readWithIno(t, name)
 		}
 	}
 }
