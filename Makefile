@@ -13,7 +13,7 @@ export MPCFS_MINIO_BIN = $(MINIO)
 # versions (@latest) is refused, and every machine tests the same server.
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 
-.PHONY: all build test demo bench deps sysdeps sdkdeps playdeps minio clean fuzz
+.PHONY: all build test demo bench deps sysdeps sdkdeps minio clean fuzz
 
 all: build
 
@@ -24,8 +24,8 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/mpcfs ./cmd/mpcfs
 
 # deps installs what the tests run for real: sysdeps, a MinIO server, the
-# Node SDK client and the browser harnesses.
-deps: sysdeps minio sdkdeps browserdeps playdeps
+# Node SDK client and the browser harness.
+deps: sysdeps minio sdkdeps browserdeps
 
 # sysdeps installs fuse3 (fusermount3), ffmpeg, openssl and curl from
 # Debian's packages when they are missing, and the editors the control/
@@ -79,19 +79,6 @@ nodedeps:
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
-
-# playdeps installs Debian's chromium and, when missing, test/play's npm
-# packages as locked (hls.js, Shaka Player, puppeteer-core, which downloads
-# no browser): both players in headless Chromium play the HTTP origin.
-PLAY_DIR ?= test/play
-playdeps: sdkdeps
-	@command -v chromium >/dev/null || { \
-		echo "installing: chromium"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@if [ ! -f $(PLAY_DIR)/node_modules/hls.js/dist/hls.min.js ] || [ ! -f $(PLAY_DIR)/node_modules/shaka-player/dist/shaka-player.compiled.js ]; then \
-		echo "npm ci in $(PLAY_DIR)"; \
-		cd $(PLAY_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 minio: $(MINIO)

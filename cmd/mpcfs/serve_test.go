@@ -767,11 +767,13 @@ func TestServeReloadsCredentials(t *testing.T) {
 func TestOriginPlaysInChromium(t *testing.T) {
 	need(t, "node", haveCmd("node"))
 	need(t, "chromium (apt-get install chromium)", haveCmd("chromium"))
-	playDir, _ := filepath.Abs(filepath.Join("..", "..", "test", "play"))
+	// test/browser is the one browser harness (fs's player tests use it
+	// too); origin.js there plays a cross-origin page of its own.
+	playDir, _ := filepath.Abs(filepath.Join("..", "..", "test", "browser"))
 	_, err := os.Stat(filepath.Join(playDir, "node_modules", "hls.js", "dist", "hls.min.js"))
-	need(t, "hls.js, Shaka and puppeteer-core (make playdeps: npm ci in test/play)", err == nil)
+	need(t, "hls.js, Shaka and puppeteer-core (make browserdeps: npm ci in test/browser)", err == nil)
 	_, err = os.Stat(filepath.Join(playDir, "node_modules", "shaka-player", "dist", "shaka-player.compiled.js"))
-	need(t, "Shaka Player (make playdeps)", err == nil)
+	need(t, "Shaka Player (make browserdeps)", err == nil)
 	need(t, "ffmpeg", haveCmd("ffmpeg"))
 
 	work := t.TempDir()
@@ -783,7 +785,7 @@ func TestOriginPlaysInChromium(t *testing.T) {
 	creds := filepath.Join(work, "creds")
 	os.WriteFile(creds, []byte("AKPLAY:play-secret:projp\n"), 0o600)
 	addr := freePort(t)
-	// The player page's own origin (play.js serves it): only it may fetch.
+	// The player page's own origin (origin.js serves it): only it may fetch.
 	pagePort := freePort(t)[len("127.0.0.1:"):]
 	bin := buildMpcfs(t)
 	startDaemon(t, bin, nil, "serve", "--store", storeDir, "--master-key-file", filepath.Join(work, "mk"),
@@ -828,7 +830,7 @@ func TestOriginPlaysInChromium(t *testing.T) {
 			page = port[0]
 		}
 		job, _ := json.Marshal(map[string]any{"player": player, "page_port": page, "url": master, "key_url": keyURL, "key_hex": keyHex, "seconds": 4, "timeout_ms": 60000})
-		cmd := exec.Command("node", "play.js")
+		cmd := exec.Command("node", "origin.js")
 		cmd.Dir = playDir
 		cmd.Stdin = bytes.NewReader(job)
 		var stderr bytes.Buffer
@@ -837,7 +839,7 @@ func TestOriginPlaysInChromium(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		var res playResult
 		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-			t.Fatalf("play.js: %q %s", out, stderr.String())
+			t.Fatalf("origin.js: %q %s", out, stderr.String())
 		}
 		res.stderr = stderr.String()
 		return res

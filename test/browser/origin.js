@@ -1,4 +1,4 @@
-// Plays an HLS output from mpcfs's HTTP origin with hls.js or Shaka Player in headless
+// origin.js plays an HLS output from mpcfs's HTTP origin with hls.js or Shaka Player in headless
 // Chromium (Debian's, through puppeteer-core).
 // The key URL of the task is answered by request interception (the origin
 // never serves keys).
