@@ -48,7 +48,9 @@
 // being made and one queued, plus the chunks the Reader holds for kernel
 // requests that arrive out of order: a chunk is let go once every byte of
 // it has been served, so in order that is the newest one, and never more
-// than Tuning.MaxHeldChunks. A seek or Close stops the producer.
+// than Tuning.MaxHeldChunks. A request that arrives late, a little behind
+// the stream after its chunk has gone, is read aside (its own small read)
+// and the stream goes on. A seek or Close stops the producer.
 //
 // All offset arithmetic (blocks, padding, which part holds an offset,
 // checkpoint intervals, CTR counters) is in offsets.go, tabled by

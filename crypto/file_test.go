@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 func TestParseAlgorithm(t *testing.T) {
@@ -686,6 +688,72 @@ func TestPartFormatHidesKey(t *testing.T) {
 					t.Errorf("Sprintf(%q, %T) = %s: shows the key", verb, arg, s)
 				}
 			}
+		}
+	}
+}
+
+// catPattern is the order in which the FUSE daemon receives a cold `cat`
+// (128 KiB reads) of a file with the mount's 1 MiB read-ahead: 256 KiB at
+// 0, 512 KiB at 256 KiB, then 1 MiB requests at 768 KiB + k MiB, which do
+// not fall on chunk boundaries. Two are often in flight, and go-fuse
+// serves each in its own goroutine, so now and then the later one is
+// served first: every late-th pair here is swapped.
+func catPattern(size int64, late int) [][2]int64 {
+	reqs := [][2]int64{{0, 256 << 10}, {256 << 10, 512 << 10}}
+	for off := int64(768 << 10); off < size; off += 1 << 20 {
+		reqs = append(reqs, [2]int64{off, 1 << 20})
+	}
+	for i := 3; i+1 < len(reqs); i += late {
+		reqs[i], reqs[i+1] = reqs[i+1], reqs[i]
+	}
+	return reqs
+}
+
+// TestCatPatternFetchesOnce: the kernel's requests for a 128 KiB reader,
+// some arriving late, are served from one stream: every plaintext byte is
+// fetched once, in the stream's windows, with no seek back (bench: cat
+// re-fetched 1.14x the bytes it read, a segment in 1 MiB GETs going
+// backwards, and at 20 ms a round trip each).
+func TestCatPatternFetchesOnce(t *testing.T) {
+	for _, alg := range []Algorithm{AES128CBC, AES128CTR} {
+		f, src := onePart(t, rand.New(rand.NewSource(31)), alg, 10<<20+5000, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		rd := f.NewReader()
+		for _, q := range catPattern(f.Size(), 3) {
+			checkRead(t, rd, want, q[0], int(q[1]))
+		}
+		rd.Close()
+		checkStreamWindows(t, src, 0, maxWindow)
+	}
+}
+
+// TestLateRequestLeavesStream: a request behind the read-ahead stream whose
+// chunk is gone (here one chunk is held at most, so every late request
+// finds its chunks gone) is answered with a read of its own, and the
+// stream goes on where it was: what is fetched beyond the file is the
+// late requests' own bytes, not the stream restarted from each of them.
+func TestLateRequestLeavesStream(t *testing.T) {
+	withTuning(t, func(tu *tuning.Tuning) { tu.MaxHeldChunks = 1 })
+	for _, alg := range []Algorithm{AES128CBC, AES128CTR} {
+		f, src := onePart(t, rand.New(rand.NewSource(32)), alg, 10<<20+5000, testIV)
+		want := openssl(t, alg, testKey, testIV, src.data)
+		rd := f.NewReader()
+		reqs := catPattern(f.Size(), 3)
+		for _, q := range reqs {
+			checkRead(t, rd, want, q[0], int(q[1]))
+		}
+		rd.Close()
+		late := 0
+		for i := 1; i < len(reqs); i++ {
+			if reqs[i][0] < reqs[i-1][0] {
+				late++
+			}
+		}
+		// Each late 1 MiB request spans up to three chunks, each read from
+		// the CBC checkpoint before it.
+		bound := int64(late) * (1<<20 + 3*(checkpointEvery+blockSize))
+		if extra := src.read.Load() - int64(len(src.data)); extra > bound {
+			t.Errorf("%s: %d bytes fetched beyond the file for %d late requests (bound %d): %v", alg, extra, late, bound, src.windows())
 		}
 	}
 }

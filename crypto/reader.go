@@ -172,7 +172,9 @@ func (r *Reader) dropServed() {
 // already, so it may skip further (Tuning.SkipAhead); an idle stream (after
 // a seek) skips less (Tuning.IdleSkip), synchronously, and without starting
 // the read-ahead: only a read exactly at its end does, so that random reads
-// never pay for read-ahead they throw away. Anything else seeks.
+// never pay for read-ahead they throw away. A request a little behind the
+// stream (Tuning.LateBehind), whose chunk has gone, is read aside, leaving
+// the stream where it is. Anything else seeks.
 func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -204,6 +206,8 @@ func (r *Reader) fetch(ctx context.Context, pos, want int64) error {
 		// once, one request per segment instead of two.
 		r.startStream(0, false)
 		return r.receive(ctx, pos)
+	case (r.prod != nil || r.idle != nil) && gap < 0 && -gap <= t.LateBehind:
+		return r.aside(ctx, pos, want)
 	case r.idle != nil && gap > 0 && gap < t.IdleSkip:
 		c := r.idle
 		r.idle = nil
@@ -281,6 +285,39 @@ func (r *Reader) seek(ctx context.Context, pos, want int64) error {
 	// window is the largest (fetch).
 	c.setWindow(max(requestEnd(rel, want, fp.outSize)-c.pos, blockSize))
 	return r.advance(ctx, c, pos, want)
+}
+
+// aside serves a request a little behind the stream whose chunk has been
+// let go (a kernel request that arrived after the next ones: go-fuse
+// serves each in its own goroutine) with a synchronous read of just that
+// request, from the CBC checkpoint or block before it, and leaves the
+// stream running. A seek would stop the stream here and the next request,
+// back at the stream's end, would start it again from there: the bytes
+// between fetched twice, and a round trip each time (bench: a cold cat
+// fetched 1.14x what it read).
+func (r *Reader) aside(ctx context.Context, pos, want int64) error {
+	idx, rel := r.f.locate(pos)
+	fp := r.f.parts[idx]
+	if fp.cps != nil {
+		release, err := fp.cps.claimWalk(ctx, blockStart(rel))
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	c := newCursor(ctx, r.f, idx, rel)
+	defer c.close()
+	c.setWindow(max(requestEnd(rel, want, fp.outSize)-c.pos, blockSize))
+	buf := getBuf()
+	off, data, err := c.chunkAt(pos, want, buf.b)
+	if err != nil {
+		buf.unref()
+		return err
+	}
+	// Held as the oldest chunk: the newest stays the stream's end.
+	ch := &chunk{off: off, data: data, buf: buf, served: int(unasked(off, int64(len(data)), pos, want))}
+	r.held = append([]*chunk{ch}, r.held...)
+	return nil
 }
 
 // advance produces the chunk holding pos with cursor c, synchronously,

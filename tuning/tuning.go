@@ -38,7 +38,11 @@ type Tuning struct {
 	ChunkSize int
 	// MaxHeldChunks bounds the chunks a Reader keeps for kernel read
 	// requests that arrive out of order (go-fuse serves each request in
-	// its own goroutine); in order only the newest is kept.
+	// its own goroutine); in order only the newest is kept. A 128 KiB
+	// reader's kernel requests (1 MiB at 768 KiB + k MiB) straddle three
+	// 512 KiB chunks each, so one request arriving after the next needs
+	// five held; six leave one spare. A request behind the stream whose
+	// chunk is gone anyway is read on its own (crypto Reader.aside).
 	MaxHeldChunks int
 	// SkipAhead is how far a forward jump may go and still continue a
 	// read-ahead stream (discarding what lies between) instead of seeking.
@@ -46,6 +50,11 @@ type Tuning struct {
 	// IdleSkip is the same for a stream that is not reading ahead (after
 	// a seek): smaller, and done synchronously.
 	IdleSkip int64
+	// LateBehind is how far behind a stream's end a request may fall and
+	// still be taken as a late kernel request (read aside, the stream left
+	// running) rather than a seek back: the requests in flight (1 MiB
+	// each) plus what the producer has made ahead.
+	LateBehind int64
 	// CheckpointEvery is the CBC checkpoint spacing: the most a read
 	// re-encrypts once its part has been read past that point. 16 bytes
 	// of memory per interval of each output read.
@@ -126,9 +135,10 @@ func Default() Tuning {
 		FirstWindow:     1 << 20,
 		MaxWindow:       16 << 20,
 		ChunkSize:       512 << 10,
-		MaxHeldChunks:   4,
+		MaxHeldChunks:   6,
 		SkipAhead:       2 << 20,
 		IdleSkip:        256 << 10,
+		LateBehind:      4 << 20,
 		CheckpointEvery: 64 << 10,
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
@@ -163,7 +173,7 @@ func (t Tuning) Validate() error {
 	check(t.MaxWindow >= t.FirstWindow, "MaxWindow", "must be at least FirstWindow")
 	check(t.ChunkSize >= 16 && t.ChunkSize%16 == 0, "ChunkSize", "must be a positive multiple of 16")
 	check(t.MaxHeldChunks >= 1, "MaxHeldChunks", "must be at least 1")
-	check(t.SkipAhead >= 0 && t.IdleSkip >= 0, "SkipAhead/IdleSkip", "must be >= 0")
+	check(t.SkipAhead >= 0 && t.IdleSkip >= 0 && t.LateBehind >= 0, "SkipAhead/IdleSkip/LateBehind", "must be >= 0")
 	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
 	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
