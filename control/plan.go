@@ -304,7 +304,7 @@ func (p *planner) planMedia(key, name string, data []byte, pl *hls.Playlist) *ta
 	}
 	m := &mediaOut{key: key, name: name, data: data, pl: pl}
 	for _, mp := range pl.Maps {
-		ref, err := p.use(key, mp.URI, mp.ByteRange, false, nil, false)
+		ref, err := p.use(reference{playlist: key, uri: mp.URI, byteRange: mp.ByteRange}) // init sections stay clear
 		if err != nil {
 			return err
 		}
@@ -328,10 +328,10 @@ func (p *planner) planSegment(plKey string, seg *hls.Segment, iframes bool) (*se
 		}
 	}
 	if seg.Start < float64(p.rec.PreviewDuration) {
-		return p.use(plKey, seg.URI, seg.ByteRange, false, nil, iframes)
+		return p.use(reference{playlist: plKey, uri: seg.URI, byteRange: seg.ByteRange, iframes: iframes}) // the clear lead
 	}
 	iv := p.segmentIV(seg.SeqNo)
-	ref, err := p.use(plKey, seg.URI, seg.ByteRange, true, iv, iframes)
+	ref, err := p.use(reference{playlist: plKey, uri: seg.URI, byteRange: seg.ByteRange, encrypt: true, iv: iv, iframes: iframes})
 	if err != nil {
 		return nil, err
 	}
@@ -436,9 +436,19 @@ func (p *planner) keyTag(iv []byte) *hls.KeyTag {
 	return tag
 }
 
-// use records that a playlist references (a range of) a source object;
-// iframes: the playlist is an I-frame playlist (EXT-X-I-FRAMES-ONLY).
-func (p *planner) use(plKey, uri string, br *hls.ByteRange, encrypt bool, iv []byte, iframes bool) (*segRef, *taskError) {
+// reference is one line of a playlist naming (a range of) a source object.
+type reference struct {
+	playlist  string         // the playlist's key
+	uri       string         // as the line writes it
+	byteRange *hls.ByteRange // nil: the whole object
+	encrypt   bool           // the bytes are encrypted, from iv
+	iv        []byte
+	iframes   bool // the playlist is an I-frame playlist (EXT-X-I-FRAMES-ONLY)
+}
+
+// use records that a playlist references (a range of) a source object.
+func (p *planner) use(r reference) (*segRef, *taskError) {
+	plKey, uri, br, encrypt, iv, iframes := r.playlist, r.uri, r.byteRange, r.encrypt, r.iv, r.iframes
 	key, name, err := p.resolve(plKey, uri)
 	if err != nil {
 		return nil, err
