@@ -1,0 +1,404 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
+)
+
+// countingStore counts the reads (GETs) and listings made through it.
+type countingStore struct {
+	store.Store
+	gets, lists atomic.Int64
+}
+
+func (c *countingStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.Open(ctx, bucket, key, off, n)
+}
+
+func (c *countingStore) OpenMatch(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.OpenMatch(ctx, bucket, key, etag, off, n)
+}
+
+func (c *countingStore) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
+	c.lists.Add(1)
+	return c.Store.List(ctx, bucket, prefix)
+}
+
+// catalogueTask is task i of a made catalogue: a 2-variant HLS title.
+func catalogueTask(i int) (id, object string, plan *Plan) {
+	id = strconv.FormatInt(1e15+int64(i), 10)
+	object = fmt.Sprintf("cat/%06d", i)
+	seg := func(name string) OutFile {
+		src := fmt.Sprintf("titles/%06d/%s", i, name)
+		return OutFile{Name: name, Size: 1000016, Parts: []OutPart{{Key: src, ETag: "e" + id, Len: 1000000, Encrypt: true, IV: make([]byte, 16)}}}
+	}
+	pl := func(name, body string) OutFile {
+		return OutFile{Name: name, Playlist: []byte(body), Size: int64(len(body))}
+	}
+	media := "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://keys.example.com/k\"\n#EXTINF:10,\nseg0.ts\n#EXTINF:10,\nseg1.ts\n#EXT-X-ENDLIST\n"
+	plan = &Plan{Files: []OutFile{
+		pl("master.m3u8", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nv1/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1600000\nv2/index.m3u8\n"),
+		seg("v1/seg0.ts"), seg("v1/seg1.ts"), pl("v1/index.m3u8", media),
+		seg("v2/seg0.ts"), seg("v2/seg1.ts"), pl("v2/index.m3u8", media),
+	}}
+	return id, object, plan
+}
+
+// writeCatalogue writes n SUCCEEDED task records into the local store at
+// dir (system bucket sys) as a mount saves them: each record with its
+// plan in plans/ and, withIndex, the index shards; legacy writes records
+// from before plans were kept apart (the plan inside the record, no
+// index). Files are written directly (no fsync per object, as the store's
+// Put makes), so that 100,000 tasks take seconds, not an hour.
+func writeCatalogue(tb testing.TB, dir, sys string, st *store.Local, master *keywrap.Master, n int, withIndex, legacy bool) {
+	tb.Helper()
+	for _, sub := range []string{"tasks", "plans", "index"} {
+		if err := os.MkdirAll(filepath.Join(dir, sys, sub), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "public"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "media"), 0o755)
+	var mu sync.Mutex
+	shards := map[int][]*summary{}
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	const writers = 8
+	key := make([]byte, 16)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += writers {
+				id, object, plan := catalogueTask(i)
+				created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+				rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: mpcTime(created), EndTime: mpcTime(created.Add(time.Second)),
+					Input: Location{Bucket: "media", Location: "region1", Object: fmt.Sprintf("titles/%06d/master.m3u8", i)},
+					Output: Location{Bucket: "public", Location: "region1", Object: object}, Description: "7 output files"},
+					Algorithm: "AES-128-CBC", KeyURL: "https://keys.example.com/k", Created: created.UnixNano(),
+					SealedKey: master.Seal(key, id)}
+				if legacy {
+					rec.Plan = plan
+				} else {
+					rec.PlanKey = planKey(id)
+					data, _ := json.Marshal(plan)
+					if err := os.WriteFile(filepath.Join(dir, sys, planKey(id)), data, 0o644); err != nil {
+						failed.Store(err)
+						return
+					}
+				}
+				data, _ := json.Marshal(&rec)
+				if err := os.WriteFile(filepath.Join(dir, sys, recordKey(id)), data, 0o644); err != nil {
+					failed.Store(err)
+					return
+				}
+				if !withIndex {
+					continue
+				}
+				info, err := st.Stat(context.Background(), sys, recordKey(id))
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				s := summarize(&rec, info.ETag, filesOf(id, object, plan))
+				mu.Lock()
+				shards[shardOf(id)] = append(shards[shardOf(id)], s)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		tb.Fatal(err)
+	}
+	for n, tasks := range shards {
+		data := encodeShard(tasks)
+		if err := os.WriteFile(filepath.Join(dir, sys, shardKey(n)), data, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// startupFigures is what one mount start over a catalogue measured.
+type startupFigures struct {
+	tasks         int
+	ready         time.Duration
+	heapPerTask   float64 // bytes of live heap per task after the start
+	rssDelta      int64   // bytes
+	gets          int64   // store reads the start made
+	lookup        time.Duration
+	playlistFirst time.Duration // first open of an output: its plan loaded
+}
+
+func (f startupFigures) String() string {
+	return fmt.Sprintf("%d tasks: ready in %v, %.0f B heap/task, RSS +%.1f MB, %d reads, lookup %v warm, first playlist open %v",
+		f.tasks, f.ready.Round(time.Millisecond), f.heapPerTask, float64(f.rssDelta)/(1<<20), f.gets, f.lookup, f.playlistFirst.Round(time.Microsecond))
+}
+
+// check compares the figures with the targets for 100,000 tasks, scaled
+// to f.tasks: ready in 3 s (slack times that, the machine is shared),
+// 150 MB of memory, 1 ms a lookup, and reads bounded by the index shards
+// rather than one per record.
+func (f startupFigures) check(slack float64) error {
+	scale := float64(f.tasks) / 100000
+	var errs []string
+	if limit := time.Duration(3 * float64(time.Second) * scale * slack); f.ready > limit {
+		errs = append(errs, fmt.Sprintf("ready in %v, over %v", f.ready, limit))
+	}
+	if f.heapPerTask > 150e6/100000 {
+		errs = append(errs, fmt.Sprintf("%.0f B of heap per task, over 1500", f.heapPerTask))
+	}
+	if limit := int64(150e6 * scale * slack); f.rssDelta > limit {
+		errs = append(errs, fmt.Sprintf("RSS grew %d B, over %d", f.rssDelta, limit))
+	}
+	if f.gets > indexShards+16 {
+		errs = append(errs, fmt.Sprintf("%d reads at start, over the %d index shards", f.gets, indexShards))
+	}
+	if f.lookup > time.Millisecond {
+		errs = append(errs, fmt.Sprintf("lookup %v, over 1ms", f.lookup))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func rssBytes() int64 {
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// measureStartup mounts (NewManager) the catalogue of n tasks in st and
+// measures the start, memory, lookups and a first open.
+func measureStartup(tb testing.TB, st store.Store, master *keywrap.Master, n int) (startupFigures, *Manager) {
+	tb.Helper()
+	cs := &countingStore{Store: st}
+	heap0, rss0 := liveHeap(), rssBytes()
+	start := time.Now()
+	m, err := NewManager(Config{Store: cs, Region: "region1", SysBucket: ".mpcfs", Master: master,
+		Log: log.New(io.Discard, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = -1 })})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := startupFigures{tasks: n, ready: time.Since(start), gets: cs.gets.Load()}
+	heap1 := liveHeap()
+	f.heapPerTask = (float64(heap1) - float64(heap0)) / float64(n)
+	f.rssDelta = rssBytes() - rss0
+	if got := len(m.TaskIDs()); got != n {
+		tb.Fatalf("%d tasks listed, want %d", got, n)
+	}
+	rnd := rand.New(rand.NewSource(1))
+	keys := make([]string, 1000)
+	for i := range keys {
+		_, object, plan := catalogueTask(rnd.Intn(n))
+		keys[i] = object + "/" + plan.Files[rnd.Intn(len(plan.Files))].Name
+		if m.Outputs().Lookup("public", keys[i]) == nil {
+			tb.Fatalf("output public/%s not found", keys[i])
+		}
+	}
+	const rounds = 20
+	t0 := time.Now()
+	for r := 0; r < rounds; r++ {
+		for _, k := range keys {
+			m.Outputs().Lookup("public", k)
+		}
+	}
+	f.lookup = time.Since(t0) / time.Duration(rounds*len(keys))
+	_, object, plan := catalogueTask(n / 2)
+	o := m.Outputs().Lookup("public", object+"/master.m3u8")
+	t0 = time.Now()
+	data, err := m.Outputs().Playlist(o)
+	f.playlistFirst = time.Since(t0)
+	if err != nil || string(data) != string(plan.Files[0].Playlist) {
+		tb.Fatalf("master playlist of task %d: %q, %v", n/2, data, err)
+	}
+	if m.Outputs().LoadedPlans() != 1 {
+		tb.Fatalf("%d plans loaded after one open, want 1", m.Outputs().LoadedPlans())
+	}
+	return f, m
+}
+
+// scaleTasks is the catalogue size of TestStartupAtScale: 20,000 keeps
+// make test quick; MPCFS_SCALE_TASKS=100000 checks the target itself.
+func scaleTasks() int {
+	if n, err := strconv.Atoi(os.Getenv("MPCFS_SCALE_TASKS")); err == nil && n > 0 {
+		return n
+	}
+	return 20000
+}
+
+// TestStartupAtScale: a mount over a catalogue of scaleTasks() tasks
+// starts from one LIST and the index shards (no record or plan read), in
+// time and memory scaled from the 100,000-task targets, and finds any
+// output in well under a millisecond; the first open of an output loads
+// that task's plan alone. The negative control is the same catalogue
+// without its index (a store from before it): every record is read, and
+// check fails on the reads.
+func TestStartupAtScale(t *testing.T) {
+	n := scaleTasks()
+	master := testMaster(t)
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCatalogue(t, dir, ".mpcfs", st, master, n, true, false)
+	f, m := measureStartup(t, st, master, n)
+	m.Close()
+	t.Logf("with the index: %v", f)
+	if err := f.check(2); err != nil {
+		t.Errorf("with the index: %v", err)
+	}
+
+	// Negative control: no index shards.
+	if err := os.RemoveAll(filepath.Join(dir, ".mpcfs", "index")); err != nil {
+		t.Fatal(err)
+	}
+	nf, m2 := measureStartup(t, st, master, n)
+	t.Logf("without the index: %v", nf)
+	if err := nf.check(2); err == nil || nf.gets < int64(n) {
+		t.Errorf("without the index the start read %d objects and passed the checks (%v): the check cannot fail", nf.gets, err)
+	}
+	// That start wrote the index again: the next one reads no record.
+	m2.Close()
+	again, m3 := measureStartup(t, st, master, n)
+	m3.Close()
+	if again.gets > indexShards+16 {
+		t.Errorf("after a start without the index, the next start still read %d objects", again.gets)
+	}
+}
+
+// TestLegacyRecords: records saved before plans were kept apart (the plan
+// inside the record) serve their outputs; the start writes the index, and
+// an update (cancel) moves nothing it should not: the task is CANCELED
+// and its outputs gone.
+func TestLegacyRecords(t *testing.T) {
+	master := testMaster(t)
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	writeCatalogue(t, dir, ".mpcfs", st, master, n, false, true)
+	m, _ := newTestManager(t, st, master, -1)
+	id, object, plan := catalogueTask(3)
+	o := m.Outputs().Lookup("public", object+"/v2/index.m3u8")
+	if o == nil {
+		t.Fatal("an output of a legacy record is not served")
+	}
+	if data, err := m.Outputs().Playlist(o); err != nil || string(data) != string(plan.Files[6].Playlist) {
+		t.Fatalf("playlist of a legacy record: %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".mpcfs", planKey(id))); !os.IsNotExist(err) {
+		t.Fatalf("a plan object exists before any update: %v", err)
+	}
+	if apiErr := m.Cancel(id); apiErr != nil {
+		t.Fatal(apiErr)
+	}
+	if m.Outputs().Lookup("public", object+"/v2/index.m3u8") != nil {
+		t.Error("a canceled legacy task's output is still served")
+	}
+	// Another legacy task updated (a stale-source note) keeps its plan,
+	// moved to its own object.
+	id2, object2, _ := catalogueTask(4)
+	m.saveStaleByID(id2, "; note")
+	if _, err := os.Stat(filepath.Join(dir, ".mpcfs", planKey(id2))); err != nil {
+		t.Fatalf("the plan of an updated legacy record was not moved: %v", err)
+	}
+	m.Close()
+	cs := &countingStore{Store: st}
+	m2, err := NewManager(Config{Store: cs, Region: "region1", SysBucket: ".mpcfs", Master: master,
+		Log: log.New(io.Discard, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = -1 })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if got := cs.gets.Load(); got > indexShards {
+		t.Errorf("the second start read %d objects: the first did not write the index", got)
+	}
+	if m2.Status(id) != Canceled || m2.Status(id2) != Succeeded {
+		t.Errorf("after a restart: %s %s", m2.Status(id), m2.Status(id2))
+	}
+	o2 := m2.Outputs().Lookup("public", object2+"/v1/index.m3u8")
+	if o2 == nil {
+		t.Fatal("the updated legacy task's output is gone after a restart")
+	}
+	if _, err := m2.Outputs().Playlist(o2); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := m2.TaskJSON(id2); !strings.Contains(string(b), "; note") {
+		t.Errorf("task view: %s", b)
+	}
+}
+
+// BenchmarkStartup100k: a mount start over 100,000 tasks (made once per
+// run by writeCatalogue). Reports the start time and memory per op.
+func BenchmarkStartup100k(b *testing.B) {
+	n := 100000
+	if v := scaleTasks(); os.Getenv("MPCFS_SCALE_TASKS") != "" {
+		n = v
+	}
+	master := keywrapMaster(b)
+	dir := b.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeCatalogue(b, dir, ".mpcfs", st, master, n, true, false)
+	b.ResetTimer()
+	var last startupFigures
+	for i := 0; i < b.N; i++ {
+		f, m := measureStartup(b, st, master, n)
+		m.Close()
+		last = f
+	}
+	b.StopTimer()
+	b.ReportMetric(last.ready.Seconds(), "s-ready")
+	b.ReportMetric(float64(last.rssDelta)/(1<<20), "MB-rss")
+	b.ReportMetric(last.heapPerTask, "B-heap/task")
+	b.ReportMetric(float64(last.lookup.Nanoseconds()), "ns/lookup")
+	b.ReportMetric(float64(last.gets), "reads")
+	b.Logf("%v; check: %v", last, last.check(1))
+}
+
+func keywrapMaster(tb testing.TB) *keywrap.Master {
+	m, err := keywrap.LoadOrCreate(filepath.Join(tb.TempDir(), "master.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
