@@ -54,37 +54,56 @@ type summary struct {
 }
 
 // fileList holds a plan's output files without their content: names,
-// exact sizes and inode numbers, in the plan's order. Parallel slices
-// keep it compact in memory and in the index shards.
+// exact sizes and inode numbers, in the plan's order, packed (a mount
+// keeps one per SUCCEEDED task, 100,000 of them).
 type fileList struct {
-	Names []string `json:"names"` // relative to the output folder
-	Sizes []int64  `json:"sizes"`
-	Inos  []uint64 `json:"inos"`
-	// Kinds has one byte per file: 'p' served from memory (playlist, MPD,
+	names string   // every name, back to back
+	ends  []uint32 // where each name ends in names
+	meta  []fileMeta
+	// kinds has one byte per file: 'p' served from memory (playlist, MPD,
 	// protected init segment), 's' a segment encrypted when read, 'x' a
 	// name that could never be opened (a record saved before names were
 	// checked): not served.
-	Kinds string `json:"kinds"`
+	kinds string
+}
+
+type fileMeta struct {
+	size int64
+	ino  uint64
+}
+
+func (fl *fileList) len() int { return len(fl.ends) }
+
+func (fl *fileList) name(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = fl.ends[i-1]
+	}
+	return fl.names[start:fl.ends[i]]
 }
 
 // filesOf summarises a plan's output files.
 func filesOf(id, object string, plan *Plan) *fileList {
 	n := len(plan.Files)
-	fl := &fileList{Names: make([]string, n), Sizes: make([]int64, n), Inos: make([]uint64, n)}
+	fl := &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
+	var names strings.Builder
 	kinds := make([]byte, n)
 	for i := range plan.Files {
 		f := &plan.Files[i]
-		fl.Names[i], fl.Sizes[i], fl.Inos[i] = f.Name, f.Size, inoOf(id, f)
 		switch {
 		case validateKeyPath(object+"/"+f.Name) != nil:
-			kinds[i] = 'x'
+			kinds[i] = 'x' // its name is not needed
 		case f.Playlist != nil:
 			kinds[i] = 'p'
+			names.WriteString(f.Name)
 		default:
 			kinds[i] = 's'
+			names.WriteString(f.Name)
 		}
+		fl.ends[i] = uint32(names.Len())
+		fl.meta[i] = fileMeta{f.Size, inoOf(id, f)}
 	}
-	fl.Kinds = string(kinds)
+	fl.names, fl.kinds = names.String(), string(kinds)
 	return fl
 }
 
@@ -172,12 +191,9 @@ func encodeShard(tasks []*summary) []byte {
 		if fl == nil {
 			tok = append(tok, "0")
 		} else {
-			tok = append(tok, strconv.Itoa(len(fl.Names)))
-			for i, name := range fl.Names {
-				if fl.Kinds[i] == 'x' {
-					name = "" // never served: the name is not needed
-				}
-				tok = append(tok, string(fl.Kinds[i])+name, strconv.FormatInt(fl.Sizes[i], 10), strconv.FormatUint(fl.Inos[i], 16))
+			tok = append(tok, strconv.Itoa(fl.len()))
+			for i := 0; i < fl.len(); i++ {
+				tok = append(tok, string(fl.kinds[i])+fl.name(i), strconv.FormatInt(fl.meta[i].size, 10), strconv.FormatUint(fl.meta[i].ino, 16))
 			}
 		}
 		if slices.ContainsFunc(tok, func(t string) bool { return strings.IndexByte(t, 0) >= 0 }) {
@@ -191,7 +207,8 @@ func encodeShard(tasks []*summary) []byte {
 	return []byte(b.String())
 }
 
-// decodeShard reads a shard written by encodeShard.
+// decodeShard reads a shard written by encodeShard. Each task's strings
+// are copied into one string of its own (the shard is not kept).
 func decodeShard(data []byte) ([]*summary, error) {
 	str, ok := strings.CutPrefix(string(data), shardHeader)
 	if !ok {
@@ -207,7 +224,9 @@ func decodeShard(data []byte) ([]*summary, error) {
 		return t, true
 	}
 	bad := errors.New("malformed index shard")
+	buckets := map[string]string{} // one copy of each bucket name
 	var out []*summary
+	var blob strings.Builder
 	for str != "" {
 		var f [9]string
 		for i := range f {
@@ -222,11 +241,17 @@ func decodeShard(data []byte) ([]*summary, error) {
 		if err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles {
 			return nil, bad
 		}
-		s := &summary{ID: f[0], ETag: f[1], Status: Status(f[2]), CreateTime: f[3], EndTime: f[4],
-			Created: created, OutBucket: f[6], OutObject: f[7]}
-		if n > 0 || s.Status == Succeeded {
-			fl := &fileList{Names: make([]string, n), Sizes: make([]int64, n), Inos: make([]uint64, n)}
-			kinds := make([]byte, n)
+		status := knownStatus(f[2])
+		bucket, ok := buckets[f[6]]
+		if !ok {
+			bucket = strings.Clone(f[6])
+			buckets[bucket] = bucket
+		}
+		var fl *fileList
+		names := make([]string, n)
+		kinds := make([]byte, n)
+		if n > 0 || status == Succeeded {
+			fl = &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
 			for i := 0; i < n; i++ {
 				name, ok1 := next()
 				size, ok2 := next()
@@ -235,19 +260,59 @@ func decodeShard(data []byte) ([]*summary, error) {
 					return nil, bad
 				}
 				var err1, err2 error
-				kinds[i], fl.Names[i] = name[0], name[1:]
-				fl.Sizes[i], err1 = strconv.ParseInt(size, 10, 64)
-				fl.Inos[i], err2 = strconv.ParseUint(ino, 16, 64)
+				kinds[i], names[i] = name[0], name[1:]
+				fl.meta[i].size, err1 = strconv.ParseInt(size, 10, 64)
+				fl.meta[i].ino, err2 = strconv.ParseUint(ino, 16, 64)
 				if err1 != nil || err2 != nil {
 					return nil, bad
 				}
 			}
-			fl.Kinds = string(kinds)
+		}
+		// One string holds the task's id, ETag, times, folder, names and
+		// kinds; every field is a piece of it.
+		blob.Reset()
+		fields := [...]string{f[0], f[1], f[3], f[4], f[7]}
+		size := len(kinds)
+		for _, x := range fields {
+			size += len(x)
+		}
+		for _, x := range names {
+			size += len(x)
+		}
+		blob.Grow(size)
+		for _, x := range fields {
+			blob.WriteString(x)
+		}
+		for _, x := range names {
+			blob.WriteString(x)
+		}
+		blob.Write(kinds)
+		all := blob.String()
+		cut := func(k int) string { x := all[:k]; all = all[k:]; return x }
+		s := &summary{ID: cut(len(f[0])), ETag: cut(len(f[1])), Status: status, CreateTime: cut(len(f[3])),
+			EndTime: cut(len(f[4])), Created: created, OutBucket: bucket, OutObject: cut(len(f[7]))}
+		if fl != nil {
+			end := 0
+			for i, x := range names {
+				end += len(x)
+				fl.ends[i] = uint32(end)
+			}
+			fl.names, fl.kinds = all[:end], all[end:]
 			s.Files = fl
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// knownStatus returns the Status constant spelt s (no copy of it kept).
+func knownStatus(s string) Status {
+	for _, st := range []Status{Waiting, Processing, Succeeded, Failed, Canceled} {
+		if string(st) == s {
+			return st
+		}
+	}
+	return Status(strings.Clone(s))
 }
 
 // indexState is the persisting side of the catalogue: which shards

@@ -422,7 +422,7 @@ func (m *Manager) Cancel(id string) *APIError {
 	// Outputs go first, and the kernel forgets their names, so whoever
 	// reads CANCELED no longer finds them.
 	t.withdrawn = true
-	gone := m.outs.set(id, nil)
+	gone := m.outs.set(m.catalog.get(id), nil)
 	m.mu.Unlock()
 	m.outs.notify(gone)
 

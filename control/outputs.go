@@ -26,8 +26,8 @@ import (
 // loaded on first open (a bounded LRU), the crypto.File of each open
 // output (shared by its readers), warm-ahead of the next segments and the
 // detection of sources changed since their task ran. The Manager tells it
-// which tasks are served (add, remove); the FUSE layer and the HTTP origin
-// ask it for outputs (Manager.Outputs).
+// which tasks are served (set); the FUSE layer and the HTTP origin ask it
+// for outputs (Manager.Outputs).
 type Outputs struct {
 	st  store.Store
 	log *log.Logger
@@ -37,15 +37,15 @@ type Outputs struct {
 	// saveStale saves a note on a task whose source changed.
 	saveStale func(id, note string)
 
-	mu sync.RWMutex // the index: roots, dirs
-	// roots maps bucket + "/" + output folder to the tasks writing
-	// there, newest first.
-	roots map[string][]*outTask
-	// dirs maps bucket + "/" + folder ("" or ending in "/") to the
-	// folders leading to task output folders below it (names ending in
-	// "/"), each with how many tasks lie below it.
-	dirs map[string]map[string]int
-	byID map[string]*outTask
+	mu sync.RWMutex // the index: roots, perms
+	// roots are the served tasks sorted by their output folder's key
+	// (bucket/folder/), newest first within one key. One sorted slice
+	// answers lookups, folder listings and "is this a folder" by binary
+	// search, for a few bytes per task.
+	roots []*summary
+	// perms holds, for tasks with many files, their served files'
+	// indices sorted by name (smaller ones are scanned).
+	perms map[*summary][]int32
 
 	fmu        sync.Mutex
 	files      map[uint64]*crypto.File // by inode
@@ -54,11 +54,9 @@ type Outputs struct {
 	onWithdraw func(bucket, key string)
 }
 
-// outTask is one served task in the index.
-type outTask struct {
-	sum    *summary
-	sorted []int32 // served files' indices, by name
-}
+// scanFiles is the most files a task's names are scanned for rather than
+// searched.
+const scanFiles = 32
 
 // Output is one output file of a SUCCEEDED task, as the FUSE layer and
 // the HTTP origin see it. Values are made per lookup: compare Ino, not
@@ -72,13 +70,13 @@ type Output struct {
 	// ETags, so the kernel page cache kept across opens is never stale.
 	Ino uint64
 
-	task *outTask
+	task *summary
 	i    int // in the task's plan
 }
 
 // IsPlaylist reports whether the output is served from memory (a
 // playlist, an MPD, a protected init segment): read it with Playlist.
-func (o *Output) IsPlaylist() bool { return o.task.sum.Files.Kinds[o.i] == 'p' }
+func (o *Output) IsPlaylist() bool { return o.task.Files.kinds[o.i] == 'p' }
 
 // Next is the segment after o in its task's plan (playlist order), which a
 // player reads next; nil for the last and for playlists.
@@ -86,101 +84,156 @@ func (o *Output) Next() *Output {
 	if o.IsPlaylist() {
 		return nil
 	}
-	fl := o.task.sum.Files
-	for j := o.i + 1; j < len(fl.Names); j++ {
-		if fl.Kinds[j] == 's' {
-			return o.task.output(j)
+	fl := o.task.Files
+	for j := o.i + 1; j < fl.len(); j++ {
+		if fl.kinds[j] == 's' {
+			return outputOf(o.task, j)
 		}
 	}
 	return nil
 }
 
-func (ot *outTask) output(i int) *Output {
-	s := ot.sum
-	return &Output{TaskID: s.ID, Bucket: s.OutBucket, Key: s.OutObject + "/" + s.Files.Names[i],
-		Size: s.Files.Sizes[i], Ino: s.Files.Inos[i], task: ot, i: i}
+func outputOf(s *summary, i int) *Output {
+	m := s.Files.meta[i]
+	return &Output{TaskID: s.ID, Bucket: s.OutBucket, Key: s.OutObject + "/" + s.Files.name(i),
+		Size: m.size, Ino: m.ino, task: s, i: i}
 }
 
-// find returns the index of the served file named rel, or -1.
-func (ot *outTask) find(rel string) int {
-	names := ot.sum.Files.Names
-	k := sort.Search(len(ot.sorted), func(j int) bool { return names[ot.sorted[j]] >= rel })
-	if k < len(ot.sorted) && names[ot.sorted[k]] == rel {
-		return int(ot.sorted[k])
+// rootKey is the key the index sorts a task by: bucket/folder/.
+func rootKey(s *summary) string { return s.OutBucket + "/" + s.OutObject + "/" }
+
+// cmpRoot compares rootKey(s) with k without making rootKey.
+func cmpRoot(s *summary, k string) int {
+	for _, piece := range [...]string{s.OutBucket, "/", s.OutObject, "/"} {
+		n := min(len(piece), len(k))
+		if c := strings.Compare(piece[:n], k[:n]); c != 0 {
+			return c
+		}
+		if len(piece) > n {
+			return 1
+		}
+		k = k[n:]
+	}
+	if len(k) > 0 {
+		return -1
+	}
+	return 0
+}
+
+// search returns the first root whose key is >= k.
+func (x *Outputs) search(k string) int {
+	return sort.Search(len(x.roots), func(i int) bool { return cmpRoot(x.roots[i], k) >= 0 })
+}
+
+// find returns the index of s's served file named rel, or -1.
+func (x *Outputs) find(s *summary, rel string) int {
+	fl := s.Files
+	if p := x.perms[s]; p != nil {
+		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
+		if k < len(p) && fl.name(int(p[k])) == rel {
+			return int(p[k])
+		}
+		return -1
+	}
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] != 'x' && fl.name(i) == rel {
+			return i
+		}
 	}
 	return -1
 }
 
-// under calls fn with the served names that start with rel, in order.
-func (ot *outTask) under(rel string, fn func(name string)) {
-	names := ot.sum.Files.Names
-	k := sort.Search(len(ot.sorted), func(j int) bool { return names[ot.sorted[j]] >= rel })
-	for ; k < len(ot.sorted) && strings.HasPrefix(names[ot.sorted[k]], rel); k++ {
-		fn(names[ot.sorted[k]])
+// under calls fn with s's served names that start with rel (sorted only
+// for tasks with many files), until fn returns false.
+func (x *Outputs) under(s *summary, rel string, fn func(name string) bool) {
+	fl := s.Files
+	if p := x.perms[s]; p != nil {
+		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
+		for ; k < len(p) && strings.HasPrefix(fl.name(int(p[k])), rel); k++ {
+			if !fn(fl.name(int(p[k]))) {
+				return
+			}
+		}
+		return
+	}
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] != 'x' && strings.HasPrefix(fl.name(i), rel) && !fn(fl.name(i)) {
+			return
+		}
 	}
 }
 
 func newOutputs(st store.Store, lg *log.Logger, tun tuning.Tuning) *Outputs {
-	return &Outputs{st: st, log: lg, tun: tun, roots: map[string][]*outTask{}, dirs: map[string]map[string]int{},
-		byID: map[string]*outTask{}, files: map[uint64]*crypto.File{}, plans: newPlanCache(tun.PlanCache),
+	return &Outputs{st: st, log: lg, tun: tun, perms: map[*summary][]int32{},
+		files: map[uint64]*crypto.File{}, plans: newPlanCache(tun.PlanCache),
 		stale: map[string]map[string]bool{}}
 }
 
-// served reports whether a summary's outputs are served.
+// served reports whether a summary's outputs are served: a SUCCEEDED
+// task with at least one name that can be opened.
 func served(s *summary) bool {
-	return s != nil && s.Status == Succeeded && s.Files != nil
+	return s != nil && s.Status == Succeeded && s.Files != nil && strings.ContainsAny(s.Files.kinds, "ps")
 }
 
 // withdrawn is an output that went away or changed content.
 type withdrawn struct{ bucket, key string }
 
-// set makes the index serve s's outputs in place of those of any earlier
-// summary of the same task (s nil, or not SUCCEEDED: serve none). It
+// set makes the index serve s's outputs (s nil or not served: none) in
+// place of prev's, the summary of the same task it was given before. It
 // returns the outputs withdrawn or replaced, for notify. Callers may hold
 // Manager.mu (Outputs never calls the Manager while locked).
-func (x *Outputs) set(id string, s *summary) []withdrawn {
+func (x *Outputs) set(prev, s *summary) []withdrawn {
 	x.mu.Lock()
-	old := x.byID[id]
-	if old == nil && !served(s) {
+	at := x.indexOf(prev)
+	if at < 0 && !served(s) {
 		x.mu.Unlock()
 		return nil
 	}
-	if old != nil && served(s) && old.sum.Files == s.Files {
-		old.sum = s // same outputs: only the times or the description changed
+	if at >= 0 && served(s) && prev.Files == s.Files && prev.CreateTime == s.CreateTime && prev.Created == s.Created {
+		x.roots[at] = s // same outputs: only the times or the description changed
+		if p, ok := x.perms[prev]; ok {
+			delete(x.perms, prev)
+			x.perms[s] = p
+		}
 		x.mu.Unlock()
 		return nil
 	}
-	var before map[string]uint64
-	keys := func(ot *outTask) {
-		for _, i := range ot.sorted {
-			k := ot.sum.OutBucket + "/" + ot.sum.OutObject + "/" + ot.sum.Files.Names[i]
-			if _, ok := before[k]; !ok {
-				if o := x.lookupLocked(ot.sum.OutBucket, ot.sum.OutObject+"/"+ot.sum.Files.Names[i]); o != nil {
-					before[k] = o.Ino
-				} else {
-					before[k] = 0
+	before := map[string]uint64{}
+	keys := func(t *summary) {
+		for i := 0; i < t.Files.len(); i++ {
+			if t.Files.kinds[i] == 'x' {
+				continue
+			}
+			key := t.OutObject + "/" + t.Files.name(i)
+			if _, ok := before[key]; !ok {
+				before[key] = 0
+				if o := x.lookupLocked(t.OutBucket, key); o != nil {
+					before[key] = o.Ino
 				}
 			}
 		}
 	}
-	before = map[string]uint64{}
-	var nt *outTask
-	if old != nil {
-		keys(old)
-		x.removeLocked(old)
+	if at >= 0 {
+		keys(prev)
+		x.roots = slices.Delete(x.roots, at, at+1)
+		delete(x.perms, prev)
 	}
 	if served(s) {
-		nt = newOutTask(s)
-		keys(nt)
-		x.addLocked(nt)
+		keys(s)
+		x.addLocked(s)
+	}
+	bucket := ""
+	if s != nil {
+		bucket = s.OutBucket
+	} else if prev != nil {
+		bucket = prev.OutBucket
 	}
 	var gone []withdrawn
 	var goneInos []uint64
-	for k, ino := range before {
+	for key, ino := range before {
 		if ino == 0 {
 			continue
 		}
-		bucket, key, _ := strings.Cut(k, "/")
 		if now := x.lookupLocked(bucket, key); now == nil || now.Ino != ino {
 			gone = append(gone, withdrawn{bucket, key})
 			goneInos = append(goneInos, ino)
@@ -188,103 +241,84 @@ func (x *Outputs) set(id string, s *summary) []withdrawn {
 	}
 	x.mu.Unlock()
 	x.prune(goneInos)
-	if old != nil && nt == nil {
+	if at >= 0 && !served(s) {
 		x.fmu.Lock()
-		x.plans.drop(id)
-		delete(x.stale, id)
+		x.plans.drop(prev.ID)
+		delete(x.stale, prev.ID)
 		x.fmu.Unlock()
 	}
 	return gone
 }
 
+// indexOf returns where s is in roots, or -1.
+func (x *Outputs) indexOf(s *summary) int {
+	if !served(s) {
+		return -1
+	}
+	k := rootKey(s)
+	for i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0; i++ {
+		if x.roots[i] == s {
+			return i
+		}
+	}
+	return -1
+}
+
 // load fills the index at start from every served summary, in one go
 // (no one has looked anything up yet: nothing to withdraw).
 func (x *Outputs) load(sums []*summary) {
+	type keyed struct {
+		key string
+		s   *summary
+	}
+	var ks []keyed
+	for _, s := range sums {
+		if served(s) {
+			ks = append(ks, keyed{rootKey(s), s})
+		}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		if a.s.newer(b.s) {
+			return -1
+		}
+		return 1
+	})
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, s := range sums {
-		if served(s) && x.byID[s.ID] == nil {
-			x.addLocked(newOutTask(s))
-		}
+	x.roots = make([]*summary, 0, len(ks)+len(ks)/8)
+	for _, k := range ks {
+		x.roots = append(x.roots, k.s)
+		x.addPerm(k.s)
 	}
 }
 
-func newOutTask(s *summary) *outTask {
-	ot := &outTask{sum: s}
-	for i, k := range []byte(s.Files.Kinds) {
-		if k != 'x' {
-			ot.sorted = append(ot.sorted, int32(i))
-		}
-	}
-	names := s.Files.Names
-	slices.SortFunc(ot.sorted, func(a, b int32) int { return strings.Compare(names[a], names[b]) })
-	return ot
+func (x *Outputs) addLocked(s *summary) {
+	k := rootKey(s)
+	i := sort.Search(len(x.roots), func(i int) bool {
+		c := cmpRoot(x.roots[i], k)
+		return c > 0 || (c == 0 && s.newer(x.roots[i]))
+	})
+	x.roots = slices.Insert(x.roots, i, s)
+	x.addPerm(s)
 }
 
-func (x *Outputs) addLocked(ot *outTask) {
-	s := ot.sum
-	if len(ot.sorted) == 0 {
+// addPerm sorts the names of a task with many files.
+func (x *Outputs) addPerm(s *summary) {
+	fl := s.Files
+	if fl.len() <= scanFiles {
 		return
 	}
-	x.byID[s.ID] = ot
-	root := s.OutBucket + "/" + s.OutObject
-	ts := x.roots[root]
-	i := sort.Search(len(ts), func(i int) bool { return s.newer(ts[i].sum) })
-	ts = append(ts, nil)
-	copy(ts[i+1:], ts[i:])
-	ts[i] = ot
-	x.roots[root] = ts
-	x.walkParents(s.OutBucket, s.OutObject, 1)
-}
-
-func (x *Outputs) removeLocked(ot *outTask) {
-	s := ot.sum
-	if x.byID[s.ID] != ot {
-		return
-	}
-	delete(x.byID, s.ID)
-	root := s.OutBucket + "/" + s.OutObject
-	ts := x.roots[root]
-	for i := range ts {
-		if ts[i] == ot {
-			ts = append(ts[:i:i], ts[i+1:]...)
-			break
+	var p []int32
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] != 'x' {
+			p = append(p, int32(i))
 		}
 	}
-	if len(ts) == 0 {
-		delete(x.roots, root)
-	} else {
-		x.roots[root] = ts
-	}
-	x.walkParents(s.OutBucket, s.OutObject, -1)
-}
-
-// walkParents counts (delta 1) or uncounts (-1) an output folder with
-// every folder above it.
-func (x *Outputs) walkParents(bucket, folder string, delta int) {
-	child := path.Base(folder) + "/"
-	for dir := path.Dir(folder); ; dir = path.Dir(dir) {
-		prefix := ""
-		if dir != "." {
-			prefix = dir + "/"
-		}
-		k := bucket + "/" + prefix
-		set := x.dirs[k]
-		if set == nil {
-			set = map[string]int{}
-			x.dirs[k] = set
-		}
-		if set[child] += delta; set[child] <= 0 {
-			delete(set, child)
-			if len(set) == 0 {
-				delete(x.dirs, k)
-			}
-		}
-		if dir == "." {
-			return
-		}
-		child = path.Base(dir) + "/"
-	}
+	slices.SortFunc(p, func(a, b int32) int { return strings.Compare(fl.name(int(a)), fl.name(int(b))) })
+	x.perms[s] = p
 }
 
 // OnWithdraw registers fn to be told of every output path that went away
@@ -347,15 +381,17 @@ func (x *Outputs) Lookup(bucket, key string) *Output {
 }
 
 func (x *Outputs) lookupLocked(bucket, key string) *Output {
-	var best *outTask
+	var best *summary
 	bi := -1
 	for root := path.Dir(key); root != "."; root = path.Dir(root) {
-		for _, ot := range x.roots[bucket+"/"+root] {
-			if best != nil && !ot.sum.newer(best.sum) {
+		k := bucket + "/" + root + "/"
+		for i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0; i++ {
+			s := x.roots[i]
+			if best != nil && !s.newer(best) {
 				break // newest first: the rest are older still
 			}
-			if i := ot.find(key[len(root)+1:]); i >= 0 {
-				best, bi = ot, i
+			if j := x.find(s, key[len(root)+1:]); j >= 0 {
+				best, bi = s, j
 				break
 			}
 		}
@@ -363,7 +399,7 @@ func (x *Outputs) lookupLocked(bucket, key string) *Output {
 	if best == nil {
 		return nil
 	}
-	return best.output(bi)
+	return outputOf(best, bi)
 }
 
 // Children lists the outputs directly under a folder of a bucket (prefix
@@ -371,16 +407,18 @@ func (x *Outputs) lookupLocked(bucket, key string) *Output {
 func (x *Outputs) Children(bucket, prefix string) []string {
 	x.mu.RLock()
 	set := map[string]bool{}
-	for n := range x.dirs[bucket+"/"+prefix] {
-		set[n] = true
-	}
-	x.eachRootAbove(bucket, prefix, func(ot *outTask, rel string) bool {
-		ot.under(rel, func(name string) {
+	x.foldersBelow(bucket, prefix, "", func(child, id string) bool {
+		set[child] = true
+		return true
+	})
+	x.eachRootAbove(bucket, prefix, func(s *summary, rel string) bool {
+		x.under(s, rel, func(name string) bool {
 			child, _, deeper := strings.Cut(name[len(rel):], "/")
 			if deeper {
 				child += "/"
 			}
 			set[child] = true
+			return true
 		})
 		return true
 	})
@@ -393,17 +431,50 @@ func (x *Outputs) Children(bucket, prefix string) []string {
 	return names
 }
 
+// foldersBelow calls fn with each folder directly under bucket/prefix
+// ("" or ending in "/") that leads to the output folder of a task other
+// than except (name ending in "/"; one such task's id), until fn returns
+// false. Each folder costs one binary search, however many tasks lie
+// below it.
+func (x *Outputs) foldersBelow(bucket, prefix, except string, fn func(child, id string) bool) {
+	base := bucket + "/" + prefix
+	for i := x.search(base); i < len(x.roots); {
+		s := x.roots[i]
+		if s.OutBucket != bucket || !folderUnder(s.OutObject, prefix) {
+			return
+		}
+		if len(s.OutObject)+1 == len(prefix) || s.ID == except {
+			i++ // the folder itself, or the task left out
+			continue
+		}
+		comp, _, _ := strings.Cut(s.OutObject[len(prefix):], "/")
+		if !fn(comp+"/", s.ID) {
+			return
+		}
+		// Skip every task below that folder: their keys start with
+		// base+comp+"/", and '0' follows '/'.
+		i = max(i+1, x.search(base+comp+"0"))
+	}
+}
+
+// folderUnder reports whether folder+"/" starts with prefix.
+func folderUnder(folder, prefix string) bool {
+	return strings.HasPrefix(folder, prefix) ||
+		(len(folder)+1 == len(prefix) && strings.HasPrefix(prefix, folder) && prefix[len(folder)] == '/')
+}
+
 // eachRootAbove calls fn for each task whose output folder is prefix
 // ("" or ending in "/") or above it, with prefix relative to that folder,
 // until fn returns false.
-func (x *Outputs) eachRootAbove(bucket, prefix string, fn func(ot *outTask, rel string) bool) {
+func (x *Outputs) eachRootAbove(bucket, prefix string, fn func(s *summary, rel string) bool) {
 	if prefix == "" {
 		return
 	}
 	for root := strings.TrimSuffix(prefix, "/"); root != "."; root = path.Dir(root) {
 		rel := prefix[len(root)+1:]
-		for _, ot := range x.roots[bucket+"/"+root] {
-			if !fn(ot, rel) {
+		k := bucket + "/" + root + "/"
+		for i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0; i++ {
+			if !fn(x.roots[i], rel) {
 				return
 			}
 		}
@@ -414,52 +485,44 @@ func (x *Outputs) eachRootAbove(bucket, prefix string, fn func(ot *outTask, rel 
 func (x *Outputs) HasOutputs(bucket string) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.dirs[bucket+"/"]) > 0
+	i := x.search(bucket + "/")
+	return i < len(x.roots) && x.roots[i].OutBucket == bucket
 }
 
 // IsDir reports whether some output lies under bucket/prefix/.
 func (x *Outputs) IsDir(bucket, prefix string) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.isDirLocked(bucket, strings.TrimSuffix(prefix, "/")+"/", "")
+	return x.ownerBelow(bucket, strings.TrimSuffix(prefix, "/")+"/", "") != ""
 }
 
-// isDirLocked reports whether an output of a task other than except lies
-// under bucket/prefix (ending in "/").
-func (x *Outputs) isDirLocked(bucket, prefix, except string) bool {
-	if x.someTaskBelow(bucket, prefix, except) != "" {
-		return true
-	}
-	found := false
-	x.eachRootAbove(bucket, prefix, func(ot *outTask, rel string) bool {
-		if ot.sum.ID != except {
-			ot.under(rel, func(string) { found = true })
-		}
-		return !found
+// ownerBelow returns a task other than except with an output under
+// bucket/prefix (ending in "/"), or "".
+func (x *Outputs) ownerBelow(bucket, prefix, except string) string {
+	owner := ""
+	x.foldersBelow(bucket, prefix, except, func(_, id string) bool {
+		owner = id
+		return false
 	})
-	return found
-}
-
-// someTaskBelow returns a task (other than except) whose output folder is
-// bucket/prefix (ending in "/") or below it, or "".
-func (x *Outputs) someTaskBelow(bucket, prefix, except string) string {
-	for _, ot := range x.roots[bucket+"/"+strings.TrimSuffix(prefix, "/")] {
-		if ot.sum.ID != except {
-			return ot.sum.ID
-		}
+	if owner != "" {
+		return owner
 	}
-	for child := range x.dirs[bucket+"/"+prefix] {
-		if id := x.someTaskBelow(bucket, prefix+child, except); id != "" {
-			return id
+	x.eachRootAbove(bucket, prefix, func(s *summary, rel string) bool {
+		if s.ID != except {
+			x.under(s, rel, func(string) bool {
+				owner = s.ID
+				return false
+			})
 		}
-	}
-	return ""
+		return owner == ""
+	})
+	return owner
 }
 
 // ModTime is when the output's task SUCCEEDED (its saved end_time, whole
 // seconds), the same after every restart: the HTTP origin's Last-Modified.
 func (x *Outputs) ModTime(o *Output) time.Time {
-	for _, s := range []string{o.task.sum.EndTime, o.task.sum.CreateTime} {
+	for _, s := range []string{o.task.EndTime, o.task.CreateTime} {
 		if t, err := time.Parse(timeFormat, s); err == nil {
 			return t
 		}
@@ -478,16 +541,7 @@ func (x *Outputs) clash(rec *record, plan *Plan) *taskError {
 	bucket, id := rec.Output.Bucket, rec.TaskID
 	for _, f := range plan.Files {
 		key := rec.Output.Object + "/" + f.Name
-		if x.isDirLocked(bucket, key+"/", id) {
-			other := x.someTaskBelow(bucket, key+"/", id)
-			if other == "" {
-				x.eachRootAbove(bucket, key+"/", func(ot *outTask, rel string) bool {
-					if ot.sum.ID != id {
-						ot.under(rel, func(string) { other = ot.sum.ID })
-					}
-					return other == ""
-				})
-			}
+		if other := x.ownerBelow(bucket, key+"/", id); other != "" {
 			return failf(CodeBadRequest, "output %q is a folder of task %s's outputs: choose another output.object", bucket+"/"+key, other)
 		}
 		for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {

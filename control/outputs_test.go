@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -35,13 +36,13 @@ func TestNewerTaskWinsWithinASecond(t *testing.T) {
 	plan := &Plan{Files: []OutFile{{Name: "index.m3u8", Playlist: []byte("#EXTM3U\n")}}}
 	older, _ := servedPlan("9000000000000000", 1, "out", plan) // older, but the larger id
 	newer, _ := servedPlan("1000000000000000", 2, "out", plan)
-	x.set(newer.ID, newer)
-	x.set(older.ID, older)
+	x.set(nil, newer)
+	x.set(nil, older)
 	if o := x.Lookup("public", "out/index.m3u8"); o == nil || o.TaskID != "1000000000000000" {
 		t.Fatalf("output served by %+v, want the newer task 1000000000000000", o)
 	}
 	// Withdrawing the newer serves the older one again, and says so.
-	if gone := x.set(newer.ID, nil); len(gone) != 1 || gone[0].key != "out/index.m3u8" {
+	if gone := x.set(newer, nil); len(gone) != 1 || gone[0].key != "out/index.m3u8" {
 		t.Errorf("withdrawn %v, want out/index.m3u8", gone)
 	}
 	if o := x.Lookup("public", "out/index.m3u8"); o == nil || o.TaskID != "9000000000000000" {
@@ -58,7 +59,7 @@ func TestNextSegment(t *testing.T) {
 		return OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: 100}}, Size: 100}
 	}
 	s, _ := servedPlan("1", 0, "out", &Plan{Files: []OutFile{seg("a.ts"), seg("b.ts"), {Name: "index.m3u8", Playlist: []byte("#EXTM3U\n")}, seg("c.ts")}})
-	x.set(s.ID, s)
+	x.set(nil, s)
 	for _, c := range []struct{ from, next string }{{"a.ts", "out/b.ts"}, {"b.ts", "out/c.ts"}, {"c.ts", ""}, {"index.m3u8", ""}} {
 		o := x.Lookup("public", "out/"+c.from)
 		got := ""
@@ -85,8 +86,8 @@ func TestOutputFolders(t *testing.T) {
 	}
 	a, _ := servedPlan("1", 1, "vod/a", pl("master.m3u8", "v1/index.m3u8", "v2/index.m3u8", "p//q"))
 	b, _ := servedPlan("2", 2, "vod/a/v1/extra", pl("x.m3u8"))
-	x.set(a.ID, a)
-	x.set(b.ID, b)
+	x.set(nil, a)
+	x.set(nil, b)
 	for _, c := range []struct {
 		prefix string
 		want   []string
@@ -108,10 +109,10 @@ func TestOutputFolders(t *testing.T) {
 	if !x.HasOutputs("public") || x.HasOutputs("media") {
 		t.Error("HasOutputs is wrong")
 	}
-	x.set(a.ID, nil)
-	x.set(b.ID, nil)
-	if x.HasOutputs("public") || len(x.dirs) != 0 || len(x.roots) != 0 {
-		t.Errorf("withdrawing every task leaves %v %v", x.dirs, x.roots)
+	x.set(a, nil)
+	x.set(b, nil)
+	if x.HasOutputs("public") || len(x.roots) != 0 {
+		t.Errorf("withdrawing every task leaves %v", x.roots)
 	}
 }
 
@@ -148,7 +149,7 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	}
 	s, served := servedPlan("1", 0, "out", &Plan{Files: files})
 	x := testOutputs(st, map[string]*servedTask{"1": served})
-	x.set(s.ID, s)
+	x.set(nil, s)
 	a := x.Lookup("public", "out/a.ts")
 	x.WarmNext(a)
 	var warm []interface{ Warming() bool }
@@ -165,7 +166,7 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	if x.LoadedPlans() != 1 {
 		t.Errorf("%d plans loaded, want 1", x.LoadedPlans())
 	}
-	x.set(s.ID, nil)
+	x.set(s, nil)
 	for i, f := range warm {
 		if f.Warming() {
 			t.Errorf("segment %d still warm after its task's outputs were withdrawn", i+1)
@@ -173,5 +174,46 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	}
 	if x.LoadedPlans() != 0 {
 		t.Errorf("a withdrawn task's plan is kept loaded")
+	}
+}
+
+// TestSearchedNames: a task with more files than are scanned has its
+// names searched; folders of many tasks list each folder once; folders
+// whose names sort around "/" ("a-b", "a.b") are told apart.
+func TestSearchedNames(t *testing.T) {
+	x := testOutputs(nil, nil)
+	big := &Plan{}
+	for i := 0; i < 3*scanFiles; i++ {
+		big.Files = append(big.Files, OutFile{Name: fmt.Sprintf("v%d/s%03d.ts", i%3, i), Size: int64(i), Parts: []OutPart{{Key: "in", Len: int64(i)}}})
+	}
+	s, _ := servedPlan("1", 1, "big", big)
+	x.set(nil, s)
+	for i := 0; i < 3*scanFiles; i++ {
+		o := x.Lookup("public", fmt.Sprintf("big/v%d/s%03d.ts", i%3, i))
+		if o == nil || o.Size != int64(i) {
+			t.Fatalf("file %d: %+v", i, o)
+		}
+	}
+	if got := x.Children("public", "big/"); !equalStrings(got, []string{"v0/", "v1/", "v2/"}) {
+		t.Errorf("children of big/: %q", got)
+	}
+	if x.Lookup("public", "big/v0/s001.ts") != nil {
+		t.Error("a name of another folder is found")
+	}
+	for i, name := range []string{"a", "a-b", "a.b", "a/x", "a/y/z", "ab"} {
+		s, _ := servedPlan(fmt.Sprint(10+i), int64(10+i), "cat/"+name, &Plan{Files: []OutFile{{Name: "m.m3u8", Playlist: []byte("#EXTM3U\n")}}})
+		x.set(nil, s)
+	}
+	if got := x.Children("public", "cat/"); !equalStrings(got, []string{"a-b/", "a.b/", "a/", "ab/"}) {
+		t.Errorf("children of cat/: %q", got)
+	}
+	if got := x.Children("public", "cat/a/"); !equalStrings(got, []string{"m.m3u8", "x/", "y/"}) {
+		t.Errorf("children of cat/a/: %q", got)
+	}
+	if got := x.Children("public", ""); !equalStrings(got, []string{"big/", "cat/"}) {
+		t.Errorf("children of the bucket: %q", got)
+	}
+	if !x.IsDir("public", "cat/a/y") || x.IsDir("public", "cat/a/q") || x.IsDir("public", "cat/a-") {
+		t.Error("IsDir is wrong")
 	}
 }

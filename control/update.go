@@ -190,9 +190,10 @@ func (m *Manager) syncLocked(t *task) []withdrawn {
 // setSummaryLocked replaces a task's summary and serves show's outputs
 // (nil: none). Called with m.mu held.
 func (m *Manager) setSummaryLocked(s, show *summary) []withdrawn {
-	if old := m.catalog.get(s.ID); old == nil || *old != *s {
-		m.catalog.put(s)
+	prev := m.catalog.get(s.ID)
+	if prev == nil || *prev != *s {
 		m.index.markDirty(s.ID)
 	}
-	return m.outs.set(s.ID, show)
+	m.catalog.put(s)
+	return m.outs.set(prev, show)
 }

@@ -632,10 +632,25 @@ func (w *cancelWriter) cancel(lines string) syscall.Errno {
 	return 0
 }
 
+// listNames lists files named names[i]+suffix, one entry at a time as the
+// kernel asks for them: control/tasks may hold 100,000 tasks, and a
+// listing does not build every entry at once.
 func listNames(names []string, suffix string) fusefs.DirStream {
-	entries := make([]fuse.DirEntry, len(names))
-	for i, n := range names {
-		entries[i] = fuse.DirEntry{Name: n + suffix, Mode: syscall.S_IFREG}
-	}
-	return fusefs.NewListDirStream(entries)
+	return &nameStream{names: names, suffix: suffix}
 }
+
+type nameStream struct {
+	names  []string
+	suffix string
+	next   int
+}
+
+func (s *nameStream) HasNext() bool { return s.next < len(s.names) }
+
+func (s *nameStream) Next() (fuse.DirEntry, syscall.Errno) {
+	name := s.names[s.next]
+	s.next++
+	return fuse.DirEntry{Name: name + s.suffix, Mode: syscall.S_IFREG}, 0
+}
+
+func (s *nameStream) Close() {}
