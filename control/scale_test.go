@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,98 +41,10 @@ func (c *countingStore) List(ctx context.Context, bucket, prefix string) (store.
 	return c.Store.List(ctx, bucket, prefix)
 }
 
-// catalogueTask is task i of a made catalogue: a 2-variant HLS title.
-func catalogueTask(i int) (id, object string, plan *Plan) {
-	id = strconv.FormatInt(1e15+int64(i), 10)
-	object = fmt.Sprintf("cat/%06d", i)
-	seg := func(name string) OutFile {
-		src := fmt.Sprintf("titles/%06d/%s", i, name)
-		return OutFile{Name: name, Size: 1000016, Parts: []OutPart{{Key: src, ETag: "e" + id, Len: 1000000, Encrypt: true, IV: make([]byte, 16)}}}
-	}
-	pl := func(name, body string) OutFile {
-		return OutFile{Name: name, Playlist: []byte(body), Size: int64(len(body))}
-	}
-	media := "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-KEY:METHOD=AES-128,URI=\"https://keys.example.com/k\"\n#EXTINF:10,\nseg0.ts\n#EXTINF:10,\nseg1.ts\n#EXT-X-ENDLIST\n"
-	plan = &Plan{Files: []OutFile{
-		pl("master.m3u8", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nv1/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1600000\nv2/index.m3u8\n"),
-		seg("v1/seg0.ts"), seg("v1/seg1.ts"), pl("v1/index.m3u8", media),
-		seg("v2/seg0.ts"), seg("v2/seg1.ts"), pl("v2/index.m3u8", media),
-	}}
-	return id, object, plan
-}
-
-// writeCatalogue writes n SUCCEEDED task records into the local store at
-// dir (system bucket sys) as a mount saves them: each record with its
-// plan in plans/ and, withIndex, the index shards; legacy writes records
-// from before plans were kept apart (the plan inside the record, no
-// index). Files are written directly (no fsync per object, as the store's
-// Put makes), so that 100,000 tasks take seconds, not an hour.
 func writeCatalogue(tb testing.TB, dir, sys string, st *store.Local, master *keywrap.Master, n int, withIndex, legacy bool) {
 	tb.Helper()
-	for _, sub := range []string{"tasks", "plans", "index"} {
-		if err := os.MkdirAll(filepath.Join(dir, sys, sub), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(dir, "public"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "media"), 0o755)
-	var mu sync.Mutex
-	shards := map[int][]*summary{}
-	var failed atomic.Value
-	var wg sync.WaitGroup
-	const writers = 8
-	key := make([]byte, 16)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += writers {
-				id, object, plan := catalogueTask(i)
-				created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
-				rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: mpcTime(created), EndTime: mpcTime(created.Add(time.Second)),
-					Input: Location{Bucket: "media", Location: "region1", Object: fmt.Sprintf("titles/%06d/master.m3u8", i)},
-					Output: Location{Bucket: "public", Location: "region1", Object: object}, Description: "7 output files"},
-					Algorithm: "AES-128-CBC", KeyURL: "https://keys.example.com/k", Created: created.UnixNano(),
-					SealedKey: master.Seal(key, id)}
-				if legacy {
-					rec.Plan = plan
-				} else {
-					rec.PlanKey = planKey(id)
-					data, _ := json.Marshal(plan)
-					if err := os.WriteFile(filepath.Join(dir, sys, planKey(id)), data, 0o644); err != nil {
-						failed.Store(err)
-						return
-					}
-				}
-				data, _ := json.Marshal(&rec)
-				if err := os.WriteFile(filepath.Join(dir, sys, recordKey(id)), data, 0o644); err != nil {
-					failed.Store(err)
-					return
-				}
-				if !withIndex {
-					continue
-				}
-				info, err := st.Stat(context.Background(), sys, recordKey(id))
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				s := summarize(&rec, info.ETag, filesOf(id, object, plan))
-				mu.Lock()
-				shards[shardOf(id)] = append(shards[shardOf(id)], s)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
+	if err := MakeCatalogue(dir, sys, master, n, CatalogueOptions{NoIndex: !withIndex, Legacy: legacy}); err != nil {
 		tb.Fatal(err)
-	}
-	for n, tasks := range shards {
-		data := encodeShard(tasks)
-		if err := os.WriteFile(filepath.Join(dir, sys, shardKey(n)), data, 0o644); err != nil {
-			tb.Fatal(err)
-		}
 	}
 }
 
@@ -223,7 +133,7 @@ func measureStartup(tb testing.TB, st store.Store, master *keywrap.Master, n int
 	rnd := rand.New(rand.NewSource(1))
 	keys := make([]string, 1000)
 	for i := range keys {
-		_, object, plan := catalogueTask(rnd.Intn(n))
+		_, object, plan := CatalogueTask(rnd.Intn(n))
 		keys[i] = object + "/" + plan.Files[rnd.Intn(len(plan.Files))].Name
 		if m.Outputs().Lookup("public", keys[i]) == nil {
 			tb.Fatalf("output public/%s not found", keys[i])
@@ -237,7 +147,7 @@ func measureStartup(tb testing.TB, st store.Store, master *keywrap.Master, n int
 		}
 	}
 	f.lookup = time.Since(t0) / time.Duration(rounds*len(keys))
-	_, object, plan := catalogueTask(n / 2)
+	_, object, plan := CatalogueTask(n / 2)
 	o := m.Outputs().Lookup("public", object+"/master.m3u8")
 	t0 = time.Now()
 	data, err := m.Outputs().Playlist(o)
@@ -315,7 +225,7 @@ func TestLegacyRecords(t *testing.T) {
 	const n = 20
 	writeCatalogue(t, dir, ".mpcfs", st, master, n, false, true)
 	m, _ := newTestManager(t, st, master, -1)
-	id, object, plan := catalogueTask(3)
+	id, object, plan := CatalogueTask(3)
 	o := m.Outputs().Lookup("public", object+"/v2/index.m3u8")
 	if o == nil {
 		t.Fatal("an output of a legacy record is not served")
@@ -334,7 +244,7 @@ func TestLegacyRecords(t *testing.T) {
 	}
 	// Another legacy task updated (a stale-source note) keeps its plan,
 	// moved to its own object.
-	id2, object2, _ := catalogueTask(4)
+	id2, object2, _ := CatalogueTask(4)
 	m.saveStaleByID(id2, "; note")
 	if _, err := os.Stat(filepath.Join(dir, ".mpcfs", planKey(id2))); err != nil {
 		t.Fatalf("the plan of an updated legacy record was not moved: %v", err)
