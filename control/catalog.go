@@ -139,6 +139,12 @@ func shardOf(id string) int {
 
 func shardKey(n int) string { return fmt.Sprintf("%s%03d.json", indexPrefix, n) }
 
+// shardNumber is the shard a key names.
+func shardNumber(key string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(key, indexPrefix), ".json"))
+	return n, err == nil && n >= 0 && n < indexShards && shardKey(n) == key
+}
+
 // catalog holds the summaries by shard, so a shard is written without
 // walking every task. Guarded by Manager.mu.
 type catalog struct {
@@ -382,10 +388,25 @@ func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
 	return out, ctx.Err()
 }
 
+// catchUp reads the current record of each task whose summary in sums
+// differs from the catalogue's (another mount changed it), so the
+// catalogue and the shards written from it follow the store.
+func (m *Manager) catchUp(ctx context.Context, sums []*summary) {
+	var stale []store.ObjectInfo
+	m.mu.Lock()
+	for _, s := range sums {
+		if c := m.catalog.get(s.ID); c != nil && c.ETag != s.ETag && validID.MatchString(s.ID) {
+			stale = append(stale, store.ObjectInfo{Key: recordKey(s.ID)}) // no ETag: the current version
+		}
+	}
+	m.mu.Unlock()
+	m.readChanged(ctx, stale, false)
+}
+
 // readShard reads one shard object.
 func (m *Manager) readShard(ctx context.Context, o store.ObjectInfo) (int, []*summary, string, error) {
-	var n int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(o.Key, indexPrefix), "%03d.json", &n); err != nil || n < 0 || n >= indexShards || shardKey(n) != o.Key {
+	n, ok := shardNumber(o.Key)
+	if !ok {
 		return 0, nil, "", errors.New("not an index shard name")
 	}
 	data, etag, err := m.readVersion(ctx, o.Key, o.ETag)
@@ -435,7 +456,8 @@ func (m *Manager) flushIndex() {
 
 // writeShard saves one shard by compare-and-swap. Another mount may have
 // written it meanwhile: its summaries of tasks this mount does not know
-// are kept, the others are this mount's (read or written since).
+// are kept; where both have a task, its record is read again (catchUp)
+// and the summary of the current record written.
 func (m *Manager) writeShard(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Tuning.StoreOpTimeout)
 	defer cancel()
@@ -481,6 +503,7 @@ func (m *Manager) writeShard(ctx context.Context, n int) error {
 				got = info.ETag
 			} else {
 				theirs = stored
+				m.catchUp(ctx, stored)
 			}
 			etag = got
 		}

@@ -59,13 +59,20 @@ func (m *Manager) refresher() {
 	tick := time.NewTicker(m.cfg.Tuning.Refresh)
 	defer tick.Stop()
 	failing := false // log when refreshing starts and stops failing, not every tick
+	lastFull := time.Now()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
-			err := m.sync(ctx, false)
+			var err error
+			if time.Since(lastFull) >= m.cfg.Tuning.FullRefresh {
+				lastFull = time.Now()
+				err = m.sync(ctx, false)
+			} else {
+				err = m.syncShards(ctx)
+			}
 			cancel()
 			switch {
 			case err != nil && !failing && m.ctx.Err() == nil:
@@ -125,6 +132,51 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 	}
 	m.mu.Unlock()
 	m.readChanged(ctx, changed, startup)
+	return m.syncResponses(ctx)
+}
+
+// syncShards is the refresh between full ones: other mounts write the
+// index shard of each task they change (Tuning.IndexDelay later), so one
+// LIST of the 1,000 shards finds the changed ones, and a summary whose
+// record ETag differs from the catalogue's names a record to read. A
+// change whose shard was never written (a mount killed in between) is
+// found by the next full refresh (Tuning.FullRefresh).
+func (m *Manager) syncShards(ctx context.Context) error {
+	objs, err := m.listAll(ctx, indexPrefix)
+	if err != nil {
+		return err
+	}
+	var changed []store.ObjectInfo
+	for _, o := range objs {
+		n, ok := shardNumber(o.Key)
+		m.index.mu.Lock()
+		known := m.index.etags[n]
+		m.index.mu.Unlock()
+		if !ok || known == o.ETag {
+			continue
+		}
+		_, sums, etag, err := m.readShard(ctx, o)
+		if err != nil {
+			if !errors.Is(err, store.ErrChanged) {
+				m.cfg.Log.Printf("task store: ignoring index shard %s: %v", o.Key, err)
+			}
+			continue
+		}
+		m.index.mu.Lock()
+		m.index.etags[n] = etag
+		m.index.mu.Unlock()
+		m.mu.Lock()
+		for _, s := range sums {
+			key := recordKey(s.ID)
+			if c := m.catalog.get(s.ID); (c == nil || c.ETag != s.ETag) && m.seen[key] != s.ETag && validID.MatchString(s.ID) {
+				// The current version is read: the shard may be older
+				// than the record.
+				changed = append(changed, store.ObjectInfo{Key: key})
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.readChanged(ctx, changed, false)
 	return m.syncResponses(ctx)
 }
 

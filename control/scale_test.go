@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -311,4 +312,51 @@ func keywrapMaster(tb testing.TB) *keywrap.Master {
 		tb.Fatal(err)
 	}
 	return m
+}
+
+// TestRefreshByShards: between full refreshes a mount learns of other
+// mounts' changes from the index shards they write; a change whose shard
+// is not written yet (the negative control: a writer holding its shards
+// back) is found by the next full refresh only.
+func TestRefreshByShards(t *testing.T) {
+	st := taskStore(t)
+	master := testMaster(t)
+	mount := func(change func(*tuning.Tuning)) *Manager {
+		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
+			Log: log.New(io.Discard, "", 0), Tuning: tuningWith(change)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	writer := mount(func(t *tuning.Tuning) { t.Refresh = -1 })
+	held := mount(func(t *tuning.Tuning) { t.Refresh = -1; t.IndexDelay = time.Hour })
+	shardsOnly := mount(func(t *tuning.Tuning) { t.Refresh = 20 * time.Millisecond; t.FullRefresh = time.Hour })
+	// full holds its shards back too: what it reads must not reach
+	// shardsOnly through a shard it writes.
+	full := mount(func(t *tuning.Tuning) {
+		t.Refresh, t.FullRefresh, t.IndexDelay = 20*time.Millisecond, 200*time.Millisecond, time.Hour
+	})
+
+	id := createID(t, writer, "a.json")
+	waitStatus(t, writer, id, Succeeded)
+	waitStatus(t, shardsOnly, id, Succeeded)
+	if shardsOnly.Outputs().Lookup("public", "out/a.ts") == nil {
+		t.Fatal("the task's outputs are not served on the mount refreshing by shards")
+	}
+
+	body := held.Create("b.json", []byte(strings.Replace(goodRequest, `"object":"out/"`, `"object":"out2/"`, 1)))
+	var r struct {
+		TaskID string `json:"task_id"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.TaskID == "" {
+		t.Fatalf("create: %s", body)
+	}
+	waitStatus(t, held, r.TaskID, Succeeded)
+	waitStatus(t, full, r.TaskID, Succeeded)
+	time.Sleep(300 * time.Millisecond) // many shard refreshes
+	if got := shardsOnly.Status(r.TaskID); got == Succeeded {
+		t.Errorf("a change whose shard was never written was seen by the shard refresh (%s): the check cannot fail", got)
+	}
 }

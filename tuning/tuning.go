@@ -98,8 +98,12 @@ type Tuning struct {
 	// ---- control: tasks and the task store ----
 
 	// Refresh is how often the task store is re-read for other mounts'
-	// changes (< 0: never).
+	// changes (< 0: never): the index shards that changed.
 	Refresh time.Duration
+	// FullRefresh is how often a refresh lists every task record instead,
+	// finding changes whose index shard another mount never wrote (it was
+	// killed in between).
+	FullRefresh time.Duration
 	// StoreOpTimeout bounds one task-store write or a creation's store
 	// checks.
 	StoreOpTimeout time.Duration
@@ -153,6 +157,7 @@ func Default() Tuning {
 		WarmNext:        4,
 		ReadAheadKB:     1024,
 		Refresh:         2 * time.Second,
+		FullRefresh:     time.Minute,
 		StoreOpTimeout:  30 * time.Second,
 		LookupTimeout:   10 * time.Second,
 		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
