@@ -275,8 +275,6 @@ func (m *Manager) StatusCounts() map[Status]int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := map[Status]int{Waiting: 0, Processing: 0, Succeeded: 0, Failed: 0, Canceled: 0}
-	for _, t := range m.tasks {
-		n[t.rec.Status]++
-	}
+	m.catalog.each(func(s *summary) { n[s.Status]++ })
 	return n
 }

@@ -81,7 +81,7 @@ func TestCancelRacesCompletion(t *testing.T) {
 			t.Errorf("task %s: the store holds %s after a cancel answered success", id, st)
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); a.Output("public", "out/a.ts") != nil; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); a.Outputs().Lookup("public", "out/a.ts") != nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the processing mount still serves outputs of canceled tasks")
 		}

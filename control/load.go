@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mpcfs/mpcfs/store"
@@ -58,13 +59,20 @@ func (m *Manager) refresher() {
 	tick := time.NewTicker(m.cfg.Tuning.Refresh)
 	defer tick.Stop()
 	failing := false // log when refreshing starts and stops failing, not every tick
+	lastFull := time.Now()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
-			err := m.sync(ctx, false)
+			var err error
+			if time.Since(lastFull) >= m.cfg.Tuning.FullRefresh {
+				lastFull = time.Now()
+				err = m.sync(ctx, false)
+			} else {
+				err = m.syncShards(ctx)
+			}
 			cancel()
 			switch {
 			case err != nil && !failing && m.ctx.Err() == nil:
@@ -77,39 +85,128 @@ func (m *Manager) refresher() {
 	}
 }
 
-// sync reads the task records and responses that changed in the store
-// since they were last read (by ETag) and merges them. One LIST per prefix
-// plus one GET per changed object: bounded work per refresh.
+// sync reads the task records that changed in the store since they were
+// last read (by ETag) and merges them; at startup the index shards stand
+// for every record whose ETag they hold. One LIST of the records (and, at
+// startup, of the shards) plus one GET per changed object: bounded work.
 func (m *Manager) sync(ctx context.Context, startup bool) error {
 	objs, err := m.listAll(ctx, tasksPrefix)
 	if err != nil {
 		return err
 	}
-	changed := false
-	for _, o := range m.unseen(objs) {
-		ok, err := m.syncTask(ctx, o, startup)
-		if err != nil {
-			m.cfg.Log.Printf("task store: skipping %s: %v", o.Key, err)
+	var idx map[string]*summary
+	if startup {
+		if idx, err = m.readIndex(ctx); err != nil {
+			return err
 		}
-		changed = changed || ok
 	}
-	if changed {
-		m.reindex()
+	var changed []store.ObjectInfo
+	m.mu.Lock()
+	listed := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		id, ok := recordID(o.Key)
+		if !ok {
+			continue
+		}
+		listed[id] = true
+		if s := m.catalog.get(id); s != nil && s.ETag == o.ETag {
+			continue
+		}
+		if s := idx[id]; s != nil && s.ETag == o.ETag && s.Status.Final() {
+			m.catalog.put(s)
+			continue
+		}
+		if m.seen[o.Key] != o.ETag {
+			changed = append(changed, o)
+		}
 	}
+	if startup {
+		for id := range idx {
+			if !listed[id] {
+				m.index.markDirty(id) // its record is gone: drop it from its shard
+			}
+		}
+		var all []*summary
+		m.catalog.each(func(s *summary) { all = append(all, s) })
+		m.outs.load(all)
+	}
+	m.mu.Unlock()
+	m.readChanged(ctx, changed, startup)
 	return m.syncResponses(ctx)
 }
 
-// unseen returns the listed objects whose ETag differs from the one read.
-func (m *Manager) unseen(objs []store.ObjectInfo) []store.ObjectInfo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []store.ObjectInfo
-	for _, o := range objs {
-		if m.seen[o.Key] != o.ETag {
-			out = append(out, o)
-		}
+// syncShards is the refresh between full ones: other mounts write the
+// index shard of each task they change (Tuning.IndexDelay later), so one
+// LIST of the 1,000 shards finds the changed ones, and a summary whose
+// record ETag differs from the catalogue's names a record to read. A
+// change whose shard was never written (a mount killed in between) is
+// found by the next full refresh (Tuning.FullRefresh).
+func (m *Manager) syncShards(ctx context.Context) error {
+	objs, err := m.listAll(ctx, indexPrefix)
+	if err != nil {
+		return err
 	}
-	return out
+	var changed []store.ObjectInfo
+	for _, o := range objs {
+		n, ok := shardNumber(o.Key)
+		m.index.mu.Lock()
+		known := m.index.etags[n]
+		m.index.mu.Unlock()
+		if !ok || known == o.ETag {
+			continue
+		}
+		_, sums, etag, err := m.readShard(ctx, o)
+		if err != nil {
+			if !errors.Is(err, store.ErrChanged) {
+				m.cfg.Log.Printf("task store: ignoring index shard %s: %v", o.Key, err)
+			}
+			continue
+		}
+		m.index.mu.Lock()
+		m.index.etags[n] = etag
+		m.index.mu.Unlock()
+		m.mu.Lock()
+		for _, s := range sums {
+			key := recordKey(s.ID)
+			if c := m.catalog.get(s.ID); (c == nil || c.ETag != s.ETag) && m.seen[key] != s.ETag && validID.MatchString(s.ID) {
+				// The current version is read: the shard may be older
+				// than the record.
+				changed = append(changed, store.ObjectInfo{Key: key})
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.readChanged(ctx, changed, false)
+	return m.syncResponses(ctx)
+}
+
+// recordID is the task id of a record's key.
+func recordID(key string) (string, bool) {
+	id, ok := strings.CutSuffix(strings.TrimPrefix(key, tasksPrefix), ".json")
+	return id, ok && validID.MatchString(id) && recordKey(id) == key
+}
+
+// readChanged reads the changed records, several at once (a store from
+// before the index has every record read once).
+func (m *Manager) readChanged(ctx context.Context, objs []store.ObjectInfo, startup bool) {
+	work := make(chan store.ObjectInfo)
+	var wg sync.WaitGroup
+	for w := 0; w < min(m.cfg.Tuning.StartupReaders, len(objs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				if err := m.syncTask(ctx, o, startup); err != nil {
+					m.cfg.Log.Printf("task store: skipping %s: %v", o.Key, err)
+				}
+			}
+		}()
+	}
+	for _, o := range objs {
+		work <- o
+	}
+	close(work)
+	wg.Wait()
 }
 
 func (m *Manager) markSeen(o store.ObjectInfo) {
@@ -140,7 +237,8 @@ func (m *Manager) readSys(ctx context.Context, key string) ([]byte, error) {
 // logged, if this master key does not open it). It returns the ETag of
 // the version read: the one a compare-and-swap update must replace. The
 // read is conditioned on etag (from a listing; "": the current one, from
-// a Stat), so the bytes are that version's.
+// a Stat), so the bytes are that version's. A SUCCEEDED task's outputs
+// are summarised (t.files) from the catalogue, or else from its plan.
 func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string, error) {
 	data, etag, err := m.readVersion(ctx, key, etag)
 	if err != nil {
@@ -153,11 +251,83 @@ func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string
 	if !validID.MatchString(t.rec.TaskID) || recordKey(t.rec.TaskID) != key {
 		return nil, "", fmt.Errorf("task record does not match its name")
 	}
+	if t.rec.Status == Succeeded {
+		if t.files, err = m.planFiles(ctx, &t.rec); err != nil {
+			return nil, "", err
+		}
+	}
 	t.key, err = m.cfg.Master.Open(t.rec.SealedKey, t.rec.TaskID)
 	if err != nil {
 		m.cfg.Log.Printf("task %s: %v; its outputs are not served", t.rec.TaskID, err)
 	}
 	return t, etag, nil
+}
+
+// planFiles summarises a SUCCEEDED record's outputs: as the catalogue
+// already has them (a plan never changes once SUCCEEDED), from a plan the
+// record holds (saved before plans were kept apart), or from its plan
+// object.
+func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error) {
+	m.mu.Lock()
+	s := m.catalog.get(rec.TaskID)
+	m.mu.Unlock()
+	if s != nil && s.Files != nil {
+		return s.Files, nil
+	}
+	plan := rec.Plan
+	if plan == nil {
+		var err error
+		if plan, err = m.readPlan(ctx, rec.TaskID); err != nil {
+			return nil, err
+		}
+	}
+	return filesOf(rec.TaskID, rec.Output.Object, plan), nil
+}
+
+// loadServed reads what serving a task's outputs needs (Outputs, on the
+// first open of one of them): its record, key and plan.
+func (m *Manager) loadServed(ctx context.Context, id string) (*servedTask, error) {
+	t, _, err := m.readTask(ctx, recordKey(id), "")
+	if err != nil {
+		return nil, fmt.Errorf("reading task %s: %w", id, err)
+	}
+	if t.rec.Status != Succeeded {
+		return nil, fmt.Errorf("task %s is %s", id, t.rec.Status)
+	}
+	if t.key == nil {
+		return nil, fmt.Errorf("task %s: its key does not open with this master key", id)
+	}
+	plan := t.rec.Plan
+	if plan == nil {
+		if plan, err = m.readPlan(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return &servedTask{rec: t.rec, key: t.key, plan: plan}, nil
+}
+
+// saveStaleByID appends a note to a SUCCEEDED task's description and
+// saves it (Outputs found one of its sources changed).
+func (m *Manager) saveStaleByID(id, note string) {
+	m.mu.Lock()
+	t := m.tasks[id]
+	m.mu.Unlock()
+	if t == nil {
+		if t = m.lookupStore(id); t == nil {
+			return
+		}
+	}
+	_, err := m.update(t, func(r *record) bool {
+		if r.Status != Succeeded || strings.Contains(r.Description, note) || len(r.Description) > 4096 {
+			return false
+		}
+		r.Description += note
+		return true
+	})
+	if err != nil {
+		m.cfg.Log.Printf("task %s: saving the note on its source: %v", id, err)
+	}
+	m.release(t)
 }
 
 // readVersion reads a system object and the ETag of the bytes read.
@@ -187,63 +357,58 @@ func (m *Manager) readVersion(ctx context.Context, key, etag string) ([]byte, st
 }
 
 // syncTask reads one changed record and merges it; at startup an
-// unfinished task is queued again.
-func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool) (bool, error) {
+// unfinished task is loaded and queued again.
+func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool) error {
 	nt, etag, err := m.readTask(ctx, o.Key, o.ETag)
 	if errors.Is(err, store.ErrChanged) {
-		return false, nil // written again since the listing: read at the next refresh
+		return nil // written again since the listing: read at the next refresh
 	}
 	if err != nil {
 		m.markSeen(o) // do not re-read a bad record every refresh
-		return false, err
+		return err
 	}
-	m.markSeen(o)
-	changed, isNew := m.adopt(nt, etag)
-	if startup && isNew && !nt.rec.Status.Final() && nt.key != nil {
+	requeue := startup && !nt.rec.Status.Final() && nt.key != nil
+	isNew := m.adopt(nt, etag, requeue)
+	if requeue && isNew {
 		m.mu.Lock()
 		nt.rec.Status = Waiting
+		m.syncLocked(nt)
 		m.mu.Unlock()
 		m.queue <- nt.rec.TaskID
 	}
-	return changed, nil
+	return nil
 }
 
-// adopt merges a record read from the store (ETag etag): an unknown task
-// is added; a known one takes the store's state only if that is a step
-// forward (another mount finished or canceled it), never back
-// (mergeLocked). It reports whether the outputs may have changed and
-// whether the task was new.
-func (m *Manager) adopt(nt *task, etag string) (changed, isNew bool) {
+// adopt merges a record read from the store (ETag etag). A task loaded
+// here takes the store's state only if that is a step forward (another
+// mount finished or canceled it), never back (mergeLocked); one that is
+// not has its summary replaced, or is loaded with load. It reports
+// whether the task was loaded now.
+func (m *Manager) adopt(nt *task, etag string, load bool) (isNew bool) {
 	id := nt.rec.TaskID
 	m.mu.Lock()
 	t := m.tasks[id]
 	if t == nil {
 		nt.etag = etag
-		m.tasks[id] = nt
-		succeeded := nt.rec.Status == Succeeded // nt is shared from here on
+		var gone []withdrawn
+		if load {
+			m.tasks[id] = nt
+			gone = m.syncLocked(nt)
+		} else {
+			s := summarize(&nt.rec, etag, nt.files)
+			gone = m.setSummaryLocked(s, s)
+		}
 		m.mu.Unlock()
-		return succeeded, true
+		m.outs.notify(gone)
+		return load
 	}
 	m.mu.Unlock()
 	t.mu.Lock() // after the task's own update, if one is running
 	defer t.mu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.mergeLocked(t, nt, etag, false), false
-}
-
-// forward reports whether a task may move from status a to b: the order
-// is WAITING, PROCESSING, a final state; only SUCCEEDED can still become
-// CANCELED.
-func forward(a, b Status) bool {
-	switch a {
-	case Waiting:
-		return b != Waiting && b != ""
-	case Processing:
-		return b.Final()
-	case Succeeded:
-		return b == Canceled
-	}
+	_, gone := m.mergeLocked(t, nt, etag, false)
+	m.mu.Unlock()
+	m.outs.notify(gone)
 	return false
 }
 
@@ -281,12 +446,29 @@ func (m *Manager) syncResponses(ctx context.Context) error {
 	return nil
 }
 
-// lookupStore reads a task this mount does not know yet (created by
-// another mount since the last refresh), so control/tasks/<id>.json works
-// at once on every mount.
+// lookupStore reads a task this mount has not loaded (created by another
+// mount since the last refresh, or only in the catalogue) and loads it,
+// so control/tasks/<id>.json and cancels work at once on every mount.
 func (m *Manager) lookupStore(id string) *task {
-	if !validID.MatchString(id) {
+	nt, etag := m.readByID(id)
+	if nt == nil {
 		return nil
+	}
+	m.adopt(nt, etag, true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tasks[id]
+}
+
+// peekStore reads a task's record without loading it.
+func (m *Manager) peekStore(id string) *task {
+	nt, _ := m.readByID(id)
+	return nt
+}
+
+func (m *Manager) readByID(id string) (*task, string) {
+	if !validID.MatchString(id) {
+		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
 	defer cancel()
@@ -295,12 +477,35 @@ func (m *Manager) lookupStore(id string) *task {
 		if !errors.Is(err, store.ErrNotExist) {
 			m.cfg.Log.Printf("task store: reading task %s: %v", id, err)
 		}
-		return nil
+		return nil, ""
 	}
-	if changed, _ := m.adopt(nt, etag); changed {
-		m.reindex()
+	return nt, etag
+}
+
+// forward reports whether a task may move from status a to b: the order
+// is WAITING, PROCESSING, a final state; only SUCCEEDED can still become
+// CANCELED.
+func forward(a, b Status) bool {
+	switch a {
+	case Waiting:
+		return b != Waiting && b != ""
+	case Processing:
+		return b.Final()
+	case Succeeded:
+		return b == Canceled
 	}
+	return false
+}
+
+// unseen returns the listed objects whose ETag differs from the one read.
+func (m *Manager) unseen(objs []store.ObjectInfo) []store.ObjectInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.tasks[id]
+	var out []store.ObjectInfo
+	for _, o := range objs {
+		if m.seen[o.Key] != o.ETag {
+			out = append(out, o)
+		}
+	}
+	return out
 }

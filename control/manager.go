@@ -48,9 +48,13 @@ type Manager struct {
 	responses map[string][]byte // request file name -> its 202/400 body
 	cancels   []byte            // what control/cancel reads back
 	cancelFns map[string]context.CancelFunc
-	seen      map[string]string // task-store key -> ETag last read
+	seen      map[string]string // responses and unreadable records: task-store key -> ETag last read
+	// catalog summarises every task of the store; tasks holds only
+	// those loaded (being created, processed, canceled, or asked for).
+	catalog catalog
+	index   indexState
 
-	outputs outputs
+	outs *Outputs
 }
 
 // Store layout inside the system bucket.
@@ -74,7 +78,10 @@ func NewManager(cfg Config) (*Manager, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
 		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}}
-	m.outputs.init()
+	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
+	m.outs.loadTask = m.loadServed
+	m.outs.saveStale = m.saveStaleByID
+	m.index.init()
 	if err := m.load(); err != nil {
 		stop()
 		return nil, err
@@ -87,8 +94,13 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.wg.Add(1)
 		go m.refresher()
 	}
+	m.wg.Add(1)
+	go m.indexWriter()
 	return m, nil
 }
+
+// Outputs serves the outputs of the SUCCEEDED tasks.
+func (m *Manager) Outputs() *Outputs { return m.outs }
 
 // Tuning is the tuning the Manager runs with.
 func (m *Manager) Tuning() tuning.Tuning { return m.cfg.Tuning }
@@ -188,7 +200,7 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 		return nil, fmt.Errorf("could not save the task: %v", err)
 	}
 	t.etag = etag
-	m.seen[recordKey(rec.TaskID)] = etag
+	m.syncLocked(t) // WAITING: no outputs to withdraw
 	return t, nil
 }
 
@@ -206,7 +218,7 @@ func (m *Manager) addWithNewID(t *task) {
 			continue // taken in the store
 		}
 		m.mu.Lock()
-		if _, dup := m.tasks[id]; !dup {
+		if _, dup := m.tasks[id]; !dup && m.catalog.get(id) == nil {
 			t.rec.TaskID = id
 			m.tasks[id] = t
 			m.mu.Unlock()
@@ -326,7 +338,18 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 	rec := t.rec
 	m.mu.Unlock()
 	if terr == nil {
-		terr = m.outputClash(&rec, plan)
+		terr = m.outs.clash(&rec, plan)
+	}
+	if terr == nil {
+		// The plan is saved before the record says SUCCEEDED: whoever
+		// reads SUCCEEDED finds it.
+		if err := m.putPlan(id, plan); err != nil {
+			terr = failf(CodeOperationFailed, "saving the plan: %v", err)
+		} else {
+			m.mu.Lock()
+			t.files = filesOf(id, rec.Output.Object, plan) // shown once the record says SUCCEEDED
+			m.mu.Unlock()
+		}
 	}
 	end := mpcTime(time.Now())
 	changed, err := m.update(t, func(r *record) bool {
@@ -337,7 +360,7 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		if terr != nil {
 			r.Status, r.Description = Failed, terr.Error()
 		} else {
-			r.Status, r.Plan, r.Description = Succeeded, plan, fmt.Sprintf("%d output files", len(plan.Files))
+			r.Status, r.PlanKey, r.Plan, r.Description = Succeeded, planKey(id), nil, fmt.Sprintf("%d output files", len(plan.Files))
 			if plan.Note != "" {
 				r.Description += "; " + plan.Note
 			}
@@ -355,6 +378,21 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		if err != nil {
 			m.cfg.Log.Printf("task %s: saving %s: %v", id, rec.Status, err)
 		}
+	}
+	m.release(t)
+}
+
+// release unloads a final task: the catalogue keeps its summary, and the
+// record is read again if the task is asked for (a mount that creates
+// many tasks does not keep every record).
+func (m *Manager) release(t *task) {
+	t.mu.Lock() // no update of it running
+	defer t.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := t.rec.TaskID
+	if m.tasks[id] == t && t.rec.Status.Final() && m.cancelFns[id] == nil && !t.withdrawn {
+		delete(m.tasks, id)
 	}
 }
 
@@ -384,9 +422,9 @@ func (m *Manager) Cancel(id string) *APIError {
 	// Outputs go first, and the kernel forgets their names, so whoever
 	// reads CANCELED no longer finds them.
 	t.withdrawn = true
-	old, cur := m.reindexLocked()
+	gone := m.outs.set(m.catalog.get(id), nil)
 	m.mu.Unlock()
-	m.notifyWithdrawn(old, cur)
+	m.outs.notify(gone)
 
 	var refused Status
 	end := mpcTime(time.Now())
@@ -395,7 +433,7 @@ func (m *Manager) Cancel(id string) *APIError {
 			refused = r.Status // decided in the store meanwhile
 			return false
 		}
-		r.Status, r.EndTime, r.Plan = Canceled, end, nil
+		r.Status, r.EndTime, r.Plan, r.PlanKey = Canceled, end, nil, ""
 		r.Description = "canceled by request"
 		return true
 	})
@@ -404,14 +442,18 @@ func (m *Manager) Cancel(id string) *APIError {
 		if t.rec.Status != Canceled {
 			t.withdrawn = false // not canceled after all: serve its outputs again
 		}
+		gone := m.syncLocked(t)
 		m.mu.Unlock()
-		m.reindex()
+		m.outs.notify(gone)
 		if err == nil {
 			return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s is already %s", id, refused)}
 		}
 		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s could not be canceled: %v", id, err)}
 	}
 	m.cfg.Log.Printf("task %s CANCELED", id)
+	if err == nil {
+		m.deletePlan(id)
+	}
 	if err != nil {
 		return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("task %s canceled but not saved: %v", id, err)}
 	}
@@ -497,7 +539,15 @@ func (m *Manager) TaskJSON(id string) ([]byte, bool) {
 		defer m.mu.Unlock()
 		return t.viewJSON(), true
 	}
+	known := m.catalog.get(id) != nil
 	m.mu.Unlock()
+	if known {
+		// Read, not loaded: listing every task's file must not load
+		// every record.
+		if t := m.peekStore(id); t != nil {
+			return t.viewJSON(), true
+		}
+	}
 	if t = m.lookupStore(id); t == nil {
 		return nil, false
 	}
@@ -506,19 +556,33 @@ func (m *Manager) TaskJSON(id string) ([]byte, bool) {
 	return t.viewJSON(), true
 }
 
-// TaskIDs lists control/tasks/.
+// TaskIDs lists control/tasks/, sorted.
 func (m *Manager) TaskIDs() []string {
 	m.mu.Lock()
+	ids := make([]string, 0, m.catalog.n)
+	m.catalog.each(func(s *summary) { ids = append(ids, s.ID) })
+	m.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// TaskTimes returns a task's create_time and end_time from the
+// catalogue (no record read); ok is false for a task not known here.
+func (m *Manager) TaskTimes(id string) (created, ended string, ok bool) {
+	m.mu.Lock()
 	defer m.mu.Unlock()
-	return sortedKeys(m.tasks)
+	if s := m.catalog.get(id); s != nil {
+		return s.CreateTime, s.EndTime, true
+	}
+	return "", "", false
 }
 
 // Status returns a task's status ("" if unknown); handy for tests and tools.
 func (m *Manager) Status(id string) Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t, ok := m.tasks[id]; ok {
-		return t.rec.Status
+	if s := m.catalog.get(id); s != nil {
+		return s.Status
 	}
 	return ""
 }

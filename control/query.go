@@ -44,11 +44,19 @@ type TaskQuery struct {
 // this Manager does not know yet are looked for in the task store (another
 // mount may have just created them).
 func (m *Manager) QueryTasks(q TaskQuery) []TaskView {
+	views, _ := m.QueryPage(q, 0, -1)
+	return views
+}
+
+// QueryPage is QueryTasks's views from from on, at most size of them
+// (size < 0: all), and how many match in all. Tasks are matched on the
+// catalogue; only the records of the page are read.
+func (m *Manager) QueryPage(q TaskQuery, from, size int) ([]TaskView, int) {
 	if len(q.IDs) > 0 {
 		m.mu.Lock()
 		var missing []string
 		for _, id := range q.IDs {
-			if m.tasks[id] == nil {
+			if m.catalog.get(id) == nil {
 				missing = append(missing, id)
 			}
 		}
@@ -57,64 +65,55 @@ func (m *Manager) QueryTasks(q TaskQuery) []TaskView {
 			m.lookupStore(id) // adopts it if the store has it
 		}
 	}
-	type found struct {
-		view    TaskView
-		created int64
-	}
-	var out []found
-	match := func(t *task) {
-		r := &t.rec
-		if (q.Status != "" && r.Status != q.Status) ||
-			(q.Since != "" && r.CreateTime < q.Since) ||
-			(q.Until != "" && r.CreateTime > q.Until) {
+	var out []*summary
+	match := func(s *summary) {
+		if (q.Status != "" && s.Status != q.Status) ||
+			(q.Since != "" && s.CreateTime < q.Since) ||
+			(q.Until != "" && s.CreateTime > q.Until) {
 			return
 		}
-		out = append(out, found{r.TaskView, r.Created})
+		out = append(out, s)
 	}
 	m.mu.Lock()
 	if len(q.IDs) > 0 {
 		seen := map[string]bool{}
 		for _, id := range q.IDs {
-			if t := m.tasks[id]; t != nil && !seen[id] {
+			if s := m.catalog.get(id); s != nil && !seen[id] {
 				seen[id] = true
-				match(t)
+				match(s)
 			}
 		}
 	} else {
-		for _, t := range m.tasks {
-			match(t)
-		}
+		m.catalog.each(match)
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.view.CreateTime != b.view.CreateTime {
-			return a.view.CreateTime > b.view.CreateTime
-		}
-		if a.created != b.created {
-			return a.created > b.created
-		}
-		return a.view.TaskID > b.view.TaskID
-	})
-	views := make([]TaskView, len(out))
-	for i := range out {
-		views[i] = out[i].view
+	sort.Slice(out, func(i, j int) bool { return out[i].newer(out[j]) })
+	total := len(out)
+	if from >= len(out) {
+		return []TaskView{}, total
 	}
-	return views
-}
-
-// ModTime is when the output's task SUCCEEDED (its saved end_time, whole
-// seconds), the same after every restart: the HTTP origin's Last-Modified.
-func (m *Manager) ModTime(o *Output) time.Time {
-	m.mu.Lock()
-	end, created := o.task.rec.EndTime, o.task.rec.CreateTime
-	m.mu.Unlock()
-	for _, s := range []string{end, created} {
-		if t, err := time.Parse(timeFormat, s); err == nil {
-			return t
-		}
+	out = out[from:]
+	if size >= 0 && size < len(out) {
+		out = out[:size]
 	}
-	return time.Unix(0, 0).UTC()
+	views := make([]TaskView, 0, len(out))
+	for _, s := range out {
+		m.mu.Lock()
+		t := m.tasks[s.ID]
+		var v TaskView
+		if t != nil {
+			v = t.rec.TaskView
+		}
+		m.mu.Unlock()
+		if t == nil {
+			if t = m.peekStore(s.ID); t == nil {
+				continue // unreadable now: logged
+			}
+			v = t.rec.TaskView
+		}
+		views = append(views, v)
+	}
+	return views, total
 }
 
 // ParseTime parses MPC's yyyymmddhhmmss (UTC).

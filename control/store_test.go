@@ -140,7 +140,7 @@ func TestRequeueOnLoad(t *testing.T) {
 	if !strings.Contains(lb.String(), "1000000000000000.json") {
 		t.Errorf("the malformed record is not named in the log:\n%s", lb.String())
 	}
-	if b.Output("public", "out/a.ts") == nil {
+	if b.Outputs().Lookup("public", "out/a.ts") == nil {
 		t.Error("the requeued task serves no output")
 	}
 }
@@ -158,7 +158,7 @@ func TestTwoManagers(t *testing.T) {
 	}
 	waitStatus(t, a, id, Succeeded)
 	waitStatus(t, b, id, Succeeded)
-	for deadline := time.Now().Add(5 * time.Second); b.Output("public", "out/b.ts") == nil; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); b.Outputs().Lookup("public", "out/b.ts") == nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("outputs never appear on the second manager")
 		}
@@ -177,7 +177,7 @@ func TestTwoManagers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, a, id, Canceled)
-	if a.Output("public", "out/b.ts") != nil {
+	if a.Outputs().Lookup("public", "out/b.ts") != nil {
 		t.Error("the first manager still serves a task canceled on the second")
 	}
 	// An unknown id is not found (and costs one read of the store).

@@ -55,7 +55,11 @@ type record struct {
 	// Created orders tasks finer than CreateTime's seconds, so the newer
 	// of two tasks writing one output path wins even within a second.
 	Created int64 `json:"created_unix_nano,omitempty"`
-	Plan    *Plan `json:"plan,omitempty"`
+	// PlanKey names the object (in the system bucket) holding a
+	// SUCCEEDED task's plan. Records saved before plans were kept apart
+	// hold it in Plan instead; the next update of such a record moves it.
+	PlanKey string `json:"plan_key,omitempty"`
+	Plan    *Plan  `json:"plan,omitempty"`
 }
 
 // task is a record plus its unwrapped key, held by the Manager.
@@ -71,9 +75,8 @@ type task struct {
 	etag string
 	// withdrawn hides a SUCCEEDED task's outputs while it is being canceled.
 	withdrawn bool
-	// stale names sources found changed or deleted after the task ran
-	// (under Manager.mu), so each is reported once.
-	stale map[string]bool
+	// files summarises a SUCCEEDED task's plan (under Manager.mu).
+	files *fileList
 }
 
 // timeFormat is MPC's yyyymmddhhmmss, in UTC.

@@ -63,7 +63,7 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 	var entries []fuse.DirEntry
 	hide := b.opts.hidesSources(ctx)
 	for _, n := range names {
-		if hide && len(b.opts.Manager.OutputChildren(n, "")) == 0 {
+		if hide && len(b.opts.Manager.Outputs().Children(n, "")) == 0 {
 			continue
 		}
 		if n != b.opts.SysBucket {
@@ -74,10 +74,10 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 }
 
 func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && len(b.opts.Manager.OutputChildren(name, "")) == 0) {
+	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && len(b.opts.Manager.Outputs().Children(name, "")) == 0) {
 		return nil, syscall.ENOENT
 	}
-	if b.opts.Manager.HasOutputs(name) {
+	if b.opts.Manager.Outputs().HasOutputs(name) {
 		// Outputs answer without the store (a frozen store must not
 		// block what the mount already holds).
 		return newDir(ctx, &b.Inode, b.opts, name, "", out), 0
@@ -130,7 +130,7 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
-	outputs := d.opts.Manager.OutputChildren(d.bucket, d.prefix)
+	outputs := d.opts.Manager.Outputs().Children(d.bucket, d.prefix)
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
 		if len(outputs) == 0 || !errors.Is(err, store.ErrUnavailable) {
@@ -177,10 +177,10 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	key := d.prefix + name
-	if o := d.opts.Manager.Output(d.bucket, key); o != nil {
+	if o := d.opts.Manager.Outputs().Lookup(d.bucket, key); o != nil {
 		return d.newOutput(ctx, o, out), 0
 	}
-	if d.opts.Manager.IsOutputDir(d.bucket, key) {
+	if d.opts.Manager.Outputs().IsDir(d.bucket, key) {
 		return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
 	}
 	if d.opts.hidesSources(ctx) {
@@ -275,7 +275,7 @@ var (
 	_ fusefs.NodeGetattrer = (*outputNode)(nil)
 )
 
-func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.File.Size, time.Time{}) }
+func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.Size, time.Time{}) }
 
 func (n *outputNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fill(&out.Attr)
@@ -289,21 +289,27 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	}
 	// The kernel may still hold this name for a moment after the task was
 	// canceled or replaced: a withdrawn output must not open.
-	if cur := n.opts.Manager.Output(n.out.Bucket, n.out.Key); cur == nil || cur.Ino != n.out.Ino {
+	outs := n.opts.Manager.Outputs()
+	if cur := outs.Lookup(n.out.Bucket, n.out.Key); cur == nil || cur.Ino != n.out.Ino {
 		return nil, 0, syscall.ENOENT
 	}
-	if n.out.File.Playlist != nil {
-		return newPlaylistHandle(n.out.File.Playlist), readOnlyOpen, 0
+	if n.out.IsPlaylist() {
+		data, err := outs.Playlist(n.out)
+		if err != nil {
+			n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
+			return nil, 0, syscall.EIO
+		}
+		return newPlaylistHandle(data), readOnlyOpen, 0
 	}
-	f, err := n.opts.Manager.Open(n.out)
+	f, err := outs.Open(n.out)
 	if err != nil {
 		n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
 		return nil, 0, syscall.EIO
 	}
 	h := newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key, metrics.KindSegment)
-	if n.out.Next != nil {
-		out, m := n.out, n.opts.Manager
-		h.warmNext = func() { m.WarmNext(out) }
+	if n.out.Next() != nil {
+		out := n.out
+		h.warmNext = func() { outs.WarmNext(out) }
 	}
 	return h, readOnlyOpen, 0
 }

@@ -461,8 +461,11 @@ type tasksNode struct {
 }
 
 var (
-	_ fusefs.NodeLookuper  = (*tasksNode)(nil)
-	_ fusefs.NodeReaddirer = (*tasksNode)(nil)
+	_ fusefs.NodeLookuper       = (*tasksNode)(nil)
+	_ fusefs.NodeOpendirHandler = (*tasksNode)(nil)
+	_ fusefs.FileReaddirenter   = (*taskDirHandle)(nil)
+	_ fusefs.FileSeekdirer      = (*taskDirHandle)(nil)
+	_ fusefs.FileLookuper       = (*taskDirHandle)(nil)
 )
 
 func (t *tasksNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -470,8 +473,56 @@ func (t *tasksNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.
 	return 0
 }
 
-func (t *tasksNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	return listNames(t.opts.Manager.TaskIDs(), ".json"), 0
+// OpendirHandle lists the tasks one entry at a time (there may be
+// 100,000 of them). Its Lookup answers the kernel's READDIRPLUS from the
+// catalogue, without reading a record per name: the attributes it gives
+// expire at once, so a stat still gets the task file's size (Getattr).
+func (t *tasksNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	return &taskDirHandle{dir: t}, 0, 0
+}
+
+// taskDirHandle is an open control/tasks.
+type taskDirHandle struct {
+	dir  *tasksNode
+	ids  []string // listed at the first read
+	next int
+}
+
+func (h *taskDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.ids == nil {
+		h.ids = h.dir.opts.Manager.TaskIDs()
+	}
+	if h.next >= len(h.ids) {
+		return nil, 0
+	}
+	h.next++
+	return &fuse.DirEntry{Name: h.ids[h.next-1] + ".json", Mode: syscall.S_IFREG, Off: uint64(h.next)}, 0
+}
+
+// Seekdir goes back to an entry (offsets are entry numbers); 0 lists
+// the tasks anew (rewinddir).
+func (h *taskDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		h.ids = nil
+	}
+	h.next = int(off)
+	return 0
+}
+
+func (h *taskDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	id, ok := strings.CutSuffix(name, ".json")
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	created, ended, ok := h.dir.opts.Manager.TaskTimes(id)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	out.Attr.Mode = syscall.S_IFREG | 0o400
+	setTaskTimes(&out.Attr, created, ended)
+	out.SetAttrTimeout(time.Nanosecond) // no size here: a stat asks again
+	n := &taskNode{opts: h.dir.opts, id: id}
+	return h.dir.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: hashIno("t", id)}), 0
 }
 
 func (t *tasksNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
@@ -515,12 +566,18 @@ func (t *taskNode) fill(a *fuse.Attr) {
 		End    string `json:"end_time"`
 	}
 	json.Unmarshal(body, &times)
-	created, err := time.Parse(mpcTimeFormat, times.Create)
+	setTaskTimes(a, times.Create, times.End)
+}
+
+// setTaskTimes sets a task file's atime to its creation, mtime and ctime
+// to its end (its creation while it runs).
+func setTaskTimes(a *fuse.Attr, create, end string) {
+	created, err := time.Parse(mpcTimeFormat, create)
 	if err != nil {
 		return
 	}
 	changed := created
-	if ended, err := time.Parse(mpcTimeFormat, times.End); err == nil {
+	if ended, err := time.Parse(mpcTimeFormat, end); err == nil {
 		changed = ended
 	}
 	a.SetTimes(&created, &changed, &changed)
@@ -632,10 +689,25 @@ func (w *cancelWriter) cancel(lines string) syscall.Errno {
 	return 0
 }
 
+// listNames lists files named names[i]+suffix, one entry at a time as the
+// kernel asks for them: control/tasks may hold 100,000 tasks, and a
+// listing does not build every entry at once.
 func listNames(names []string, suffix string) fusefs.DirStream {
-	entries := make([]fuse.DirEntry, len(names))
-	for i, n := range names {
-		entries[i] = fuse.DirEntry{Name: n + suffix, Mode: syscall.S_IFREG}
-	}
-	return fusefs.NewListDirStream(entries)
+	return &nameStream{names: names, suffix: suffix}
 }
+
+type nameStream struct {
+	names  []string
+	suffix string
+	next   int
+}
+
+func (s *nameStream) HasNext() bool { return s.next < len(s.names) }
+
+func (s *nameStream) Next() (fuse.DirEntry, syscall.Errno) {
+	name := s.names[s.next]
+	s.next++
+	return fuse.DirEntry{Name: name + s.suffix, Mode: syscall.S_IFREG}, 0
+}
+
+func (s *nameStream) Close() {}

@@ -56,7 +56,7 @@ func Mount(dir string, o Options) (*fuse.Server, error) {
 	o.Tuning = tuning.OrDefault(o.Tuning)
 	ttl, neg := o.Tuning.EntryTTL, time.Duration(0)
 	root := &rootNode{opts: &o}
-	o.Manager.OnWithdraw(root.forget)
+	o.Manager.Outputs().OnWithdraw(root.forget)
 	server, err := fusefs.Mount(dir, root, &fusefs.Options{
 		EntryTimeout:    &ttl,
 		AttrTimeout:     &ttl,

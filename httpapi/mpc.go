@@ -124,14 +124,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiErr)
 		return
 	}
-	all := s.mgr.QueryTasks(q)
-	resp := queryResponse{TaskArray: []control.TaskView{}, Total: len(all)}
-	if from := page * size; from < len(all) {
-		to := min(from+size, len(all))
-		resp.TaskArray = all[from:to]
-		if to < len(all) {
-			resp.IsTruncated = 1
-		}
+	views, total := s.mgr.QueryPage(q, page*size, size)
+	resp := queryResponse{TaskArray: views, Total: total}
+	if page*size+len(views) < total {
+		resp.IsTruncated = 1
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

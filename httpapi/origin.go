@@ -64,14 +64,14 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 		originError(w, http.StatusNotFound, "not found")
 		return
 	}
-	o := s.mgr.Output(bucket, key)
+	o := s.mgr.Outputs().Lookup(bucket, key)
 	if o == nil {
 		originError(w, http.StatusNotFound, "not found")
 		return
 	}
-	size := o.File.Size
+	size := o.Size
 	etag := fmt.Sprintf(`"%016x-%x"`, o.Ino, size)
-	mod := s.mgr.ModTime(o).UTC()
+	mod := s.mgr.Outputs().ModTime(o).UTC()
 	ct := contentTypes[strings.ToLower(path.Ext(key))]
 	if ct == "" {
 		ct = "application/octet-stream"
@@ -113,9 +113,15 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 		w.WriteHeader(status)
 		return
 	}
-	if o.File.Playlist != nil {
+	if o.IsPlaylist() {
+		data, err := s.mgr.Outputs().Playlist(o)
+		if err != nil || int64(len(data)) != size {
+			s.log.Printf("request %s: opening output %s/%s: %v", reqID, o.Bucket, o.Key, err)
+			http.Error(w, "output cannot be made", http.StatusBadGateway)
+			return
+		}
 		w.WriteHeader(status)
-		w.Write(o.File.Playlist[start : start+length])
+		w.Write(data[start : start+length])
 		return
 	}
 	s.sendSegment(w, r, o, start, length, status, reqID)
@@ -126,7 +132,7 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 // be read gives a 502; a failure later cuts the connection (the client
 // sees a short body, never wrong bytes).
 func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.Output, start, length int64, status int, reqID string) {
-	f, err := s.mgr.Open(o)
+	f, err := s.mgr.Outputs().Open(o)
 	if err != nil {
 		s.log.Printf("request %s: opening output %s/%s: %v", reqID, o.Bucket, o.Key, err)
 		originError(w, http.StatusBadGateway, "output cannot be made")
@@ -136,7 +142,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 	defer rd.Close()
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
-	warmed := o.Next == nil || start != 0
+	warmed := o.Next() == nil || start != 0
 	for off, end := start, start+length; off < end; {
 		d, err := rd.ReadData(ctx, off, int(min(readSize, end-off)))
 		if err == nil && d.Len() == 0 {
@@ -171,7 +177,7 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 		// are warmed (crypto.File.Warm), as the mount does.
 		if !warmed && (off >= s.mgr.Tuning().WarmAfter || off == end) {
 			warmed = true
-			s.mgr.WarmNext(o)
+			s.mgr.Outputs().WarmNext(o)
 		}
 	}
 }

@@ -107,8 +107,12 @@ type Tuning struct {
 	// ---- control: tasks and the task store ----
 
 	// Refresh is how often the task store is re-read for other mounts'
-	// changes (< 0: never).
+	// changes (< 0: never): the index shards that changed.
 	Refresh time.Duration
+	// FullRefresh is how often a refresh lists every task record instead,
+	// finding changes whose index shard another mount never wrote (it was
+	// killed in between).
+	FullRefresh time.Duration
 	// StoreOpTimeout bounds one task-store write or a creation's store
 	// checks.
 	StoreOpTimeout time.Duration
@@ -120,6 +124,16 @@ type Tuning struct {
 	PlanRetries []time.Duration
 	// Workers is how many tasks are planned at once.
 	Workers int
+	// PlanCache is how many tasks' plans are kept loaded for serving
+	// their outputs (least recently used dropped first); a plan is read
+	// from the task store when one of its outputs is first opened.
+	PlanCache int
+	// IndexDelay is how long after a task changes its index shard is
+	// written, so a burst of changes writes each shard once.
+	IndexDelay time.Duration
+	// StartupReaders is how many task-store reads a mount start (index
+	// shards, changed records) makes at once.
+	StartupReaders int
 
 	// ---- the daemon ----
 
@@ -153,10 +167,14 @@ func Default() Tuning {
 		WarmNext:        4,
 		ReadAheadKB:     1024,
 		Refresh:         2 * time.Second,
+		FullRefresh:     time.Minute,
 		StoreOpTimeout:  30 * time.Second,
 		LookupTimeout:   10 * time.Second,
 		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
 		Workers:         2,
+		PlanCache:       256,
+		IndexDelay:      200 * time.Millisecond,
+		StartupReaders:  8,
 		MemoryLimit:     80 << 20,
 	}
 }
@@ -180,6 +198,8 @@ func (t Tuning) Validate() error {
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
+	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
+	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
 	return errors.Join(errs...)
 }

@@ -1,0 +1,514 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpcfs/mpcfs/store"
+)
+
+// The catalogue is what a mount keeps of every task without holding its
+// record: enough to list, count and order tasks and to serve the names and
+// sizes of their outputs. Records (with their keys) are read when a task
+// is asked for by id or changes; plans when one of its outputs is opened
+// (Outputs). docs/scale.md says why.
+//
+// The catalogue is also persisted in the task store as index shards
+// (index/NNN.json), each summary tagged with the ETag of the record it
+// was made from. A mount starts from one LIST of tasks/ and the shards:
+// only records whose listed ETag differs from their summary's (changed
+// since, or never summarised: a store from before the index) are read.
+// The shards are a cache of the records: a lost or stale shard costs
+// reads at the next start, never a wrong answer.
+
+// Store layout of the index and of the plans.
+const (
+	indexPrefix = "index/"
+	plansPrefix = "plans/"
+	indexShards = 1000
+)
+
+// planKey is where a task's plan is kept, apart from its record.
+func planKey(id string) string { return plansPrefix + id + ".json" }
+
+// summary is one task in the catalogue. Summaries are never changed once
+// made (a new one replaces the old), so they can be read outside the lock.
+type summary struct {
+	ID         string `json:"id"`
+	ETag       string `json:"etag"` // of the record it was made from
+	Status     Status `json:"status"`
+	CreateTime string `json:"create_time"`
+	EndTime    string `json:"end_time,omitempty"`
+	Created    int64  `json:"created,omitempty"`
+	OutBucket  string `json:"out_bucket,omitempty"`
+	OutObject  string `json:"out_object,omitempty"`
+	// Files are a SUCCEEDED task's outputs, in plan order.
+	Files *fileList `json:"files,omitempty"`
+}
+
+// fileList holds a plan's output files without their content: names,
+// exact sizes and inode numbers, in the plan's order, packed (a mount
+// keeps one per SUCCEEDED task, 100,000 of them).
+type fileList struct {
+	names string   // every name, back to back
+	ends  []uint32 // where each name ends in names
+	meta  []fileMeta
+	// kinds has one byte per file: 'p' served from memory (playlist, MPD,
+	// protected init segment), 's' a segment encrypted when read, 'x' a
+	// name that could never be opened (a record saved before names were
+	// checked): not served.
+	kinds string
+}
+
+type fileMeta struct {
+	size int64
+	ino  uint64
+}
+
+func (fl *fileList) len() int { return len(fl.ends) }
+
+func (fl *fileList) name(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = fl.ends[i-1]
+	}
+	return fl.names[start:fl.ends[i]]
+}
+
+// filesOf summarises a plan's output files.
+func filesOf(id, object string, plan *Plan) *fileList {
+	n := len(plan.Files)
+	fl := &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
+	var names strings.Builder
+	kinds := make([]byte, n)
+	for i := range plan.Files {
+		f := &plan.Files[i]
+		switch {
+		case validateKeyPath(object+"/"+f.Name) != nil:
+			kinds[i] = 'x' // its name is not needed
+		case f.Playlist != nil:
+			kinds[i] = 'p'
+			names.WriteString(f.Name)
+		default:
+			kinds[i] = 's'
+			names.WriteString(f.Name)
+		}
+		fl.ends[i] = uint32(names.Len())
+		fl.meta[i] = fileMeta{f.Size, inoOf(id, f)}
+	}
+	fl.names, fl.kinds = names.String(), string(kinds)
+	return fl
+}
+
+// summarize makes the summary of a record (ETag etag); files are its
+// outputs when it is SUCCEEDED.
+func summarize(rec *record, etag string, files *fileList) *summary {
+	s := &summary{ID: rec.TaskID, ETag: etag, Status: rec.Status, CreateTime: rec.CreateTime,
+		EndTime: rec.EndTime, Created: rec.Created, OutBucket: rec.Output.Bucket, OutObject: rec.Output.Object}
+	if rec.Status == Succeeded {
+		s.Files = files
+	}
+	return s
+}
+
+// newer reports whether task a was created after task b: the newer of two
+// tasks writing one output path wins.
+func (a *summary) newer(b *summary) bool {
+	if a.CreateTime != b.CreateTime { // records saved before Created existed have 0
+		return a.CreateTime > b.CreateTime
+	}
+	if a.Created != b.Created {
+		return a.Created > b.Created
+	}
+	return a.ID > b.ID
+}
+
+// shardOf is the index shard a task's summary is kept in.
+func shardOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % indexShards)
+}
+
+func shardKey(n int) string { return fmt.Sprintf("%s%03d.json", indexPrefix, n) }
+
+// shardNumber is the shard a key names.
+func shardNumber(key string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(key, indexPrefix), ".json"))
+	return n, err == nil && n >= 0 && n < indexShards && shardKey(n) == key
+}
+
+// catalog holds the summaries by shard, so a shard is written without
+// walking every task. Guarded by Manager.mu.
+type catalog struct {
+	shards [indexShards]map[string]*summary
+	n      int
+}
+
+func (c *catalog) get(id string) *summary {
+	return c.shards[shardOf(id)][id]
+}
+
+func (c *catalog) put(s *summary) {
+	sh := &c.shards[shardOf(s.ID)]
+	if *sh == nil {
+		*sh = map[string]*summary{}
+	}
+	if _, ok := (*sh)[s.ID]; !ok {
+		c.n++
+	}
+	(*sh)[s.ID] = s
+}
+
+func (c *catalog) each(fn func(*summary)) {
+	for _, sh := range c.shards {
+		for _, s := range sh {
+			fn(s)
+		}
+	}
+}
+
+// A shard is stored as text: the line "mpcfs-index 2", then tokens each
+// ended by a NUL byte (no task id, ETag, bucket or servable name holds
+// one): for each task its id, record ETag, status, create_time,
+// end_time, created_unix_nano, output bucket and folder, number of files,
+// then for each file its kind byte and name, size and inode (hex).
+// Decoding makes no string of its own: every field is a substring of the
+// shard, which keeps a mount start over 100,000 tasks short and compact.
+const shardHeader = "mpcfs-index 2\n"
+
+// encodeShard writes a shard. A task with a NUL byte in a field is left
+// out: it is read from its record at the next start.
+func encodeShard(tasks []*summary) []byte {
+	var b strings.Builder
+	b.WriteString(shardHeader)
+	var tok []string
+	for _, s := range tasks {
+		tok = append(tok[:0], s.ID, s.ETag, string(s.Status), s.CreateTime, s.EndTime,
+			strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject)
+		fl := s.Files
+		if fl == nil {
+			tok = append(tok, "0")
+		} else {
+			tok = append(tok, strconv.Itoa(fl.len()))
+			for i := 0; i < fl.len(); i++ {
+				tok = append(tok, string(fl.kinds[i])+fl.name(i), strconv.FormatInt(fl.meta[i].size, 10), strconv.FormatUint(fl.meta[i].ino, 16))
+			}
+		}
+		if slices.ContainsFunc(tok, func(t string) bool { return strings.IndexByte(t, 0) >= 0 }) {
+			continue
+		}
+		for _, t := range tok {
+			b.WriteString(t)
+			b.WriteByte(0)
+		}
+	}
+	return []byte(b.String())
+}
+
+// decodeShard reads a shard written by encodeShard. Each task's strings
+// are copied into one string of its own (the shard is not kept).
+func decodeShard(data []byte) ([]*summary, error) {
+	str, ok := strings.CutPrefix(string(data), shardHeader)
+	if !ok {
+		return nil, errors.New("not an index shard of this version")
+	}
+	next := func() (string, bool) {
+		i := strings.IndexByte(str, 0)
+		if i < 0 {
+			return "", false
+		}
+		t := str[:i]
+		str = str[i+1:]
+		return t, true
+	}
+	bad := errors.New("malformed index shard")
+	buckets := map[string]string{} // one copy of each bucket name
+	var out []*summary
+	var blob strings.Builder
+	for str != "" {
+		var f [9]string
+		for i := range f {
+			t, ok := next()
+			if !ok {
+				return nil, bad
+			}
+			f[i] = t
+		}
+		created, err1 := strconv.ParseInt(f[5], 10, 64)
+		n, err2 := strconv.Atoi(f[8])
+		if err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles {
+			return nil, bad
+		}
+		status := knownStatus(f[2])
+		bucket, ok := buckets[f[6]]
+		if !ok {
+			bucket = strings.Clone(f[6])
+			buckets[bucket] = bucket
+		}
+		var fl *fileList
+		names := make([]string, n)
+		kinds := make([]byte, n)
+		if n > 0 || status == Succeeded {
+			fl = &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
+			for i := 0; i < n; i++ {
+				name, ok1 := next()
+				size, ok2 := next()
+				ino, ok3 := next()
+				if !ok1 || !ok2 || !ok3 || name == "" {
+					return nil, bad
+				}
+				var err1, err2 error
+				kinds[i], names[i] = name[0], name[1:]
+				fl.meta[i].size, err1 = strconv.ParseInt(size, 10, 64)
+				fl.meta[i].ino, err2 = strconv.ParseUint(ino, 16, 64)
+				if err1 != nil || err2 != nil {
+					return nil, bad
+				}
+			}
+		}
+		// One string holds the task's id, ETag, times, folder, names and
+		// kinds; every field is a piece of it.
+		blob.Reset()
+		fields := [...]string{f[0], f[1], f[3], f[4], f[7]}
+		size := len(kinds)
+		for _, x := range fields {
+			size += len(x)
+		}
+		for _, x := range names {
+			size += len(x)
+		}
+		blob.Grow(size)
+		for _, x := range fields {
+			blob.WriteString(x)
+		}
+		for _, x := range names {
+			blob.WriteString(x)
+		}
+		blob.Write(kinds)
+		all := blob.String()
+		cut := func(k int) string { x := all[:k]; all = all[k:]; return x }
+		s := &summary{ID: cut(len(f[0])), ETag: cut(len(f[1])), Status: status, CreateTime: cut(len(f[3])),
+			EndTime: cut(len(f[4])), Created: created, OutBucket: bucket, OutObject: cut(len(f[7]))}
+		if fl != nil {
+			end := 0
+			for i, x := range names {
+				end += len(x)
+				fl.ends[i] = uint32(end)
+			}
+			fl.names, fl.kinds = all[:end], all[end:]
+			s.Files = fl
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// knownStatus returns the Status constant spelt s (no copy of it kept).
+func knownStatus(s string) Status {
+	for _, st := range []Status{Waiting, Processing, Succeeded, Failed, Canceled} {
+		if string(st) == s {
+			return st
+		}
+	}
+	return Status(strings.Clone(s))
+}
+
+// indexState is the persisting side of the catalogue: which shards
+// changed since written, and the ETag of each as last read or written.
+type indexState struct {
+	mu    sync.Mutex
+	dirty map[int]bool
+	etags map[int]string
+	kick  chan struct{}
+}
+
+func (x *indexState) init() {
+	x.dirty, x.etags, x.kick = map[int]bool{}, map[int]string{}, make(chan struct{}, 1)
+}
+
+// markDirty records that a task's summary changed and wakes the writer.
+func (x *indexState) markDirty(id string) {
+	x.mu.Lock()
+	x.dirty[shardOf(id)] = true
+	x.mu.Unlock()
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+// readIndex reads every index shard: the summaries by task id. Shards
+// that cannot be read or parsed are logged and skipped (their tasks are
+// read from the records).
+func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
+	objs, err := m.listAll(ctx, indexPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*summary{}
+	var mu sync.Mutex
+	work := make(chan store.ObjectInfo)
+	var wg sync.WaitGroup
+	for w := 0; w < m.cfg.Tuning.StartupReaders; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				n, sh, etag, err := m.readShard(ctx, o)
+				if err != nil {
+					m.cfg.Log.Printf("task store: ignoring index shard %s: %v", o.Key, err)
+					continue
+				}
+				m.index.mu.Lock()
+				m.index.etags[n] = etag
+				m.index.mu.Unlock()
+				mu.Lock()
+				for _, s := range sh {
+					if shardOf(s.ID) == n {
+						out[s.ID] = s
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, o := range objs {
+		work <- o
+	}
+	close(work)
+	wg.Wait()
+	return out, ctx.Err()
+}
+
+// catchUp reads the current record of each task whose summary in sums
+// differs from the catalogue's (another mount changed it), so the
+// catalogue and the shards written from it follow the store.
+func (m *Manager) catchUp(ctx context.Context, sums []*summary) {
+	var stale []store.ObjectInfo
+	m.mu.Lock()
+	for _, s := range sums {
+		if c := m.catalog.get(s.ID); c != nil && c.ETag != s.ETag && validID.MatchString(s.ID) {
+			stale = append(stale, store.ObjectInfo{Key: recordKey(s.ID)}) // no ETag: the current version
+		}
+	}
+	m.mu.Unlock()
+	m.readChanged(ctx, stale, false)
+}
+
+// readShard reads one shard object.
+func (m *Manager) readShard(ctx context.Context, o store.ObjectInfo) (int, []*summary, string, error) {
+	n, ok := shardNumber(o.Key)
+	if !ok {
+		return 0, nil, "", errors.New("not an index shard name")
+	}
+	data, etag, err := m.readVersion(ctx, o.Key, o.ETag)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	sh, err := decodeShard(data)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	return n, sh, etag, nil
+}
+
+// indexWriter writes changed shards, a moment after a change so that a
+// burst of creations writes each shard once.
+func (m *Manager) indexWriter() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			m.flushIndex() // what changed last is not left to the next start
+			return
+		case <-m.index.kick:
+		}
+		select {
+		case <-m.ctx.Done():
+		case <-time.After(m.cfg.Tuning.IndexDelay):
+		}
+		m.flushIndex()
+	}
+}
+
+// flushIndex writes every dirty shard (each write bounded by
+// StoreOpTimeout, also while closing).
+func (m *Manager) flushIndex() {
+	ctx := context.Background()
+	m.index.mu.Lock()
+	dirty := m.index.dirty
+	m.index.dirty = map[int]bool{}
+	m.index.mu.Unlock()
+	for n := range dirty {
+		if err := m.writeShard(ctx, n); err != nil {
+			m.cfg.Log.Printf("task store: writing index shard %s: %v (its tasks are read from their records at the next start)", shardKey(n), err)
+		}
+	}
+}
+
+// writeShard saves one shard by compare-and-swap. Another mount may have
+// written it meanwhile: its summaries of tasks this mount does not know
+// are kept; where both have a task, its record is read again (catchUp)
+// and the summary of the current record written.
+func (m *Manager) writeShard(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Tuning.StoreOpTimeout)
+	defer cancel()
+	var theirs []*summary
+	for attempt := 1; ; attempt++ {
+		m.mu.Lock()
+		var tasks []*summary
+		for _, s := range m.catalog.shards[n] {
+			tasks = append(tasks, s)
+		}
+		for _, s := range theirs {
+			if m.catalog.get(s.ID) == nil {
+				tasks = append(tasks, s)
+			}
+		}
+		m.mu.Unlock()
+		data := encodeShard(tasks)
+		m.index.mu.Lock()
+		etag := m.index.etags[n]
+		m.index.mu.Unlock()
+		newETag, err := m.cfg.Store.PutMatch(ctx, m.cfg.SysBucket, shardKey(n), data, etag)
+		if err == nil {
+			m.index.mu.Lock()
+			m.index.etags[n] = newETag
+			m.index.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, store.ErrChanged) || attempt == maxUpdateAttempts {
+			return err
+		}
+		info, serr := m.cfg.Store.Stat(ctx, m.cfg.SysBucket, shardKey(n))
+		theirs = nil
+		switch {
+		case errors.Is(serr, store.ErrNotExist):
+			etag = ""
+		case serr != nil:
+			return serr
+		default:
+			_, stored, got, rerr := m.readShard(ctx, info)
+			if rerr != nil && !errors.Is(rerr, store.ErrChanged) {
+				// Unreadable: replace it with ours.
+				m.cfg.Log.Printf("task store: replacing index shard %s: %v", shardKey(n), rerr)
+				got = info.ETag
+			} else {
+				theirs = stored
+				m.catchUp(ctx, stored)
+			}
+			etag = got
+		}
+		m.index.mu.Lock()
+		m.index.etags[n] = etag
+		m.index.mu.Unlock()
+	}
+}

@@ -1,0 +1,362 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
+)
+
+// countingStore counts the reads (GETs) and listings made through it.
+type countingStore struct {
+	store.Store
+	gets, lists atomic.Int64
+}
+
+func (c *countingStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.Open(ctx, bucket, key, off, n)
+}
+
+func (c *countingStore) OpenMatch(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.OpenMatch(ctx, bucket, key, etag, off, n)
+}
+
+func (c *countingStore) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
+	c.lists.Add(1)
+	return c.Store.List(ctx, bucket, prefix)
+}
+
+func writeCatalogue(tb testing.TB, dir, sys string, st *store.Local, master *keywrap.Master, n int, withIndex, legacy bool) {
+	tb.Helper()
+	if err := MakeCatalogue(dir, sys, master, n, CatalogueOptions{NoIndex: !withIndex, Legacy: legacy}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// startupFigures is what one mount start over a catalogue measured.
+type startupFigures struct {
+	tasks         int
+	ready         time.Duration
+	heapPerTask   float64 // bytes of live heap per task after the start
+	rssDelta      int64   // bytes
+	gets          int64   // store reads the start made
+	lookup        time.Duration
+	playlistFirst time.Duration // first open of an output: its plan loaded
+}
+
+func (f startupFigures) String() string {
+	return fmt.Sprintf("%d tasks: ready in %v, %.0f B heap/task, RSS +%.1f MB, %d reads, lookup %v warm, first playlist open %v",
+		f.tasks, f.ready.Round(time.Millisecond), f.heapPerTask, float64(f.rssDelta)/(1<<20), f.gets, f.lookup, f.playlistFirst.Round(time.Microsecond))
+}
+
+// check compares the figures with the targets for 100,000 tasks, scaled
+// to f.tasks: ready in 3 s (slack times that, the machine is shared),
+// 150 MB of memory, 1 ms a lookup, and reads bounded by the index shards
+// rather than one per record.
+func (f startupFigures) check(slack float64) error {
+	scale := float64(f.tasks) / 100000
+	var errs []string
+	if limit := time.Duration(3 * float64(time.Second) * scale * slack); f.ready > limit {
+		errs = append(errs, fmt.Sprintf("ready in %v, over %v", f.ready, limit))
+	}
+	if f.heapPerTask > 150e6/100000 {
+		errs = append(errs, fmt.Sprintf("%.0f B of heap per task, over 1500", f.heapPerTask))
+	}
+	if limit := int64(150e6 * scale * slack); f.rssDelta > limit {
+		errs = append(errs, fmt.Sprintf("RSS grew %d B, over %d", f.rssDelta, limit))
+	}
+	if f.gets > indexShards+16 {
+		errs = append(errs, fmt.Sprintf("%d reads at start, over the %d index shards", f.gets, indexShards))
+	}
+	if f.lookup > time.Millisecond {
+		errs = append(errs, fmt.Sprintf("lookup %v, over 1ms", f.lookup))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func rssBytes() int64 {
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// measureStartup mounts (NewManager) the catalogue of n tasks in st and
+// measures the start, memory, lookups and a first open.
+func measureStartup(tb testing.TB, st store.Store, master *keywrap.Master, n int) (startupFigures, *Manager) {
+	tb.Helper()
+	cs := &countingStore{Store: st}
+	heap0, rss0 := liveHeap(), rssBytes()
+	start := time.Now()
+	m, err := NewManager(Config{Store: cs, Region: "region1", SysBucket: ".mpcfs", Master: master,
+		Log: log.New(io.Discard, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = -1 })})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := startupFigures{tasks: n, ready: time.Since(start), gets: cs.gets.Load()}
+	heap1 := liveHeap()
+	f.heapPerTask = (float64(heap1) - float64(heap0)) / float64(n)
+	f.rssDelta = rssBytes() - rss0
+	if got := len(m.TaskIDs()); got != n {
+		tb.Fatalf("%d tasks listed, want %d", got, n)
+	}
+	rnd := rand.New(rand.NewSource(1))
+	keys := make([]string, 1000)
+	for i := range keys {
+		_, object, plan := CatalogueTask(rnd.Intn(n))
+		keys[i] = object + "/" + plan.Files[rnd.Intn(len(plan.Files))].Name
+		if m.Outputs().Lookup("public", keys[i]) == nil {
+			tb.Fatalf("output public/%s not found", keys[i])
+		}
+	}
+	const rounds = 20
+	t0 := time.Now()
+	for r := 0; r < rounds; r++ {
+		for _, k := range keys {
+			m.Outputs().Lookup("public", k)
+		}
+	}
+	f.lookup = time.Since(t0) / time.Duration(rounds*len(keys))
+	_, object, plan := CatalogueTask(n / 2)
+	o := m.Outputs().Lookup("public", object+"/master.m3u8")
+	t0 = time.Now()
+	data, err := m.Outputs().Playlist(o)
+	f.playlistFirst = time.Since(t0)
+	if err != nil || string(data) != string(plan.Files[0].Playlist) {
+		tb.Fatalf("master playlist of task %d: %q, %v", n/2, data, err)
+	}
+	if m.Outputs().LoadedPlans() != 1 {
+		tb.Fatalf("%d plans loaded after one open, want 1", m.Outputs().LoadedPlans())
+	}
+	return f, m
+}
+
+// scaleTasks is the catalogue size of TestStartupAtScale: 20,000 keeps
+// make test quick; MPCFS_SCALE_TASKS=100000 checks the target itself.
+func scaleTasks() int {
+	if n, err := strconv.Atoi(os.Getenv("MPCFS_SCALE_TASKS")); err == nil && n > 0 {
+		return n
+	}
+	return 20000
+}
+
+// TestStartupAtScale: a mount over a catalogue of scaleTasks() tasks
+// starts from one LIST and the index shards (no record or plan read), in
+// time and memory scaled from the 100,000-task targets, and finds any
+// output in well under a millisecond; the first open of an output loads
+// that task's plan alone. The negative control is the same catalogue
+// without its index (a store from before it): every record is read, and
+// check fails on the reads.
+func TestStartupAtScale(t *testing.T) {
+	n := scaleTasks()
+	master := testMaster(t)
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCatalogue(t, dir, ".mpcfs", st, master, n, true, false)
+	f, m := measureStartup(t, st, master, n)
+	m.Close()
+	t.Logf("with the index: %v", f)
+	if err := f.check(2); err != nil {
+		t.Errorf("with the index: %v", err)
+	}
+
+	// Negative control: no index shards.
+	if err := os.RemoveAll(filepath.Join(dir, ".mpcfs", "index")); err != nil {
+		t.Fatal(err)
+	}
+	nf, m2 := measureStartup(t, st, master, n)
+	t.Logf("without the index: %v", nf)
+	if err := nf.check(2); err == nil || nf.gets < int64(n) {
+		t.Errorf("without the index the start read %d objects and passed the checks (%v): the check cannot fail", nf.gets, err)
+	}
+	// That start wrote the index again: the next one reads no record.
+	m2.Close()
+	again, m3 := measureStartup(t, st, master, n)
+	m3.Close()
+	if again.gets > indexShards+16 {
+		t.Errorf("after a start without the index, the next start still read %d objects", again.gets)
+	}
+}
+
+// TestLegacyRecords: records saved before plans were kept apart (the plan
+// inside the record) serve their outputs; the start writes the index, and
+// an update (cancel) moves nothing it should not: the task is CANCELED
+// and its outputs gone.
+func TestLegacyRecords(t *testing.T) {
+	master := testMaster(t)
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	writeCatalogue(t, dir, ".mpcfs", st, master, n, false, true)
+	m, _ := newTestManager(t, st, master, -1)
+	id, object, plan := CatalogueTask(3)
+	o := m.Outputs().Lookup("public", object+"/v2/index.m3u8")
+	if o == nil {
+		t.Fatal("an output of a legacy record is not served")
+	}
+	if data, err := m.Outputs().Playlist(o); err != nil || string(data) != string(plan.Files[6].Playlist) {
+		t.Fatalf("playlist of a legacy record: %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".mpcfs", planKey(id))); !os.IsNotExist(err) {
+		t.Fatalf("a plan object exists before any update: %v", err)
+	}
+	if apiErr := m.Cancel(id); apiErr != nil {
+		t.Fatal(apiErr)
+	}
+	if m.Outputs().Lookup("public", object+"/v2/index.m3u8") != nil {
+		t.Error("a canceled legacy task's output is still served")
+	}
+	// Another legacy task updated (a stale-source note) keeps its plan,
+	// moved to its own object.
+	id2, object2, _ := CatalogueTask(4)
+	m.saveStaleByID(id2, "; note")
+	if _, err := os.Stat(filepath.Join(dir, ".mpcfs", planKey(id2))); err != nil {
+		t.Fatalf("the plan of an updated legacy record was not moved: %v", err)
+	}
+	m.Close()
+	cs := &countingStore{Store: st}
+	m2, err := NewManager(Config{Store: cs, Region: "region1", SysBucket: ".mpcfs", Master: master,
+		Log: log.New(io.Discard, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = -1 })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if got := cs.gets.Load(); got > indexShards {
+		t.Errorf("the second start read %d objects: the first did not write the index", got)
+	}
+	if m2.Status(id) != Canceled || m2.Status(id2) != Succeeded {
+		t.Errorf("after a restart: %s %s", m2.Status(id), m2.Status(id2))
+	}
+	o2 := m2.Outputs().Lookup("public", object2+"/v1/index.m3u8")
+	if o2 == nil {
+		t.Fatal("the updated legacy task's output is gone after a restart")
+	}
+	if _, err := m2.Outputs().Playlist(o2); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := m2.TaskJSON(id2); !strings.Contains(string(b), "; note") {
+		t.Errorf("task view: %s", b)
+	}
+}
+
+// BenchmarkStartup100k: a mount start over 100,000 tasks (made once per
+// run by writeCatalogue). Reports the start time and memory per op.
+func BenchmarkStartup100k(b *testing.B) {
+	n := 100000
+	if v := scaleTasks(); os.Getenv("MPCFS_SCALE_TASKS") != "" {
+		n = v
+	}
+	master := keywrapMaster(b)
+	dir := b.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeCatalogue(b, dir, ".mpcfs", st, master, n, true, false)
+	b.ResetTimer()
+	var last startupFigures
+	for i := 0; i < b.N; i++ {
+		f, m := measureStartup(b, st, master, n)
+		m.Close()
+		last = f
+	}
+	b.StopTimer()
+	b.ReportMetric(last.ready.Seconds(), "s-ready")
+	b.ReportMetric(float64(last.rssDelta)/(1<<20), "MB-rss")
+	b.ReportMetric(last.heapPerTask, "B-heap/task")
+	b.ReportMetric(float64(last.lookup.Nanoseconds()), "ns/lookup")
+	b.ReportMetric(float64(last.gets), "reads")
+	b.Logf("%v; check: %v", last, last.check(1))
+}
+
+func keywrapMaster(tb testing.TB) *keywrap.Master {
+	m, err := keywrap.LoadOrCreate(filepath.Join(tb.TempDir(), "master.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// TestRefreshByShards: between full refreshes a mount learns of other
+// mounts' changes from the index shards they write; a change whose shard
+// is not written yet (the negative control: a writer holding its shards
+// back) is found by the next full refresh only.
+func TestRefreshByShards(t *testing.T) {
+	st := taskStore(t)
+	master := testMaster(t)
+	mount := func(change func(*tuning.Tuning)) *Manager {
+		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
+			Log: log.New(io.Discard, "", 0), Tuning: tuningWith(change)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	writer := mount(func(t *tuning.Tuning) { t.Refresh = -1 })
+	held := mount(func(t *tuning.Tuning) { t.Refresh = -1; t.IndexDelay = time.Hour })
+	shardsOnly := mount(func(t *tuning.Tuning) { t.Refresh = 20 * time.Millisecond; t.FullRefresh = time.Hour })
+	// full holds its shards back too: what it reads must not reach
+	// shardsOnly through a shard it writes.
+	full := mount(func(t *tuning.Tuning) {
+		t.Refresh, t.FullRefresh, t.IndexDelay = 20*time.Millisecond, 200*time.Millisecond, time.Hour
+	})
+
+	id := createID(t, writer, "a.json")
+	waitStatus(t, writer, id, Succeeded)
+	waitStatus(t, shardsOnly, id, Succeeded)
+	if shardsOnly.Outputs().Lookup("public", "out/a.ts") == nil {
+		t.Fatal("the task's outputs are not served on the mount refreshing by shards")
+	}
+
+	body := held.Create("b.json", []byte(strings.Replace(goodRequest, `"object":"out/"`, `"object":"out2/"`, 1)))
+	var r struct {
+		TaskID string `json:"task_id"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.TaskID == "" {
+		t.Fatalf("create: %s", body)
+	}
+	waitStatus(t, held, r.TaskID, Succeeded)
+	waitStatus(t, full, r.TaskID, Succeeded)
+	time.Sleep(300 * time.Millisecond) // many shard refreshes
+	if got := shardsOnly.Status(r.TaskID); got == Succeeded {
+		t.Errorf("a change whose shard was never written was seen by the shard refresh (%s): the check cannot fail", got)
+	}
+}
