@@ -55,6 +55,8 @@ type Manager struct {
 	index   indexState
 
 	outs *Outputs
+
+	bucketsSeen sync.Map // bucket name -> when the store said it exists
 }
 
 // Store layout inside the system bucket.
@@ -152,7 +154,7 @@ func (m *Manager) checkStore(p *Params) *APIError {
 		if b.name == m.cfg.SysBucket {
 			return badRequest("field %q: bucket %q is reserved for mpcfs's task store", b.field, b.name)
 		}
-		ok, err := m.cfg.Store.BucketExists(ctx, b.name)
+		ok, err := m.bucketExists(ctx, b.name)
 		if err != nil {
 			return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("checking %s %q: %v", b.field, b.name, err)}
 		}
@@ -170,6 +172,20 @@ func (m *Manager) checkStore(p *Params) *APIError {
 	return nil
 }
 
+// bucketExists asks the store, remembering a bucket found for
+// Tuning.BucketCacheTTL: a create then costs two store round trips fewer.
+// A bucket deleted meanwhile is still caught, by planning's reads.
+func (m *Manager) bucketExists(ctx context.Context, name string) (bool, error) {
+	if at, ok := m.bucketsSeen.Load(name); ok && time.Since(at.(time.Time)) < m.cfg.Tuning.BucketCacheTTL {
+		return true, nil
+	}
+	ok, err := m.cfg.Store.BucketExists(ctx, name)
+	if ok && err == nil {
+		m.bucketsSeen.Store(name, time.Now())
+	}
+	return ok, err
+}
+
 func (m *Manager) newTask(p *Params) (*task, error) {
 	now := time.Now()
 	t := &task{key: p.Key, rec: record{
@@ -185,38 +201,40 @@ func (m *Manager) newTask(p *Params) (*task, error) {
 		}
 		t.rec.KID = cenc.UUIDString(kid)
 	}
-	m.addWithNewID(t)
-	m.mu.Lock()
-	t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
-	rec := t.rec
-	m.mu.Unlock()
-	// Created only if no record of that id exists: another mount may have
-	// picked the same id since addWithNewID asked the store.
-	etag, err := m.putRec(&rec, "")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err != nil {
-		delete(m.tasks, rec.TaskID)
-		return nil, fmt.Errorf("could not save the task: %v", err)
+	for tries := 0; ; tries++ {
+		m.addWithNewID(t)
+		m.mu.Lock()
+		t.rec.SealedKey = m.cfg.Master.Seal(p.Key, t.rec.TaskID)
+		rec := t.rec
+		m.mu.Unlock()
+		// Created only if no record of that id exists (the store's
+		// compare-and-swap): an id another mount took, even a moment
+		// ago, is never overwritten; a new one is drawn instead.
+		etag, err := m.putRec(&rec, "")
+		m.mu.Lock()
+		if err != nil {
+			delete(m.tasks, rec.TaskID)
+			m.mu.Unlock()
+			if errors.Is(err, store.ErrChanged) && tries < 10 {
+				continue
+			}
+			return nil, fmt.Errorf("could not save the task: %v", err)
+		}
+		t.etag = etag
+		m.syncLocked(t) // WAITING: no outputs to withdraw
+		m.mu.Unlock()
+		return t, nil
 	}
-	t.etag = etag
-	m.syncLocked(t) // WAITING: no outputs to withdraw
-	return t, nil
 }
 
-// addWithNewID gives t a fresh random 16-digit id and adds it. Random ids
-// stay unique across mounts sharing a task store without coordination; the
-// store is asked too, in case another mount made the same id since the
-// last refresh (a failing store is reported by the save that follows).
+// addWithNewID gives t a fresh random 16-digit id, one this mount does not
+// know, and adds it. Random ids stay unique across mounts sharing a task
+// store without coordination; an id another mount made since the last
+// refresh is caught by the create-only save that follows (newTask), which
+// draws again: no store round trip here.
 func (m *Manager) addWithNewID(t *task) {
 	for {
 		id := randomID()
-		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreOpTimeout)
-		_, err := m.cfg.Store.Stat(ctx, m.cfg.SysBucket, tasksPrefix+id+".json")
-		cancel()
-		if err == nil {
-			continue // taken in the store
-		}
 		m.mu.Lock()
 		if _, dup := m.tasks[id]; !dup && m.catalog.get(id) == nil {
 			t.rec.TaskID = id

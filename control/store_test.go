@@ -244,3 +244,45 @@ func TestPlanRetriesStoreFailures(t *testing.T) {
 		t.Errorf("description %q: want %s naming the playlist and the store's reason", v.Description, CodeOperationFailed)
 	}
 }
+
+// takenIDStore plays another mount that made the same task id a moment
+// ago: the first create-only save of a task record finds it taken.
+type takenIDStore struct {
+	store.Store
+	mu    sync.Mutex
+	taken []string // record keys refused
+}
+
+func (s *takenIDStore) PutMatch(ctx context.Context, bucket, key string, data []byte, etag string) (string, error) {
+	s.mu.Lock()
+	first := etag == "" && strings.HasPrefix(key, tasksPrefix) && len(s.taken) == 0
+	if first {
+		s.taken = append(s.taken, key)
+	}
+	s.mu.Unlock()
+	if first {
+		return "", fmt.Errorf("test: another mount's record: %w", store.ErrChanged)
+	}
+	return s.Store.PutMatch(ctx, bucket, key, data, etag)
+}
+
+// TestCreateDrawsAgainOnTakenID: an id another mount saved first is never
+// overwritten (the save is create-only) and never shown: the task gets a
+// fresh id and is created once (negative control: the refused save).
+func TestCreateDrawsAgainOnTakenID(t *testing.T) {
+	st := &takenIDStore{Store: taskStore(t)}
+	m, _ := newTestManager(t, st, testMaster(t), -1)
+	id := createID(t, m, "taken.json")
+	if len(st.taken) != 1 {
+		t.Fatalf("the store refused %d saves, want the first", len(st.taken))
+	}
+	if tasksPrefix+id+".json" == st.taken[0] {
+		t.Fatalf("the task kept the id another mount had taken (%s)", id)
+	}
+	if _, ok := m.TaskJSON(strings.TrimSuffix(strings.TrimPrefix(st.taken[0], tasksPrefix), ".json")); ok {
+		t.Fatalf("the refused id %s is still a task of this mount", st.taken[0])
+	}
+	if len(m.TaskIDs()) != 1 {
+		t.Fatalf("%d tasks, want 1", len(m.TaskIDs()))
+	}
+}

@@ -124,6 +124,10 @@ type Tuning struct {
 	PlanRetries []time.Duration
 	// Workers is how many tasks are planned at once.
 	Workers int
+	// BucketCacheTTL is how long a creation trusts that a bucket it saw
+	// exists (two store round trips fewer per create; a bucket deleted
+	// meanwhile is caught by planning's reads).
+	BucketCacheTTL time.Duration
 	// PlanCache is how many tasks' plans are kept loaded for serving
 	// their outputs (least recently used dropped first); a plan is read
 	// from the task store when one of its outputs is first opened.
@@ -172,6 +176,7 @@ func Default() Tuning {
 		LookupTimeout:   10 * time.Second,
 		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
 		Workers:         2,
+		BucketCacheTTL:  10 * time.Second,
 		PlanCache:       256,
 		IndexDelay:      200 * time.Millisecond,
 		StartupReaders:  8,
