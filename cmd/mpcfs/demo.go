@@ -102,8 +102,17 @@ func (d *demo) task() error {
 			"key": key, "url": keyFile, "algorithm": "AES-128-CBC"}},
 		"user_data": "mpcfs demo",
 	}
+	if err := d.submit("demo.json", req); err != nil {
+		return err
+	}
+	return d.check()
+}
+
+// submit writes req to control/encryptions/NAME as an admin would, reads
+// the response back and waits until the task is SUCCEEDED.
+func (d *demo) submit(name string, req map[string]any) error {
 	body, _ := json.MarshalIndent(req, "", "  ")
-	reqPath := filepath.Join(d.mnt, "control", "encryptions", "demo.json")
+	reqPath := filepath.Join(d.mnt, "control", "encryptions", name)
 	if err := os.WriteFile(reqPath, body, 0o600); err != nil {
 		return fmt.Errorf("writing the request: %w", err)
 	}
@@ -111,17 +120,14 @@ func (d *demo) task() error {
 	if err != nil {
 		return err
 	}
-	d.log.Printf("control/encryptions/demo.json -> %s", strings.TrimSpace(string(resp)))
+	d.log.Printf("control/encryptions/%s -> %s", name, strings.TrimSpace(string(resp)))
 	var created struct {
 		TaskID string `json:"task_id"`
 	}
 	if err := json.Unmarshal(resp, &created); err != nil || created.TaskID == "" {
 		return fmt.Errorf("task was not created: %s", resp)
 	}
-	if err := d.wait(created.TaskID); err != nil {
-		return err
-	}
-	return d.check()
+	return d.wait(created.TaskID)
 }
 
 // dashTask is the multidrm half: Common Encryption (cenc) of the sample
@@ -141,23 +147,7 @@ func (d *demo) dashTask(dash *sample.DASH) error {
 				"drm_list": []string{"WIDEVINE", "PLAYREADY", "CLEARKEY"}}},
 		"user_data": "mpcfs demo: multidrm",
 	}
-	body, _ := json.Marshal(req)
-	reqPath := filepath.Join(d.mnt, "control", "encryptions", "demo-dash.json")
-	if err := os.WriteFile(reqPath, body, 0o600); err != nil {
-		return fmt.Errorf("writing the request: %w", err)
-	}
-	resp, err := os.ReadFile(reqPath)
-	if err != nil {
-		return err
-	}
-	d.log.Printf("control/encryptions/demo-dash.json -> %s", strings.TrimSpace(string(resp)))
-	var created struct {
-		TaskID string `json:"task_id"`
-	}
-	if err := json.Unmarshal(resp, &created); err != nil || created.TaskID == "" {
-		return fmt.Errorf("task was not created: %s", resp)
-	}
-	if err := d.wait(created.TaskID); err != nil {
+	if err := d.submit("demo-dash.json", req); err != nil {
 		return err
 	}
 	src := filepath.Join(d.mnt, "buckets", "media", "dash")
