@@ -566,17 +566,6 @@ func (m *Manager) TaskIDs() []string {
 	return ids
 }
 
-// TaskTimes returns a task's create_time and end_time from the
-// catalogue (no record read); ok is false for a task not known here.
-func (m *Manager) TaskTimes(id string) (created, ended string, ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.catalog.get(id); s != nil {
-		return s.CreateTime, s.EndTime, true
-	}
-	return "", "", false
-}
-
 // Status returns a task's status ("" if unknown); handy for tests and tools.
 func (m *Manager) Status(id string) Status {
 	m.mu.Lock()
