@@ -23,10 +23,9 @@ type bucketMaker interface {
 // in the store (no path games with control/tasks/<name>).
 var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
 
-// load reads every task and response from the task store. A task whose key
-// does not open with this master key is kept (its record is not touched)
-// but serves no outputs; the log says why. Tasks left WAITING or PROCESSING
-// by a previous run (or a killed daemon) are queued again.
+// load reads the catalogue (the index shards, and the records they do not
+// stand for) and the responses from the task store. Tasks left WAITING or
+// PROCESSING by a previous run (or a killed daemon) are queued again.
 func (m *Manager) load() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 2*time.Minute)
 	defer cancel()

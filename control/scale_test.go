@@ -360,3 +360,45 @@ func TestRefreshByShards(t *testing.T) {
 		t.Errorf("a change whose shard was never written was seen by the shard refresh (%s): the check cannot fail", got)
 	}
 }
+
+// TestShardRoundTrip: a shard decodes to the summaries it was made from;
+// a task with a NUL byte in a field is left out (read from its record
+// instead); a cut or foreign shard is refused.
+func TestShardRoundTrip(t *testing.T) {
+	var sums []*summary
+	for i := 0; i < 5; i++ {
+		id, object, plan := CatalogueTask(i)
+		rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: "20260101000000", EndTime: "20260101000001",
+			Output: Location{Bucket: "public", Object: object}}, Created: int64(i)}
+		sums = append(sums, summarize(&rec, fmt.Sprintf("etag-%d", i), filesOf(id, object, plan)))
+	}
+	waiting := &summary{ID: "1000000000000099", ETag: "w", Status: Waiting, CreateTime: "20260101000000", OutBucket: "public", OutObject: "w"}
+	bad := &summary{ID: "1000000000000098", ETag: "a\x00b", Status: Failed, OutBucket: "public", OutObject: "x"}
+	data := encodeShard(append(append(sums, waiting), bad))
+	got, err := decodeShard(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(sums)+1 {
+		t.Fatalf("%d summaries decoded, want %d (the one with a NUL left out)", len(got), len(sums)+1)
+	}
+	for i, s := range sums {
+		g := got[i]
+		if g.ID != s.ID || g.ETag != s.ETag || g.Status != s.Status || g.EndTime != s.EndTime || g.Created != s.Created || g.OutObject != s.OutObject || g.Files.len() != s.Files.len() || g.Files.kinds != s.Files.kinds {
+			t.Fatalf("summary %d: %+v, want %+v", i, g, s)
+		}
+		for j := 0; j < s.Files.len(); j++ {
+			if g.Files.name(j) != s.Files.name(j) || g.Files.meta[j] != s.Files.meta[j] {
+				t.Fatalf("summary %d file %d: %q %+v, want %q %+v", i, j, g.Files.name(j), g.Files.meta[j], s.Files.name(j), s.Files.meta[j])
+			}
+		}
+	}
+	if w := got[len(got)-1]; w.Status != Waiting || w.Files != nil {
+		t.Errorf("a WAITING task decodes as %+v", w)
+	}
+	for _, broken := range [][]byte{data[:len(data)-3], []byte("mpcfs-index 1\n"), append([]byte(shardHeader), "x\x00y\x00"...)} {
+		if _, err := decodeShard(broken); err == nil {
+			t.Errorf("a broken shard (%q...) decodes", broken[:min(len(broken), 20)])
+		}
+	}
+}
