@@ -101,8 +101,8 @@ func createRate(t *testing.T, f *fixture, writers, perWriter int, tag string) (f
 func waitAll(t *testing.T, f *fixture, ids []string, limit time.Duration) time.Duration {
 	start := time.Now()
 	for _, id := range ids {
-		for f.mgr.Status(id) != control.Succeeded {
-			if st := f.mgr.Status(id); st.Final() {
+		for st := f.mgr.Status(id); st != control.Succeeded; st = f.mgr.Status(id) {
+			if st.Final() {
 				t.Fatalf("task %s: %s", id, st)
 			}
 			if time.Since(start) > limit {
