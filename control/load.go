@@ -117,6 +117,11 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 		}
 		if m.seen[o.Key] != o.ETag {
 			changed = append(changed, o)
+			if s := idx[id]; s != nil && s.Status == Succeeded && s.Files != nil {
+				// A plan never changes once its task SUCCEEDED: a record
+				// rewritten since (mpcfs rekey, a note) needs no plan read.
+				m.filesHint[id] = s.Files
+			}
 		}
 	}
 	if startup {
@@ -131,6 +136,9 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 	}
 	m.mu.Unlock()
 	m.readChanged(ctx, changed, startup)
+	m.mu.Lock()
+	clear(m.filesHint)
+	m.mu.Unlock()
 	return m.syncResponses(ctx)
 }
 
@@ -272,6 +280,12 @@ func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error)
 	m.mu.Unlock()
 	if s != nil && s.Files != nil {
 		return s.Files, nil
+	}
+	m.mu.Lock()
+	hint := m.filesHint[rec.TaskID]
+	m.mu.Unlock()
+	if hint != nil && s == nil {
+		return hint, nil
 	}
 	plan := rec.Plan
 	if plan == nil {
