@@ -449,3 +449,40 @@ func TestRekeyReadsNoPlan(t *testing.T) {
 		t.Errorf("without the index the start read %d plans, want %d: the check cannot fail", cs.planGets.Load(), n)
 	}
 }
+
+// TestListTasksUsesIndex: mpcfs tasks with a filter reads only the
+// records the index does not rule out; without the index (the negative
+// control) it reads them all.
+func TestListTasksUsesIndex(t *testing.T) {
+	const n = 200
+	master := testMaster(t)
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCatalogue(t, dir, ".mpcfs", st, master, n, true, false)
+	id, _, _ := CatalogueTask(42)
+	list := func(f TaskFilter) ([]TaskView, int64) {
+		cs := &countingStore{Store: st}
+		views, err := ListTasks(context.Background(), cs, ".mpcfs", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return views, cs.gets.Load()
+	}
+	shards, _ := os.ReadDir(filepath.Join(dir, ".mpcfs", "index"))
+	if views, reads := list(TaskFilter{IDs: []string{id}}); len(views) != 1 || views[0].TaskID != id || reads != int64(len(shards))+1 {
+		t.Errorf("one task by id: %d views, %d reads (want 1 record besides %d shards)", len(views), reads, len(shards))
+	}
+	if views, reads := list(TaskFilter{Status: Failed}); len(views) != 0 || reads != int64(len(shards)) {
+		t.Errorf("FAILED tasks: %d views, %d reads, want no record read", len(views), reads)
+	}
+	if views, _ := list(TaskFilter{Status: Succeeded}); len(views) != n {
+		t.Errorf("SUCCEEDED tasks: %d views, want %d", len(views), n)
+	}
+	os.RemoveAll(filepath.Join(dir, ".mpcfs", "index"))
+	if _, reads := list(TaskFilter{IDs: []string{id}}); reads != n {
+		t.Errorf("without the index: %d reads, want every record (%d): the check cannot fail", reads, n)
+	}
+}
