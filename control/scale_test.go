@@ -75,19 +75,19 @@ func (f startupFigures) String() string {
 func (f startupFigures) check(slack float64) error {
 	scale := float64(f.tasks) / 100000
 	var errs []string
-	if limit := time.Duration(3 * float64(time.Second) * scale * slack); f.ready > limit {
+	if limit := time.Duration(3 * float64(time.Second) * scale * slack * raceSlack); f.ready > limit {
 		errs = append(errs, fmt.Sprintf("ready in %v, over %v", f.ready, limit))
 	}
 	if f.heapPerTask > 150e6/100000 {
 		errs = append(errs, fmt.Sprintf("%.0f B of heap per task, over 1500", f.heapPerTask))
 	}
-	if limit := int64(150e6 * scale * slack); f.rssDelta > limit {
+	if limit := int64(150e6 * scale * slack * raceSlack); f.rssDelta > limit {
 		errs = append(errs, fmt.Sprintf("RSS grew %d B, over %d", f.rssDelta, limit))
 	}
 	if f.gets > indexShards+16 {
 		errs = append(errs, fmt.Sprintf("%d reads at start, over the %d index shards", f.gets, indexShards))
 	}
-	if f.lookup > time.Millisecond {
+	if f.lookup > time.Millisecond*raceSlack {
 		errs = append(errs, fmt.Sprintf("lookup %v, over 1ms", f.lookup))
 	}
 	if len(errs) > 0 {
