@@ -120,7 +120,7 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 			if s := idx[id]; s != nil && s.Status == Succeeded && s.Files != nil {
 				// A plan never changes once its task SUCCEEDED: a record
 				// rewritten since (mpcfs rekey, a note) needs no plan read.
-				m.filesHint[id] = s.Files
+				m.filesHint[id] = s
 			}
 		}
 	}
@@ -278,14 +278,19 @@ func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error)
 	m.mu.Lock()
 	s := m.catalog.get(rec.TaskID)
 	m.mu.Unlock()
-	if s != nil && s.Files != nil {
+	// Which names are served depends on the output folder too (a record
+	// saved before names were checked): reused only for the same folder.
+	same := func(s *summary) bool {
+		return s != nil && s.Files != nil && s.OutBucket == rec.Output.Bucket && s.OutObject == rec.Output.Object
+	}
+	if same(s) {
 		return s.Files, nil
 	}
 	m.mu.Lock()
 	hint := m.filesHint[rec.TaskID]
 	m.mu.Unlock()
-	if hint != nil && s == nil {
-		return hint, nil
+	if same(hint) {
+		return hint.Files, nil
 	}
 	plan := rec.Plan
 	if plan == nil {

@@ -53,9 +53,9 @@ type Manager struct {
 	// those loaded (being created, processed, canceled, or asked for).
 	catalog catalog
 	index   indexState
-	// filesHint holds, during a start, the output files of SUCCEEDED
-	// tasks whose summary in the index is older than their record.
-	filesHint map[string]*fileList
+	// filesHint holds, during a start, the summaries of SUCCEEDED tasks
+	// in the index that are older than their record: their output files.
+	filesHint map[string]*summary
 
 	outs *Outputs
 }
@@ -80,7 +80,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
-		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*fileList{}}
+		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
 	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
 	m.outs.loadTask = m.loadServed
 	m.outs.saveStale = m.saveStaleByID
