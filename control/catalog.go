@@ -41,16 +41,16 @@ func planKey(id string) string { return plansPrefix + id + ".json" }
 // summary is one task in the catalogue. Summaries are never changed once
 // made (a new one replaces the old), so they can be read outside the lock.
 type summary struct {
-	ID         string `json:"id"`
-	ETag       string `json:"etag"` // of the record it was made from
-	Status     Status `json:"status"`
-	CreateTime string `json:"create_time"`
-	EndTime    string `json:"end_time,omitempty"`
-	Created    int64  `json:"created,omitempty"`
-	OutBucket  string `json:"out_bucket,omitempty"`
-	OutObject  string `json:"out_object,omitempty"`
+	ID         string
+	ETag       string // of the record it was made from
+	Status     Status
+	CreateTime string
+	EndTime    string
+	Created    int64
+	OutBucket  string
+	OutObject  string
 	// Files are a SUCCEEDED task's outputs, in plan order.
-	Files *fileList `json:"files,omitempty"`
+	Files *fileList
 }
 
 // fileList holds a plan's output files without their content: names,

@@ -23,10 +23,9 @@ type bucketMaker interface {
 // in the store (no path games with control/tasks/<name>).
 var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
 
-// load reads every task and response from the task store. A task whose key
-// does not open with this master key is kept (its record is not touched)
-// but serves no outputs; the log says why. Tasks left WAITING or PROCESSING
-// by a previous run (or a killed daemon) are queued again.
+// load reads the catalogue (the index shards, and the records they do not
+// stand for) and the responses from the task store. Tasks left WAITING or
+// PROCESSING by a previous run (or a killed daemon) are queued again.
 func (m *Manager) load() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 2*time.Minute)
 	defer cancel()
@@ -118,6 +117,11 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 		}
 		if m.seen[o.Key] != o.ETag {
 			changed = append(changed, o)
+			if s := idx[id]; s != nil && s.Status == Succeeded && s.Files != nil {
+				// A plan never changes once its task SUCCEEDED: a record
+				// rewritten since (mpcfs rekey, a note) needs no plan read.
+				m.filesHint[id] = s
+			}
 		}
 	}
 	if startup {
@@ -132,6 +136,9 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 	}
 	m.mu.Unlock()
 	m.readChanged(ctx, changed, startup)
+	m.mu.Lock()
+	clear(m.filesHint)
+	m.mu.Unlock()
 	return m.syncResponses(ctx)
 }
 
@@ -271,8 +278,19 @@ func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error)
 	m.mu.Lock()
 	s := m.catalog.get(rec.TaskID)
 	m.mu.Unlock()
-	if s != nil && s.Files != nil {
+	// Which names are served depends on the output folder too (a record
+	// saved before names were checked): reused only for the same folder.
+	same := func(s *summary) bool {
+		return s != nil && s.Files != nil && s.OutBucket == rec.Output.Bucket && s.OutObject == rec.Output.Object
+	}
+	if same(s) {
 		return s.Files, nil
+	}
+	m.mu.Lock()
+	hint := m.filesHint[rec.TaskID]
+	m.mu.Unlock()
+	if same(hint) {
+		return hint.Files, nil
 	}
 	plan := rec.Plan
 	if plan == nil {

@@ -53,6 +53,9 @@ type Manager struct {
 	// those loaded (being created, processed, canceled, or asked for).
 	catalog catalog
 	index   indexState
+	// filesHint holds, during a start, the summaries of SUCCEEDED tasks
+	// in the index that are older than their record: their output files.
+	filesHint map[string]*summary
 
 	outs *Outputs
 
@@ -79,7 +82,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
-		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}}
+		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
 	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
 	m.outs.loadTask = m.loadServed
 	m.outs.saveStale = m.saveStaleByID
@@ -582,17 +585,6 @@ func (m *Manager) TaskIDs() []string {
 	m.mu.Unlock()
 	sort.Strings(ids)
 	return ids
-}
-
-// TaskTimes returns a task's create_time and end_time from the
-// catalogue (no record read); ok is false for a task not known here.
-func (m *Manager) TaskTimes(id string) (created, ended string, ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.catalog.get(id); s != nil {
-		return s.CreateTime, s.EndTime, true
-	}
-	return "", "", false
 }
 
 // Status returns a task's status ("" if unknown); handy for tests and tools.

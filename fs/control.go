@@ -474,9 +474,7 @@ func (t *tasksNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.
 }
 
 // OpendirHandle lists the tasks one entry at a time (there may be
-// 100,000 of them). Its Lookup answers the kernel's READDIRPLUS from the
-// catalogue, without reading a record per name: the attributes it gives
-// expire at once, so a stat still gets the task file's size (Getattr).
+// 100,000 of them), without looking each one up (taskDirHandle.Lookup).
 func (t *tasksNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	return &taskDirHandle{dir: t}, 0, 0
 }
@@ -509,20 +507,12 @@ func (h *taskDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
+// Lookup answers the kernel's READDIRPLUS for one name: with no entry
+// (an errno leaves the entry's node id 0, which the kernel takes as "no
+// attributes given", not as ENOENT), so a plain ls of 100,000 tasks makes
+// no inode and reads no record; a stat of a name looks it up as usual.
 func (h *taskDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	id, ok := strings.CutSuffix(name, ".json")
-	if !ok {
-		return nil, syscall.ENOENT
-	}
-	created, ended, ok := h.dir.opts.Manager.TaskTimes(id)
-	if !ok {
-		return nil, syscall.ENOENT
-	}
-	out.Attr.Mode = syscall.S_IFREG | 0o400
-	setTaskTimes(&out.Attr, created, ended)
-	out.SetAttrTimeout(time.Nanosecond) // no size here: a stat asks again
-	n := &taskNode{opts: h.dir.opts, id: id}
-	return h.dir.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: hashIno("t", id)}), 0
+	return nil, syscall.ENOENT
 }
 
 func (t *tasksNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
@@ -530,11 +520,12 @@ func (t *tasksNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	if _, ok := t.opts.Manager.TaskJSON(id); !ok {
+	body, ok := t.opts.Manager.TaskJSON(id)
+	if !ok {
 		return nil, syscall.ENOENT
 	}
 	n := &taskNode{opts: t.opts, id: id}
-	n.fill(&out.Attr)
+	n.fillFrom(body, &out.Attr)
 	return t.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: hashIno("t", id)}), 0
 }
 
@@ -556,8 +547,9 @@ func (t *taskNode) body() []byte {
 // fill gives the task file the task's times: atime its creation, mtime
 // and ctime its end (its creation while it runs), so ls -t and find -newer
 // order tasks.
-func (t *taskNode) fill(a *fuse.Attr) {
-	body := t.body()
+func (t *taskNode) fill(a *fuse.Attr) { t.fillFrom(t.body(), a) }
+
+func (t *taskNode) fillFrom(body []byte, a *fuse.Attr) {
 	a.Mode = syscall.S_IFREG | 0o400
 	a.Size = uint64(len(body))
 	a.Blocks = (a.Size + 511) / 512

@@ -101,8 +101,8 @@ func createRate(t *testing.T, f *fixture, writers, perWriter int, tag string) (f
 func waitAll(t *testing.T, f *fixture, ids []string, limit time.Duration) time.Duration {
 	start := time.Now()
 	for _, id := range ids {
-		for f.mgr.Status(id) != control.Succeeded {
-			if st := f.mgr.Status(id); st.Final() {
+		for st := f.mgr.Status(id); st != control.Succeeded; st = f.mgr.Status(id) {
+			if st.Final() {
 				t.Fatalf("task %s: %s", id, st)
 			}
 			if time.Since(start) > limit {
@@ -161,7 +161,7 @@ func TestCreationAtScale(t *testing.T) {
 	}
 	t.Logf("%d tasks: mount ready in %v (target < 3s at 100,000), ls control/tasks %v, first read of an output %v",
 		n, ready.Round(time.Millisecond), listed.Round(time.Millisecond), firstRead.Round(time.Microsecond))
-	if limit := time.Duration(float64(6*time.Second) * float64(n) / 100000); ready > max(limit, time.Second) {
+	if limit := time.Duration(float64(6*time.Second) * float64(n) / 100000 * raceSlack); ready > max(limit, time.Second) {
 		t.Errorf("mount ready in %v, over twice the target scaled to %d tasks", ready, n)
 	}
 
@@ -177,7 +177,7 @@ func TestCreationAtScale(t *testing.T) {
 	slices.Sort(lat)
 	p50 := lat[len(lat)/2]
 	t.Logf("request -> SUCCEEDED: p50 %v, p90 %v (target p50 < 30ms)", p50, lat[len(lat)*9/10])
-	if p50 > 60*time.Millisecond {
+	if p50 > 60*time.Millisecond*raceSlack {
 		t.Errorf("request -> SUCCEEDED p50 %v, over twice the 30ms target", p50)
 	}
 
@@ -185,10 +185,10 @@ func TestCreationAtScale(t *testing.T) {
 	rate, ids := createRate(t, f, writers, perWriter, "burst")
 	trail := waitAll(t, f, ids, 2*time.Minute)
 	t.Logf("%d writers: %.0f tasks/s created; every task SUCCEEDED %v after the last creation (target >= 100/s)", writers, rate, trail.Round(time.Millisecond))
-	if rate < 50 {
+	if rate < 50/raceSlack {
 		t.Errorf("%.0f tasks/s created by %d writers, under half the 100/s target", rate, writers)
 	}
-	if trail > 10*time.Second {
+	if trail > 10*time.Second*raceSlack {
 		t.Errorf("processing trails creation by %v", trail)
 	}
 	names, err = os.ReadDir(f.path("control", "tasks"))
@@ -196,12 +196,14 @@ func TestCreationAtScale(t *testing.T) {
 		t.Errorf("control/tasks lists %d names (%v), want %d", len(names), err, n+len(ids)+len(lat))
 	}
 
-	// Negative control: writes of 100 ms.
+	// Negative control: slow writes (100 ms; more under the race
+	// detector, whose limit is lower).
 	slowStore, _ := titleStore(t)
-	slow := newFixture(t, &slowWrites{Store: slowStore, delay: 100 * time.Millisecond}, ".mpcfs")
+	delay := 100 * time.Millisecond * raceSlack
+	slow := newFixture(t, &slowWrites{Store: slowStore, delay: delay}, ".mpcfs")
 	slowRate, _ := createRate(t, slow, writers, 3, "slow")
-	t.Logf("negative control, 100 ms writes: %.0f tasks/s", slowRate)
-	if slowRate >= 50 {
+	t.Logf("negative control, %v writes: %.0f tasks/s", delay, slowRate)
+	if slowRate >= 50/raceSlack {
 		t.Errorf("with 100 ms store writes %d writers still made %.0f tasks/s: the rate check cannot fail", writers, slowRate)
 	}
 }
