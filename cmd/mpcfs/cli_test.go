@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,4 +167,28 @@ func TestSignals(t *testing.T) {
 		t.Errorf("second signal: exit %d after %v, want a prompt failure exit", code, time.Since(start))
 	}
 	waitMounted(t, mnt, false, 10*time.Second)
+}
+
+// TestSignalWhileMounting: SIGTERM at any moment of the start (here from
+// at once to well after) ends the daemon within seconds and leaves no
+// mount behind. Before signals were caught from the start, one landing
+// while go-fuse held a file inside the new mount killed the process with
+// it open, and the exit then waited for ever on its own mount.
+func TestSignalWhileMounting(t *testing.T) {
+	needFUSE(t)
+	dir := t.TempDir()
+	for i, delay := range []time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond} {
+		mnt := filepath.Join(dir, fmt.Sprintf("mnt%d", i))
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cleanupMount(t, mnt)
+		fg := startForeground(t, nil, mnt, "--store", filepath.Join(dir, "store"), "--master-key-file", filepath.Join(dir, "master.key"))
+		time.Sleep(delay)
+		fg.signal(syscall.SIGTERM)
+		fg.waitExit(t, 30*time.Second)
+		if isMounted(mnt) {
+			t.Errorf("SIGTERM %v after start: still mounted after exit:\n%s", delay, fg.out.String())
+		}
+	}
 }

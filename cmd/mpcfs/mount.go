@@ -223,7 +223,32 @@ func runMount(args []string) error {
 		reportReady(err)
 		return err
 	}
+	// Signals are caught from before the mount starts: while mounting,
+	// go-fuse briefly holds a file inside the new mount open, and a
+	// process killed then by SIGTERM's default action waits for ever on
+	// its own mount. A signal during the start ends the mount as soon as
+	// it is up; a second one exits at once (a start that hangs).
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	early := make(chan os.Signal, 1) // a signal taken while mounting
+	starting := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			lg.Warn("signal while mounting: unmounting as soon as the mount is up; a second signal exits now", "signal", s.String())
+			early <- s
+			select {
+			case s := <-sig:
+				lg.Warn("second signal while mounting: exiting now", "signal", s.String())
+				os.Exit(1)
+			case <-starting:
+			}
+		case <-starting:
+		}
+	}()
 	m, err := startMount(c, lg)
+	close(starting)
 	if err != nil {
 		web.closeListener()
 		reportReady(err)
@@ -235,7 +260,7 @@ func runMount(args []string) error {
 		os.Chdir("/") // do not keep the starting directory busy
 	}
 	sdNotify("READY=1\nSTATUS=mounted " + c.Mountpoint)
-	m.serveUntilSignal()
+	m.serveUntilSignal(sig, early)
 	return nil
 }
 
@@ -359,15 +384,16 @@ func (m *mounted) stopServices() {
 // serveUntilSignal serves until the mount is unmounted (fusermount3 -u,
 // umount) or a SIGINT/SIGTERM: then it unmounts, lazily if a file is still
 // open, and returns. A second signal ends the process at once.
-func (m *mounted) serveUntilSignal() {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+func (m *mounted) serveUntilSignal(sig, early chan os.Signal) {
 	served := make(chan struct{})
 	go func() { m.server.Wait(); close(served) }()
+	var s os.Signal
 	select {
 	case <-served:
-	case s := <-sig:
+	case s = <-sig:
+	case s = <-early:
+	}
+	if s != nil {
 		sdNotify("STOPPING=1")
 		m.web.shutdown(s) // HTTP responses in flight finish first (bounded)
 		m.log.Info("unmounting", "signal", s.String(), "mountpoint", m.dir)
