@@ -213,7 +213,7 @@ func (d *dirNode) newObject(ctx context.Context, info store.ObjectInfo, out *fus
 }
 
 func (d *dirNode) newOutput(ctx context.Context, o *control.Output, out *fuse.EntryOut) *fusefs.Inode {
-	n := &outputNode{opts: d.opts, out: o}
+	n := &outputNode{opts: d.opts, output: o}
 	n.fill(&out.Attr)
 	out.SetEntryTimeout(d.opts.Tuning.OutputEntryTTL)
 	out.SetAttrTimeout(d.opts.Tuning.OutputEntryTTL)
@@ -266,8 +266,8 @@ func (n *objectNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 type outputNode struct {
 	fusefs.Inode
 	readOnlyFile
-	opts *Options
-	out  *control.Output
+	opts   *Options
+	output *control.Output // what the node serves (out is always a reply to the kernel)
 }
 
 var (
@@ -275,7 +275,7 @@ var (
 	_ fusefs.NodeGetattrer = (*outputNode)(nil)
 )
 
-func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.out.Size, time.Time{}) }
+func (n *outputNode) fill(a *fuse.Attr) { fileAttr(a, n.output.Size, time.Time{}) }
 
 func (n *outputNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fill(&out.Attr)
@@ -290,26 +290,26 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	// The kernel may still hold this name for a moment after the task was
 	// canceled or replaced: a withdrawn output must not open.
 	outs := n.opts.Manager.Outputs()
-	if cur := outs.Lookup(n.out.Bucket, n.out.Key); cur == nil || cur.Ino != n.out.Ino {
+	if cur := outs.Lookup(n.output.Bucket, n.output.Key); cur == nil || cur.Ino != n.output.Ino {
 		return nil, 0, syscall.ENOENT
 	}
-	if n.out.IsPlaylist() {
-		data, err := outs.Playlist(n.out)
+	if n.output.IsPlaylist() {
+		data, err := outs.Playlist(n.output)
 		if err != nil {
-			n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
+			n.opts.Log.Printf("opening output %s/%s: %v", n.output.Bucket, n.output.Key, err)
 			return nil, 0, syscall.EIO
 		}
 		return newPlaylistHandle(data), readOnlyOpen, 0
 	}
-	f, err := outs.Open(n.out)
+	f, err := outs.Open(n.output)
 	if err != nil {
-		n.opts.Log.Printf("opening output %s/%s: %v", n.out.Bucket, n.out.Key, err)
+		n.opts.Log.Printf("opening output %s/%s: %v", n.output.Bucket, n.output.Key, err)
 		return nil, 0, syscall.EIO
 	}
-	h := newReadHandle(f, n.opts, n.out.Bucket+"/"+n.out.Key, metrics.KindSegment)
-	if n.out.Next() != nil {
-		out := n.out
-		h.warmNext = func() { outs.WarmNext(out) }
+	h := newReadHandle(f, n.opts, n.output.Bucket+"/"+n.output.Key, metrics.KindSegment)
+	if n.output.Next() != nil {
+		output := n.output
+		h.warmNext = func() { outs.WarmNext(output) }
 	}
 	return h, readOnlyOpen, 0
 }

@@ -41,7 +41,7 @@ func titleStore(t *testing.T) (*store.Local, string) {
 	st, dir := localStore(t, "media", "public")
 	media := "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns0.ts\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n"
 	files := map[string]string{
-		"vod/master.m3u8": "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nv1/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1600000\nv2/index.m3u8\n",
+		"vod/master.m3u8":   "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nv1/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1600000\nv2/index.m3u8\n",
 		"vod/v1/index.m3u8": media, "vod/v2/index.m3u8": media,
 	}
 	for _, v := range []string{"v1", "v2"} {
