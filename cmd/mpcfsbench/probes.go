@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -68,24 +67,9 @@ func (p probe) readDirect(paths []string) (int64, error) {
 // the same counting of FUSE READs and S3 GETs.
 func (b *bench) probeRows(dir, logPath string, sl *s3Log, sizes map[string]int64) error {
 	for _, p := range probes {
-		from := fileSize(logPath)
-		getsFrom := sl.mark()
-		b.dropCaches()
-		n, err := p.readDirect(joinAll(dir, b.media.segs))
+		rs, gs, err := b.observed(p.name, logPath, sl, sizes, func() (int64, error) { return p.readDirect(joinAll(dir, b.media.segs)) })
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		gs := sl.since(getsFrom, sizes, n)
-		sl.writeLog(filepath.Join(b.logs, "s3-gets-"+fileSafe(p.name)+".log"), getsFrom)
-		f, err := os.Open(logPath)
-		if err != nil {
-			return err
-		}
-		f.Seek(from, io.SeekStart)
-		rs, err := parseReads(f)
-		f.Close()
-		if err != nil {
-			return err
 		}
 		b.report.probes = append(b.report.probes, &styleRow{style: p.name, target: cbcTarget, reqs: rs, gets: gs})
 		fmt.Fprintf(os.Stderr, "  %-38s FUSE reads: %v; S3: %v\n", p.name, rs, gs)

@@ -131,24 +131,9 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 		sizes[mediaBucket+"/"+mediaPrefix+s] = fileSize(filepath.Join(b.media.dir, s))
 	}
 	for _, st := range styles {
-		from := fileSize(logPath)
-		getsFrom := sl.mark()
-		b.dropCaches()
-		n, err := st.read(b, dir, b.media.segs)
+		rs, gs, err := b.observed(st.name, logPath, sl, sizes, func() (int64, error) { return st.read(b, dir, b.media.segs) })
 		if err != nil {
 			return fmt.Errorf("%s on the --debug mount: %w", st.name, err)
-		}
-		gs := sl.since(getsFrom, sizes, n)
-		sl.writeLog(filepath.Join(b.logs, "s3-gets-"+fileSafe(st.name)+".log"), getsFrom)
-		f, err := os.Open(logPath)
-		if err != nil {
-			return err
-		}
-		f.Seek(from, io.SeekStart)
-		rs, err := parseReads(f)
-		f.Close()
-		if err != nil {
-			return err
 		}
 		for _, r := range b.report.styles {
 			if r.style == st.name && r.target == cbcTarget {
@@ -195,4 +180,27 @@ func mountDev(mountinfo, dir string) string {
 // fileSafe makes a style name usable as a file name.
 func fileSafe(s string) string {
 	return strings.Trim(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(s, "-"), "-")
+}
+
+// observed runs one cold read pass on the --debug mount and returns the
+// FUSE READs its log gained and the S3 GETs the logging proxy saw
+// (written to logs/s3-gets-NAME.log).
+func (b *bench) observed(name, logPath string, sl *s3Log, sizes map[string]int64, read func() (int64, error)) (*reqStats, getStats, error) {
+	from := fileSize(logPath)
+	getsFrom := sl.mark()
+	b.dropCaches()
+	n, err := read()
+	if err != nil {
+		return nil, getStats{}, err
+	}
+	gs := sl.since(getsFrom, sizes, n)
+	sl.writeLog(filepath.Join(b.logs, "s3-gets-"+fileSafe(name)+".log"), getsFrom)
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil, getStats{}, err
+	}
+	defer f.Close()
+	f.Seek(from, io.SeekStart)
+	rs, err := parseReads(f)
+	return rs, gs, err
 }
