@@ -16,6 +16,7 @@ import (
 	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control/hls"
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 )
 
@@ -501,6 +502,7 @@ func (p *planner) file(key, name, usedBy string) (*srcFile, *taskError) {
 	f := &srcFile{key: key, name: name, info: info, alg: p.rec.Algorithm, usedBy: usedBy, newOff: map[[2]int64]int64{}}
 	p.files[key] = f
 	p.fileOrder = append(p.fileOrder, name)
+	metrics.PlannedObjects.Inc()
 	return f, nil
 }
 

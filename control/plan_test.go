@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 )
 
@@ -96,6 +99,19 @@ func TestPlanCBCLadder(t *testing.T) {
 	}
 	if iv := files["low/b.ts"].Parts[0].IV; iv[15] != 8 { // media sequence 7 + 1
 		t.Errorf("b.ts IV %x, want the media sequence number 8", iv)
+	}
+}
+
+// TestPlanCountsProgress: every segment taken into a plan counts in
+// mpcfs_planned_objects_total, the progress metric of long planning.
+func TestPlanCountsProgress(t *testing.T) {
+	st := planStore(t, ladderFiles())
+	before := promtest.ToFloat64(metrics.PlannedObjects)
+	if _, terr := buildPlan(context.Background(), st, planRecord("vod/master.m3u8", crypto.AES128CBC)); terr != nil {
+		t.Fatal(terr)
+	}
+	if got := promtest.ToFloat64(metrics.PlannedObjects) - before; got != 3 {
+		t.Fatalf("planning 3 segments counted %v objects", got)
 	}
 }
 

@@ -48,6 +48,12 @@ var (
 	StoreErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mpcfs_store_errors_total", Help: "Failed object store requests, by operation and cause.",
 	}, []string{"op", "cause"})
+	// PlannedObjects counts the source objects (segments, init sections)
+	// planners have taken into task plans: with the PROCESSING count of
+	// mpcfs_tasks, its rate is the progress of long planning.
+	PlannedObjects = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "mpcfs_planned_objects_total", Help: "Source objects (segments, init sections) taken into task plans; its rate is planning progress.",
+	})
 	// Requests counts files submitted to control/encryptions, by outcome.
 	Requests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mpcfs_requests_total", Help: "Encryption task requests submitted through control/encryptions, by result (accepted, rejected).",
