@@ -45,11 +45,19 @@ func (c *countingStore) List(ctx context.Context, bucket, prefix string) (store.
 	return c.Store.List(ctx, bucket, prefix)
 }
 
-func writeCatalogue(tb testing.TB, dir, sys string, st *store.Local, master *keywrap.Master, n int, withIndex, legacy bool) {
+// catalogueStore is a local store in a temporary folder holding n tasks
+// made by MakeCatalogue (system bucket .mpcfs) as o says.
+func catalogueStore(tb testing.TB, master *keywrap.Master, n int, o CatalogueOptions) (string, *store.Local) {
 	tb.Helper()
-	if err := MakeCatalogue(dir, sys, master, n, CatalogueOptions{NoIndex: !withIndex, Legacy: legacy}); err != nil {
+	dir := tb.TempDir()
+	if err := MakeCatalogue(dir, ".mpcfs", master, n, o); err != nil {
 		tb.Fatal(err)
 	}
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir, st
 }
 
 // startupFigures is what one mount start over a catalogue measured.
@@ -184,12 +192,7 @@ func scaleTasks() int {
 func TestStartupAtScale(t *testing.T) {
 	n := scaleTasks()
 	master := testMaster(t)
-	dir := t.TempDir()
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeCatalogue(t, dir, ".mpcfs", st, master, n, true, false)
+	dir, st := catalogueStore(t, master, n, CatalogueOptions{})
 	f, m := measureStartup(t, st, master, n)
 	m.Close()
 	t.Logf("with the index: %v", f)
@@ -221,13 +224,8 @@ func TestStartupAtScale(t *testing.T) {
 // and its outputs gone.
 func TestLegacyRecords(t *testing.T) {
 	master := testMaster(t)
-	dir := t.TempDir()
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 20
-	writeCatalogue(t, dir, ".mpcfs", st, master, n, false, true)
+	dir, st := catalogueStore(t, master, n, CatalogueOptions{NoIndex: true, Legacy: true})
 	m, _ := newTestManager(t, st, master, -1)
 	id, object, plan := CatalogueTask(3)
 	o := m.Outputs().Lookup("public", object+"/v2/index.m3u8")
@@ -280,19 +278,14 @@ func TestLegacyRecords(t *testing.T) {
 }
 
 // BenchmarkStartup100k: a mount start over 100,000 tasks (made once per
-// run by writeCatalogue). Reports the start time and memory per op.
+// run by catalogueStore). Reports the start time and memory per op.
 func BenchmarkStartup100k(b *testing.B) {
 	n := 100000
 	if v := scaleTasks(); os.Getenv("MPCFS_SCALE_TASKS") != "" {
 		n = v
 	}
 	master := keywrapMaster(b)
-	dir := b.TempDir()
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeCatalogue(b, dir, ".mpcfs", st, master, n, true, false)
+	_, st := catalogueStore(b, master, n, CatalogueOptions{})
 	b.ResetTimer()
 	var last startupFigures
 	for i := 0; i < b.N; i++ {
@@ -413,12 +406,7 @@ func TestShardRoundTrip(t *testing.T) {
 func TestRekeyReadsNoPlan(t *testing.T) {
 	const n = 50
 	old := testMaster(t)
-	dir := t.TempDir()
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeCatalogue(t, dir, ".mpcfs", st, old, n, true, false)
+	dir, st := catalogueStore(t, old, n, CatalogueOptions{})
 	nw := testMaster(t)
 	if _, _, err := Rekey(context.Background(), st, ".mpcfs", old, nw); err != nil {
 		t.Fatal(err)
@@ -456,12 +444,7 @@ func TestRekeyReadsNoPlan(t *testing.T) {
 func TestListTasksUsesIndex(t *testing.T) {
 	const n = 200
 	master := testMaster(t)
-	dir := t.TempDir()
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeCatalogue(t, dir, ".mpcfs", st, master, n, true, false)
+	dir, st := catalogueStore(t, master, n, CatalogueOptions{})
 	id, _, _ := CatalogueTask(42)
 	list := func(f TaskFilter) ([]TaskView, int64) {
 		cs := &countingStore{Store: st}
