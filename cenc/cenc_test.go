@@ -151,14 +151,7 @@ func TestSegmentsDecryptToSourceFrames(t *testing.T) {
 			nextIV := uint64(1) << 40
 			work := t.TempDir()
 			for _, r := range d.Reps {
-				srcInit, err := os.ReadFile(filepath.Join(dir, r.Init))
-				if err != nil {
-					t.Fatal(err)
-				}
-				in, err := ProtectInit(srcInit, cfg, psshs)
-				if err != nil {
-					t.Fatal(err)
-				}
+				srcInit, in := protectedInit(t, filepath.Join(dir, r.Init), cfg, psshs)
 				for i, s := range r.Segments {
 					f, _ := protectSegment(t, filepath.Join(dir, s), in, cfg, &nextIV)
 					out := readAll(t, f)
@@ -197,11 +190,7 @@ func TestRandomReads(t *testing.T) {
 	for _, scheme := range []Scheme{CENC, CBCS} {
 		cfg := testConfig(scheme, true)
 		for _, r := range d.Reps {
-			srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
-			in, err := ProtectInit(srcInit, cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, in := protectedInit(t, filepath.Join(dir, r.Init), cfg, nil)
 			var iv uint64
 			f, _ := protectSegment(t, filepath.Join(dir, r.Segments[0]), in, cfg, &iv)
 			whole := readAll(t, f)
@@ -237,11 +226,7 @@ func TestBoxes(t *testing.T) {
 		cfg := testConfig(scheme, true)
 		psshs, _ := cfg.PsshBoxes()
 		r := d.Reps[0]
-		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
-		in, err := ProtectInit(srcInit, cfg, psshs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, in := protectedInit(t, filepath.Join(dir, r.Init), cfg, psshs)
 		initFile, err := mp4.DecodeFile(bytes.NewReader(in.Data))
 		if err != nil {
 			t.Fatal(err)
@@ -363,11 +348,7 @@ func TestClearLead(t *testing.T) {
 	cfg.ClearLead = 1.5
 	work := t.TempDir()
 	for _, r := range d.Reps {
-		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
-		in, err := ProtectInit(srcInit, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srcInit, in := protectedInit(t, filepath.Join(dir, r.Init), cfg, nil)
 		initFile, err := mp4.DecodeFile(bytes.NewReader(in.Data))
 		if err != nil {
 			t.Fatal(err)
@@ -421,11 +402,7 @@ func TestSM4S(t *testing.T) {
 	cfg := testConfig(SM4S, true)
 	work := t.TempDir()
 	for _, r := range d.Reps {
-		srcInit, _ := os.ReadFile(filepath.Join(dir, r.Init))
-		in, err := ProtectInit(srcInit, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srcInit, in := protectedInit(t, filepath.Join(dir, r.Init), cfg, nil)
 		var iv uint64
 		for i, s := range r.Segments {
 			f, l := protectSegment(t, filepath.Join(dir, s), in, cfg, &iv)
@@ -520,11 +497,7 @@ func TestCBCSCheckpoints(t *testing.T) {
 		t.Fatalf("ffmpeg: %v: %s", err, out)
 	}
 	cfg := testConfig(CBCS, true)
-	initData, _ := os.ReadFile(filepath.Join(dir, "init-stream0.m4s"))
-	in, err := ProtectInit(initData, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, in := protectedInit(t, filepath.Join(dir, "init-stream0.m4s"), cfg, nil)
 	p := filepath.Join(dir, "chunk-stream0-00001.m4s")
 	data, _ := os.ReadFile(p)
 	var iv uint64
@@ -560,4 +533,19 @@ func TestCBCSCheckpoints(t *testing.T) {
 		t.Fatalf("a random read fetched %d bytes of source: checkpoints unused", worst)
 	}
 	t.Logf("worst source bytes for a 1000-byte read: %d", worst)
+}
+
+// protectedInit reads the source init segment at path and protects it
+// with cfg, failing the test on either; it returns both.
+func protectedInit(t testing.TB, path string, cfg *Config, psshs []Pssh) ([]byte, *Init) {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ProtectInit(src, cfg, psshs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, in
 }
