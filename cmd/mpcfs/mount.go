@@ -128,20 +128,26 @@ func (c *storeConfig) describe() string {
 	return "local " + c.StoreDir
 }
 
-func parseMountFlags(args []string) (*mountConfig, error) {
-	c := &mountConfig{Tuning: tuning.Default()}
-	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+// managerFlags are the flags mount and serve share: the stores, the MPC
+// region, the task-store refresh and the log.
+func (c *mountConfig) managerFlags(fl *flag.FlagSet, logFileHelp string) {
 	c.storeConfig.addFlags(fl)
 	fl.StringVar(&c.Region, "region", "region1", "the MPC region requests' location must equal (not the S3 signing region: --s3-region)")
 	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
+	fl.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fl.StringVar(&c.LogFile, "log-file", "", logFileHelp)
+}
+
+func parseMountFlags(args []string) (*mountConfig, error) {
+	c := &mountConfig{Tuning: tuning.Default()}
+	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+	c.managerFlags(fl, "append the log to this file (default stderr; with --daemon, syslog)")
 	fl.BoolVar(&c.AllowOther, "allow-other", false, "let other users into buckets/ (control/ stays owner-only; see --others-see)")
 	fl.StringVar(&c.OthersSee, "others-see", fs.OthersSeeOutputs, "with --allow-other, what other users may read in buckets/: outputs (task outputs only) or all (sources too)")
 	fl.BoolVar(&c.AllowNonEmpty, "allow-non-empty", false, "mount over a folder that is not empty (hiding its files)")
 	fl.IntVar(&c.Tuning.ReadAheadKB, "read-ahead-kb", c.Tuning.ReadAheadKB, "kernel read-ahead of the mount in KiB (set as root; 0 keeps the kernel's 128)")
 	fl.BoolVar(&c.Daemon, "daemon", false, "run in the background; return once the mount is ready (exit status says whether it is)")
-	fl.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&c.LogFormat, "log-format", "text", "text or json")
-	fl.StringVar(&c.LogFile, "log-file", "", "append the log to this file (default stderr; with --daemon, syslog)")
 	fl.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464")
 	fl.BoolVar(&c.Debug, "debug", false, "log every FUSE request")
 	c.HTTP.flags(fl, false)

@@ -158,12 +158,7 @@ func (w *web) shutdown(sig os.Signal) {
 func parseServeFlags(args []string) (*mountConfig, error) {
 	c := &mountConfig{Tuning: tuning.Default()}
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c.storeConfig.addFlags(fl)
-	fl.StringVar(&c.Region, "region", "region1", "the MPC region requests' location must equal (not the S3 signing region: --s3-region)")
-	fl.DurationVar(&c.Tuning.Refresh, "refresh", c.Tuning.Refresh, "how often to re-read the task store for tasks created or changed by other mounts of the same store")
-	fl.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&c.LogFormat, "log-format", "text", "text or json")
-	fl.StringVar(&c.LogFile, "log-file", "", "append the log to this file (default stderr)")
+	c.managerFlags(fl, "append the log to this file (default stderr)")
 	c.HTTP.flags(fl, true)
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "usage: mpcfs serve [flags]   (the MPC API and the HTTP origin, no FUSE)")
