@@ -16,8 +16,8 @@ import (
 )
 
 // planStore is a local store with bucket "media" holding files (name ->
-// content).
-func planStore(t *testing.T, files map[string]string) store.Store {
+// content) and an empty bucket "public".
+func planStore(t *testing.T, files map[string]string) *store.Local {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,25 +24,11 @@ type syncBuffer = testutil.SyncBuffer
 // taskStore is a local store holding a tiny VOD playlist (planning reads
 // playlists and sizes only, so the segments need not be media).
 func taskStore(t *testing.T) *store.Local {
-	dir := t.TempDir()
-	files := map[string]string{
-		"media/vod/master.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n#EXT-X-ENDLIST\n",
-		"media/vod/a.ts":        strings.Repeat("a", 1000),
-		"media/vod/b.ts":        strings.Repeat("b", 2000),
-	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(dir, "public"), 0o755)
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return planStore(t, map[string]string{
+		"vod/master.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n#EXT-X-ENDLIST\n",
+		"vod/a.ts":        strings.Repeat("a", 1000),
+		"vod/b.ts":        strings.Repeat("b", 2000),
+	})
 }
 
 func newTestManager(t *testing.T, st store.Store, master *keywrap.Master, refresh time.Duration) (*Manager, *syncBuffer) {
