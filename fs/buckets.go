@@ -48,7 +48,7 @@ var (
 )
 
 func (b *bucketsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o555
+	setMode(&out.Attr, syscall.S_IFDIR|0o555)
 	return 0
 }
 
@@ -120,7 +120,7 @@ func newDir(ctx context.Context, parent *fusefs.Inode, opts *Options, bucket, pr
 	return parent.NewInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(bucket, prefix)})
 }
 
-func (d *dirNode) fill(a *fuse.Attr) { a.Mode = syscall.S_IFDIR | 0o555 }
+func (d *dirNode) fill(a *fuse.Attr) { setMode(a, syscall.S_IFDIR|0o555) }
 
 func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.fill(&out.Attr)
@@ -236,7 +236,7 @@ var (
 
 func (n *objectNode) fill(a *fuse.Attr) {
 	fileAttr(a, n.info.Size, n.info.ModTime)
-	a.Mode = syscall.S_IFREG | n.opts.sourceMode()
+	setMode(a, syscall.S_IFREG|n.opts.sourceMode())
 }
 
 func (n *objectNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -315,12 +315,22 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 }
 
 func fileAttr(a *fuse.Attr, size int64, mtime time.Time) {
-	a.Mode = syscall.S_IFREG | 0o444
+	setMode(a, syscall.S_IFREG|0o444)
 	a.Size = uint64(size)
 	a.Blocks = (uint64(size) + 511) / 512
 	if !mtime.IsZero() {
 		a.SetTimes(nil, &mtime, &mtime)
 	}
+}
+
+// setMode gives a node its type and permission bits, and a link count of
+// one: the kernel takes attributes as sent, and a count of zero reads as
+// a deleted file to stat(1), find -links and backup tools. One is also
+// what a folder reports when it does not count its sub-folders, which
+// tells find(1) not to infer leaves from it.
+func setMode(a *fuse.Attr, mode uint32) {
+	a.Mode = mode
+	a.Nlink = 1
 }
 
 // dirIno keeps a folder's inode stable across lookups.

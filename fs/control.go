@@ -40,7 +40,7 @@ func (c *controlNode) OnAdd(ctx context.Context) {
 }
 
 func (c *controlNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o700
+	setMode(&out.Attr, syscall.S_IFDIR|0o700)
 	return 0
 }
 
@@ -83,7 +83,7 @@ func isRequestName(name string) bool {
 }
 
 func (e *encryptionsNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o700
+	setMode(&out.Attr, syscall.S_IFDIR|0o700)
 	return 0
 }
 
@@ -281,7 +281,7 @@ func (r *requestNode) name() string {
 
 func (r *requestNode) fillName(name string, a *fuse.Attr) {
 	data, _, _ := r.dir.content(name)
-	a.Mode = syscall.S_IFREG | 0o600
+	setMode(a, syscall.S_IFREG|0o600)
 	a.Size = uint64(len(data))
 	a.Blocks = (a.Size + 511) / 512
 }
@@ -289,7 +289,7 @@ func (r *requestNode) fillName(name string, a *fuse.Attr) {
 func (r *requestNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if w, ok := f.(*requestWriter); ok { // written, not yet closed
 		w.mu.Lock()
-		out.Mode = syscall.S_IFREG | 0o600
+		setMode(&out.Attr, syscall.S_IFREG|0o600)
 		out.Size = uint64(len(w.buf))
 		w.mu.Unlock()
 		return 0
@@ -469,7 +469,7 @@ var (
 )
 
 func (t *tasksNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o500
+	setMode(&out.Attr, syscall.S_IFDIR|0o500)
 	return 0
 }
 
@@ -550,7 +550,7 @@ func (t *taskNode) body() []byte {
 func (t *taskNode) fill(a *fuse.Attr) { t.fillFrom(t.body(), a) }
 
 func (t *taskNode) fillFrom(body []byte, a *fuse.Attr) {
-	a.Mode = syscall.S_IFREG | 0o400
+	setMode(a, syscall.S_IFREG|0o400)
 	a.Size = uint64(len(body))
 	a.Blocks = (a.Size + 511) / 512
 	var times struct {
@@ -610,7 +610,7 @@ func (c *cancelNode) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint3
 }
 
 func (c *cancelNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFREG | 0o600
+	setMode(&out.Attr, syscall.S_IFREG|0o600)
 	out.Size = uint64(len(c.opts.Manager.CancelLog()))
 	return 0
 }

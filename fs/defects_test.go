@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mpcfs/mpcfs/control"
@@ -278,5 +279,31 @@ func TestLongNameNeverBreaksListing(t *testing.T) {
 	}
 	if len(entries) != 1 || entries[0].Name() != "good" {
 		t.Errorf("bucket lists %v, want just good", entries)
+	}
+}
+
+// TestLinkCounts: every node reports one link. The kernel takes the
+// count as sent, and zero (the default of an unset field) reads as a
+// deleted file to stat(1), find -links and backup tools.
+func TestLinkCounts(t *testing.T) {
+	f, _, _ := defectsFixture(t)
+	v := f.taskOver("links.json", "vod/master.m3u8", "links", "")
+	if v.Status != "SUCCEEDED" {
+		t.Fatalf("task: %+v", v)
+	}
+	paths := []string{
+		"buckets", "buckets/media", "buckets/media/vod", "buckets/media/vod/v0/seg000.ts",
+		"buckets/public/links", "buckets/public/links/master.m3u8", "buckets/public/links/v0/seg000.ts",
+		"control", "control/encryptions", "control/encryptions/links.json", "control/tasks",
+		"control/tasks/" + v.TaskID + ".json", "control/cancel",
+	}
+	for _, p := range paths {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(f.mnt, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Nlink != 1 {
+			t.Errorf("%s: %d links, want 1", p, st.Nlink)
+		}
 	}
 }

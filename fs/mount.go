@@ -123,7 +123,7 @@ func (r *rootNode) forget(bucket, key string) {
 }
 
 func (r *rootNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o755
+	setMode(&out.Attr, syscall.S_IFDIR|0o755)
 	return 0
 }
 
