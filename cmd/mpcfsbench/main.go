@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -41,6 +43,10 @@ type config struct {
 	Peers    bool
 	Seq      bool // the 1 MiB sequential, random, concurrent and task-creation rows
 	Styles   bool // the reader-style rows (cat, cp, dd, nginx, ffmpeg, 16 readers)
+	// StylesMatch keeps only the reader styles whose name matches (and
+	// skips the O_DIRECT probes); "" keeps all.
+	StylesMatch string
+	FirstByte   bool // the time-to-first-byte rows (and their request trace)
 
 	LatencyMS int    // > 0: every client reaches MinIO through toxiproxy with this round trip
 	Toxiproxy string // the toxiproxy server binary
@@ -70,6 +76,8 @@ func parseFlags() *config {
 	flag.BoolVar(&c.Peers, "peers", true, "also measure the peers (s3fs, rclone, gocryptfs, openssl, ffmpeg)")
 	flag.BoolVar(&c.Seq, "seq", true, "measure the 1 MiB sequential, random, concurrent and task-creation rows")
 	flag.BoolVar(&c.Styles, "styles", true, "measure the reader styles (cat, cp, dd, nginx sendfile, ffmpeg, concurrent readers)")
+	flag.StringVar(&c.StylesMatch, "styles-match", "", "only the reader styles whose name matches this regexp, e.g. '^cat' (no O_DIRECT probes then)")
+	flag.BoolVar(&c.FirstByte, "first-byte", true, "measure the time to the first byte of the first segment (and trace its store requests on a logging mount)")
 	flag.IntVar(&c.LatencyMS, "latency-ms", 0, "put MinIO behind toxiproxy with this round-trip latency for every client (0 = loopback)")
 	flag.StringVar(&c.Toxiproxy, "toxiproxy", envOr("MPCFS_TOXIPROXY_BIN", filepath.Join(home, ".cache/mpcfs/bin/toxiproxy-server")), "the toxiproxy server binary (-latency-ms)")
 	flag.IntVar(&c.Tasks, "tasks", 0, "catalogue mode: fill the task store with this many tasks and measure mount start, RSS, lookups, creation")
@@ -79,6 +87,18 @@ func parseFlags() *config {
 	if c.Runs < 1 || c.MB < 8 || c.Readers < 1 || c.Ladder < 1 || c.LatencyMS < 0 || c.Tasks < 0 || c.TaskWriters < 1 || c.CatalogueSegs < 1 {
 		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder, -task-writers, -catalogue-segs must be >= 1, -mb >= 8, -latency-ms and -tasks >= 0")
 		os.Exit(2)
+	}
+	if c.StylesMatch != "" {
+		re, err := regexp.Compile(c.StylesMatch)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mpcfsbench: -styles-match: %v\n", err)
+			os.Exit(2)
+		}
+		styles = slices.DeleteFunc(styles, func(st readerStyle) bool { return !re.MatchString(st.name) })
+		if len(styles) == 0 {
+			fmt.Fprintf(os.Stderr, "mpcfsbench: -styles-match %q matches no reader style\n", c.StylesMatch)
+			os.Exit(2)
+		}
 	}
 	return c
 }
