@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -120,5 +121,40 @@ func TestFirstOpenTaskStoreReads(t *testing.T) {
 	}
 	if gets != 2 || maxInFlight != 2 {
 		t.Errorf("first open on another mount: %d task-store GETs, at most %d at once; want the record and the plan read together (2, 2)", gets, maxInFlight)
+	}
+}
+
+// TestConcurrentStaleNotesAllSaved: sources found changed at about the
+// same time (a reader and the warm-ahead of the next segments) each save
+// a note on their SUCCEEDED task, which is no longer loaded: every note
+// is saved, none lost because another note's save unloaded the task
+// while this one was loading it.
+func TestConcurrentStaleNotesAllSaved(t *testing.T) {
+	st := taskStore(t)
+	m, _ := newTestManager(t, st, testMaster(t), -1)
+	id := createID(t, m, "a.json")
+	waitStatus(t, m, id, Succeeded)
+	const notes = 8
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range notes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.saveStaleByID(id, fmt.Sprintf("; note %d.%d", round, i))
+			}()
+		}
+		wg.Wait()
+		rc, err := st.Open(context.Background(), ".mpcfs", recordKey(id), 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		for i := range notes {
+			if note := fmt.Sprintf("; note %d.%d", round, i); !strings.Contains(string(data), note) {
+				t.Fatalf("round %d: %q not saved: %s", round, note, data)
+			}
+		}
 	}
 }

@@ -505,7 +505,14 @@ func (m *Manager) lookupStore(id string) *task {
 	m.adopt(nt, etag, true)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.tasks[id]
+	if t := m.tasks[id]; t != nil {
+		return t
+	}
+	// Unloaded again meanwhile (another caller's update of it ended and
+	// released it): the record read is still a version to update from;
+	// its save is conditioned on etag like any other.
+	nt.etag = etag
+	return nt
 }
 
 // peekStore reads a task's record without loading it.
