@@ -399,6 +399,15 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		if err != nil {
 			m.cfg.Log.Printf("task %s: saving %s: %v", id, rec.Status, err)
 		}
+		m.mu.Lock()
+		key := t.key
+		m.mu.Unlock()
+		if rec.Status == Succeeded && key != nil {
+			// This mount has what serving the outputs needs: the first
+			// open of one (a player or CDN often asks right after the
+			// task SUCCEEDED) need not read the record and plan back.
+			m.outs.keepPlan(&servedTask{rec: rec, key: key, plan: plan})
+		}
 	}
 	m.release(t)
 }

@@ -601,6 +601,14 @@ func (c *planCache) drop(id string) {
 	}
 }
 
+// keepPlan caches a served task this mount already holds (it planned
+// it), as a first open would have loaded it.
+func (x *Outputs) keepPlan(st *servedTask) {
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	x.plans.put(st)
+}
+
 // LoadedPlans is how many plans are held loaded (for tests and metrics).
 func (x *Outputs) LoadedPlans() int {
 	x.fmu.Lock()

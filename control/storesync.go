@@ -303,25 +303,55 @@ func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error)
 }
 
 // loadServed reads what serving a task's outputs needs (Outputs, on the
-// first open of one of them): its record, key and plan.
+// first open of one of them): its record, key and plan. The record and
+// the plan are read at once, one plain GET each: the first byte of an
+// output waits one store round trip for them, not one per read (no HEAD
+// for the record's ETag either: a record read whole is one consistent
+// version, and Outputs.served checks the plan against the index).
 func (m *Manager) loadServed(ctx context.Context, id string) (*servedTask, error) {
-	t, _, err := m.readTask(ctx, recordKey(id), "")
+	var plan *Plan
+	var planErr error
+	planRead := make(chan struct{})
+	go func() {
+		defer close(planRead)
+		plan, planErr = m.readPlan(ctx, id)
+	}()
+	data, err := m.readObject(ctx, recordKey(id))
+	<-planRead
 	if err != nil {
 		return nil, fmt.Errorf("reading task %s: %w", id, err)
 	}
-	if t.rec.Status != Succeeded {
-		return nil, fmt.Errorf("task %s is %s", id, t.rec.Status)
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("reading task %s: malformed task record: %v", id, err)
 	}
-	if t.key == nil {
-		return nil, fmt.Errorf("task %s: its key does not open with this master key", id)
+	if rec.TaskID != id {
+		return nil, fmt.Errorf("reading task %s: the record does not match its name", id)
 	}
-	plan := t.rec.Plan
-	if plan == nil {
-		if plan, err = m.readPlan(ctx, id); err != nil {
-			return nil, err
-		}
+	if rec.Status != Succeeded {
+		return nil, fmt.Errorf("task %s is %s", id, rec.Status)
 	}
-	return &servedTask{rec: t.rec, key: t.key, plan: plan}, nil
+	key, err := m.cfg.Master.Open(rec.SealedKey, rec.TaskID)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: its key does not open with this master key: %v", id, err)
+	}
+	if rec.Plan != nil { // saved before plans were kept apart
+		plan, planErr = rec.Plan, nil
+	}
+	if planErr != nil {
+		return nil, planErr
+	}
+	return &servedTask{rec: rec, key: key, plan: plan}, nil
+}
+
+// readObject reads a whole task-store object with one GET.
+func (m *Manager) readObject(ctx context.Context, key string) ([]byte, error) {
+	rc, err := m.cfg.Store.Open(ctx, m.cfg.SysBucket, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 256<<20))
 }
 
 // saveStaleByID appends a note to a SUCCEEDED task's description and
@@ -475,7 +505,14 @@ func (m *Manager) lookupStore(id string) *task {
 	m.adopt(nt, etag, true)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.tasks[id]
+	if t := m.tasks[id]; t != nil {
+		return t
+	}
+	// Unloaded again meanwhile (another caller's update of it ended and
+	// released it): the record read is still a version to update from;
+	// its save is conditioned on etag like any other.
+	nt.etag = etag
+	return nt
 }
 
 // peekStore reads a task's record without loading it.

@@ -313,16 +313,23 @@ func (r *Reader) aside(ctx context.Context, pos, want int64) error {
 	}
 	defer release()
 	defer c.close()
-	buf := getBuf()
-	off, data, err := c.chunkAt(pos, want, buf.b)
-	if err != nil {
-		buf.unref()
-		return err
+	// The request may span several chunks: they are made one after
+	// another from c's one window (a round trip each at real S3 latency
+	// otherwise), up to the request's end or a chunk already held.
+	for end := pos + want; ; {
+		buf := getBuf()
+		off, data, err := c.chunkAt(pos, end-pos, buf.b)
+		if err != nil {
+			buf.unref()
+			return err
+		}
+		// Held as the oldest chunk: the newest stays the stream's end.
+		ch := &chunk{off: off, data: data, buf: buf, served: int(unasked(off, int64(len(data)), pos, end-pos))}
+		r.held = append([]*chunk{ch}, r.held...)
+		if pos = ch.end(); pos >= end || r.find(pos) != nil {
+			return nil
+		}
 	}
-	// Held as the oldest chunk: the newest stays the stream's end.
-	ch := &chunk{off: off, data: data, buf: buf, served: int(unasked(off, int64(len(data)), pos, want))}
-	r.held = append([]*chunk{ch}, r.held...)
-	return nil
 }
 
 // advance produces the chunk holding pos with cursor c, synchronously,

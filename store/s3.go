@@ -14,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,6 +107,7 @@ func orDefault(s, def string) string {
 type S3 struct {
 	core     *minio.Core
 	endpoint string // redacted, for messages
+	region   string // configured signing region; "" asks each bucket's
 }
 
 // maxRetries bounds minio-go's retry loop (default 10, ~8 s of back-off) so
@@ -147,7 +149,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("S3 client for %s: %v", u.Host, err)
 	}
-	return &S3{core: core, endpoint: u.Redacted()}, nil
+	return &S3{core: core, endpoint: u.Redacted(), region: cfg.Region}, nil
 }
 
 // caPool is the system's CAs plus those of a PEM file.
@@ -267,6 +269,44 @@ func unavailable(err error, resp minio.ErrorResponse) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded) || resp.StatusCode >= 500
 }
+
+// LearnRegions asks, once, the signing region of every bucket (at most
+// maxLearnedBuckets, a few at a time), so that no later request waits a
+// round trip for it: with no region configured, minio-go asks a bucket's
+// location before the first request to it, and the first byte of a
+// segment read from a bucket not yet used paid that. It does nothing when
+// a region is configured; failures are left for the real requests to
+// report. A mount runs it in the background at start.
+func (s *S3) LearnRegions(ctx context.Context) {
+	if s.region != "" {
+		return
+	}
+	buckets, err := s.Buckets(ctx)
+	if err != nil {
+		return
+	}
+	if len(buckets) > maxLearnedBuckets {
+		buckets = buckets[:maxLearnedBuckets]
+	}
+	sem := make(chan struct{}, learnersAtOnce)
+	var wg sync.WaitGroup
+	for _, b := range buckets {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.core.Client.GetBucketLocation(ctx, b) // minio-go caches the answer
+		}()
+	}
+	wg.Wait()
+}
+
+// maxLearnedBuckets and learnersAtOnce bound LearnRegions: a mount start
+// makes at most one listing and that many small requests.
+const (
+	maxLearnedBuckets = 64
+	learnersAtOnce    = 8
+)
 
 // Buckets lists every bucket.
 func (s *S3) Buckets(ctx context.Context) ([]string, error) {

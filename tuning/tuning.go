@@ -38,14 +38,21 @@ type Tuning struct {
 	ChunkSize int
 	// MaxHeldChunks bounds the chunks a Reader keeps for kernel read
 	// requests that arrive out of order (go-fuse serves each request in
-	// its own goroutine); in order only the newest is kept. A 128 KiB
-	// reader's kernel requests (1 MiB at 768 KiB + k MiB) straddle three
-	// 512 KiB chunks each, so one request arriving after the next needs
-	// five held; six leave one spare. A request behind the stream whose
-	// chunk is gone anyway is read on its own (crypto Reader.aside).
+	// its own goroutine); in order only the newest is kept. A request up
+	// to SkipAhead past the stream's end makes the stream skip to it, and
+	// the chunks skipped over wait for the requests still on their way:
+	// SkipAhead plus one 1 MiB request (which straddles three 512 KiB
+	// chunks), plus the newest, is eleven; twelve leave one spare. A
+	// request behind the stream whose chunk is gone anyway is read on its
+	// own (crypto Reader.aside).
 	MaxHeldChunks int
 	// SkipAhead is how far a forward jump may go and still continue a
-	// read-ahead stream (discarding what lies between) instead of seeking.
+	// read-ahead stream (keeping what lies between, within MaxHeldChunks)
+	// instead of seeking. A 128 KiB reader's kernel has up to four 1 MiB
+	// read-ahead requests out at once, and the newest may be served
+	// first, three requests past the stream's end: a seek there would
+	// restart the stream (a round trip at real S3 latency) and leave the
+	// requests between to be read aside, one round trip each.
 	SkipAhead int64
 	// IdleSkip is the same for a stream that is not reading ahead (after
 	// a seek): smaller, and done synchronously.
@@ -153,8 +160,8 @@ func Default() Tuning {
 		FirstWindow:     1 << 20,
 		MaxWindow:       16 << 20,
 		ChunkSize:       512 << 10,
-		MaxHeldChunks:   6,
-		SkipAhead:       2 << 20,
+		MaxHeldChunks:   12,
+		SkipAhead:       4 << 20,
 		IdleSkip:        256 << 10,
 		LateBehind:      4 << 20,
 		CheckpointEvery: 64 << 10,

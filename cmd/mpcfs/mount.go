@@ -576,6 +576,11 @@ func openStore(c *storeConfig) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st.LearnRegions(ctx)
+	}()
 	return metrics.InstrumentStore(st), nil
 }
 

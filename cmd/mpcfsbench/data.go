@@ -21,7 +21,6 @@ const (
 	ladderBucket = "ladder"
 	cryptBucket  = "crypt" // rclone crypt's encrypted copy
 	bitrateMbps  = 20
-	segSeconds   = 4
 )
 
 // mediaSet is the generated HLS on local disk.
@@ -41,13 +40,17 @@ func joinAll(dir string, names []string) []string {
 	return out
 }
 
-// makeMedia generates (once, cached) ~MB megabytes of 4-second MPEG-TS
+// makeMedia generates (once, cached) ~MB megabytes of SegSeconds MPEG-TS
 // segments at ~20 Mb/s. Noise on the test source keeps x264 from
 // compressing it below the target bitrate, so the size is real.
 func (b *bench) makeMedia() error {
-	dir := filepath.Join(b.cfg.Cache, fmt.Sprintf("media-%dmb", b.cfg.MB))
+	name := fmt.Sprintf("media-%dmb", b.cfg.MB)
+	if b.cfg.SegSeconds != 4 {
+		name += fmt.Sprintf("-%ds", b.cfg.SegSeconds)
+	}
+	dir := filepath.Join(b.cfg.Cache, name)
 	if _, err := os.Stat(filepath.Join(dir, "index.m3u8")); err != nil {
-		if err := generate(dir, b.cfg.MB); err != nil {
+		if err := generate(dir, b.cfg.MB, b.cfg.SegSeconds); err != nil {
 			return err
 		}
 	}
@@ -70,7 +73,7 @@ func (b *bench) makeMedia() error {
 
 // generate encodes into DIR.tmp and renames it, so an interrupted run never
 // leaves a half set that a later run would take as complete.
-func generate(dir string, mb int) error {
+func generate(dir string, mb, segSeconds int) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
@@ -82,7 +85,7 @@ func generate(dir string, mb int) error {
 	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t", "-t", fmt.Sprint(secs),
 		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M",
-		"-g", "100", "-keyint_min", "100", "-sc_threshold", "0",
+		"-g", fmt.Sprint(25*segSeconds), "-keyint_min", fmt.Sprint(25*segSeconds), "-sc_threshold", "0", // a keyframe starts each segment
 		"-f", "hls", "-hls_time", fmt.Sprint(segSeconds), "-hls_playlist_type", "vod",
 		"-hls_segment_filename", filepath.Join(tmp, "seg_%04d.ts"), filepath.Join(tmp, "index.m3u8"))
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -97,7 +100,7 @@ func generate(dir string, mb int) error {
 const fmp4Prefix = "vodfmp4/"
 
 // makeFMP4 remuxes the media (once, cached) to fMP4 HLS with ffmpeg -c
-// copy: the same frames in 4-second fMP4 segments (init.mp4, seg_*.m4s),
+// copy: the same frames in fMP4 segments of the same duration (init.mp4, seg_*.m4s),
 // for the Common Encryption rows.
 func (b *bench) makeFMP4() error {
 	dir := b.media.dir + "-fmp4"
@@ -108,7 +111,7 @@ func (b *bench) makeFMP4() error {
 			return err
 		}
 		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", filepath.Join(b.media.dir, "index.m3u8"),
-			"-c", "copy", "-f", "hls", "-hls_time", fmt.Sprint(segSeconds), "-hls_playlist_type", "vod",
+			"-c", "copy", "-f", "hls", "-hls_time", fmt.Sprint(b.cfg.SegSeconds), "-hls_playlist_type", "vod",
 			"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
 			"-hls_segment_filename", filepath.Join(tmp, "seg_%04d.m4s"), filepath.Join(tmp, "index.m3u8"))
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -19,28 +19,37 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"syscall"
 	"time"
 )
 
 type config struct {
-	MB       int           // size of the media set
-	Runs     int           // runs per figure; the median is reported
-	Readers  int           // concurrent readers
-	Ladder   int           // segments per variant of the task-creation ladder
-	RandDur  time.Duration // length of one random-read run
-	Mpcfs    string        // the mpcfs binary
-	Minio    string        // the MinIO binary
-	Cache    string        // where generated media is kept between runs
-	Out      string        // folder for the results file
-	Repo     string        // module root, for `go test -bench ./crypto/`
-	MpcfsEnv string        // extra environment for the mpcfs daemon, e.g. "GOMEMLIMIT=64MiB"
-	Perf     string        // when set, perf-record the daemon's first cold pass into this folder
-	FuseRA   int           // experiment: read_ahead_kb of the mpcfs mount
-	GoBench  bool
-	Peers    bool
-	Seq      bool // the 1 MiB sequential, random, concurrent and task-creation rows
-	Styles   bool // the reader-style rows (cat, cp, dd, nginx, ffmpeg, 16 readers)
+	MB int // size of the media set
+	// SegSeconds is the media's segment duration (4: ~10 MB segments;
+	// 1: ~2.5 MB, where each segment's open weighs more).
+	SegSeconds int
+	Runs       int           // runs per figure; the median is reported
+	Readers    int           // concurrent readers
+	Ladder     int           // segments per variant of the task-creation ladder
+	RandDur    time.Duration // length of one random-read run
+	Mpcfs      string        // the mpcfs binary
+	Minio      string        // the MinIO binary
+	Cache      string        // where generated media is kept between runs
+	Out        string        // folder for the results file
+	Repo       string        // module root, for `go test -bench ./crypto/`
+	MpcfsEnv   string        // extra environment for the mpcfs daemon, e.g. "GOMEMLIMIT=64MiB"
+	Perf       string        // when set, perf-record the daemon's first cold pass into this folder
+	FuseRA     int           // experiment: read_ahead_kb of the mpcfs mount
+	GoBench    bool
+	Peers      bool
+	Seq        bool // the 1 MiB sequential, random, concurrent and task-creation rows
+	Styles     bool // the reader-style rows (cat, cp, dd, nginx, ffmpeg, 16 readers)
+	// StylesMatch keeps only the reader styles whose name matches (and
+	// skips the O_DIRECT probes); "" keeps all.
+	StylesMatch string
+	FirstByte   bool // the time-to-first-byte rows (and their request trace)
 
 	LatencyMS int    // > 0: every client reaches MinIO through toxiproxy with this round trip
 	Toxiproxy string // the toxiproxy server binary
@@ -53,7 +62,8 @@ type config struct {
 func parseFlags() *config {
 	home, _ := os.UserHomeDir()
 	c := &config{}
-	flag.IntVar(&c.MB, "mb", 500, "approximate size of the media set in MB (4-second ~20 Mb/s MPEG-TS segments)")
+	flag.IntVar(&c.MB, "mb", 500, "approximate size of the media set in MB (~20 Mb/s MPEG-TS segments of -seg-seconds)")
+	flag.IntVar(&c.SegSeconds, "seg-seconds", 4, "segment duration of the generated media in seconds (a set per duration is cached)")
 	flag.IntVar(&c.Runs, "runs", 3, "runs per figure (medians are reported)")
 	flag.IntVar(&c.Readers, "readers", 16, "concurrent readers in the concurrency rows")
 	flag.IntVar(&c.Ladder, "ladder", 1000, "segments per variant in the task-creation ladder")
@@ -70,15 +80,29 @@ func parseFlags() *config {
 	flag.BoolVar(&c.Peers, "peers", true, "also measure the peers (s3fs, rclone, gocryptfs, openssl, ffmpeg)")
 	flag.BoolVar(&c.Seq, "seq", true, "measure the 1 MiB sequential, random, concurrent and task-creation rows")
 	flag.BoolVar(&c.Styles, "styles", true, "measure the reader styles (cat, cp, dd, nginx sendfile, ffmpeg, concurrent readers)")
+	flag.StringVar(&c.StylesMatch, "styles-match", "", "only the reader styles whose name matches this regexp, e.g. '^cat' (no O_DIRECT probes then)")
+	flag.BoolVar(&c.FirstByte, "first-byte", true, "measure the time to the first byte of the first segment (and trace its store requests on a logging mount)")
 	flag.IntVar(&c.LatencyMS, "latency-ms", 0, "put MinIO behind toxiproxy with this round-trip latency for every client (0 = loopback)")
 	flag.StringVar(&c.Toxiproxy, "toxiproxy", envOr("MPCFS_TOXIPROXY_BIN", filepath.Join(home, ".cache/mpcfs/bin/toxiproxy-server")), "the toxiproxy server binary (-latency-ms)")
 	flag.IntVar(&c.Tasks, "tasks", 0, "catalogue mode: fill the task store with this many tasks and measure mount start, RSS, lookups, creation")
 	flag.IntVar(&c.TaskWriters, "task-writers", 8, "concurrent writers for the catalogue's creation-throughput row")
 	flag.IntVar(&c.CatalogueSegs, "catalogue-segs", 20, "segments per variant of each 2-variant catalogue title")
 	flag.Parse()
-	if c.Runs < 1 || c.MB < 8 || c.Readers < 1 || c.Ladder < 1 || c.LatencyMS < 0 || c.Tasks < 0 || c.TaskWriters < 1 || c.CatalogueSegs < 1 {
-		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder, -task-writers, -catalogue-segs must be >= 1, -mb >= 8, -latency-ms and -tasks >= 0")
+	if c.Runs < 1 || c.MB < 8 || c.SegSeconds < 1 || c.Readers < 1 || c.Ladder < 1 || c.LatencyMS < 0 || c.Tasks < 0 || c.TaskWriters < 1 || c.CatalogueSegs < 1 {
+		fmt.Fprintln(os.Stderr, "mpcfsbench: -runs, -readers, -ladder, -task-writers, -catalogue-segs -seg-seconds must be >= 1, -mb >= 8, -latency-ms and -tasks >= 0")
 		os.Exit(2)
+	}
+	if c.StylesMatch != "" {
+		re, err := regexp.Compile(c.StylesMatch)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mpcfsbench: -styles-match: %v\n", err)
+			os.Exit(2)
+		}
+		styles = slices.DeleteFunc(styles, func(st readerStyle) bool { return !re.MatchString(st.name) })
+		if len(styles) == 0 {
+			fmt.Fprintf(os.Stderr, "mpcfsbench: -styles-match %q matches no reader style\n", c.StylesMatch)
+			os.Exit(2)
+		}
 	}
 	return c
 }

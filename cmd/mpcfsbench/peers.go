@@ -309,7 +309,7 @@ func (b *bench) ffmpegRow() error {
 		}
 		defer os.RemoveAll(out)
 		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", filepath.Join(b.media.dir, "index.m3u8"),
-			"-c", "copy", "-f", "hls", "-hls_time", fmt.Sprint(segSeconds), "-hls_playlist_type", "vod",
+			"-c", "copy", "-f", "hls", "-hls_time", fmt.Sprint(b.cfg.SegSeconds), "-hls_playlist_type", "vod",
 			"-hls_key_info_file", ki, "-hls_segment_filename", filepath.Join(out, "seg_%04d.ts"), filepath.Join(out, "index.m3u8"))
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("ffmpeg: %v: %s", err, msg)

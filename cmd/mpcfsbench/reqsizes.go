@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // reqStats summarises the FUSE READ requests a daemon received: how big
@@ -107,13 +108,15 @@ func (s *reqStats) String() string {
 
 func kib(n int64) string { return fmt.Sprintf("%d KiB", (n+512)>>10) }
 
-// requestSizes mounts a second mpcfs with --debug (go-fuse logs every
-// request) on the same store and task store, reads the CBC output with
-// each style once, cold, and counts the READ requests each style caused.
-// A separate mount because logging every request slows the daemon; the
-// request sizes are the kernel's choice (read-ahead window, max_pages),
-// not the daemon's speed.
-func (b *bench) requestSizes(m *mpcfsMount) error {
+// debugPass mounts a second mpcfs with --debug (go-fuse logs every
+// request) on the same store and task store, its S3 traffic through the
+// logging proxy. It traces the store requests of the first byte of an
+// output (firstByteTrace), then reads the CBC output with each style once,
+// cold, and counts the READ requests each style caused and the GETs it
+// made. A separate mount because logging every request slows the daemon;
+// the request sizes are the kernel's choice (read-ahead window,
+// max_pages), not the daemon's speed.
+func (b *bench) debugPass() error {
 	sl, err := b.startS3Log()
 	if err != nil {
 		return err
@@ -123,8 +126,16 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 		return fmt.Errorf("the --debug mount for request sizes: %w", err)
 	}
 	defer b.stopMount(dm.proc, dm.dir)
-	logPath := filepath.Join(b.logs, "mpcfs-debug.log")
 	dir := filepath.Join(dm.dir, "buckets", outBucket, "cbc")
+	if b.cfg.FirstByte {
+		if err := b.firstByteTrace(dir, sl); err != nil {
+			return err
+		}
+	}
+	if !b.cfg.Styles {
+		return nil
+	}
+	logPath := filepath.Join(b.logs, "mpcfs-debug.log")
 	b.report.debugRA = mountReadAhead(dm.dir)
 	sizes := map[string]int64{}
 	for _, s := range b.media.segs {
@@ -142,7 +153,43 @@ func (b *bench) requestSizes(m *mpcfsMount) error {
 		}
 		fmt.Fprintf(os.Stderr, "  %-38s FUSE reads: %v; S3: %v\n", st.name, rs, gs)
 	}
+	if b.cfg.StylesMatch != "" {
+		return nil
+	}
 	return b.probeRows(dir, logPath, sl, sizes)
+}
+
+// firstByteTrace lists the store requests (every kind, the task store's
+// too) between open(2) of a CBC segment and its first byte, on the
+// logging mount: first on a mount that has not served the task yet (its
+// plan is loaded), then the same segment again with the page cache
+// dropped (what the first-byte rows' later runs measure). Written to
+// logs/first-byte-requests.log and the screen.
+func (b *bench) firstByteTrace(dir string, sl *s3Log) error {
+	var s strings.Builder
+	buf := make([]byte, 4096)
+	for _, pass := range []string{"first open of the task's output on this mount", "the same segment again, page cache dropped"} {
+		b.dropCaches()
+		from := sl.markReqs()
+		t0 := time.Since(sl.start)
+		t := time.Now()
+		f, err := os.Open(filepath.Join(dir, b.media.segs[0]))
+		if err != nil {
+			return fmt.Errorf("first-byte trace: %w", err)
+		}
+		opened := time.Since(t)
+		_, err = f.Read(buf)
+		took := time.Since(t)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("first-byte trace: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond) // let requests the read started finish logging
+		fmt.Fprintf(&s, "%s: open %.1f ms, first byte %.1f ms; store requests (sent at, since open):\n%s",
+			pass, float64(opened.Microseconds())/1000, float64(took.Microseconds())/1000, sl.reqsSince(from, t0))
+	}
+	fmt.Fprint(os.Stderr, s.String())
+	return os.WriteFile(filepath.Join(b.logs, "first-byte-requests.log"), []byte(s.String()), 0o644)
 }
 
 func fileSize(p string) int64 {

@@ -43,7 +43,7 @@ func (b *bench) run() error {
 // mpcfsPhase mounts mpcfs once for the sequential rows, the first-byte
 // rows and the reader styles, and stops it before the peers run.
 func (b *bench) mpcfsPhase() error {
-	if !b.cfg.Seq && !b.cfg.Styles {
+	if !b.cfg.Seq && !b.cfg.Styles && !b.cfg.FirstByte {
 		return nil
 	}
 	if err := b.startKeyServer(); err != nil {
@@ -62,11 +62,18 @@ func (b *bench) mpcfsPhase() error {
 			return err
 		}
 	}
-	if err := b.firstByteRows(m); err != nil {
-		return err
+	if b.cfg.FirstByte {
+		if err := b.firstByteRows(m); err != nil {
+			return err
+		}
 	}
 	if b.cfg.Styles {
-		return b.stylesRows(m)
+		if err := b.stylesRows(m); err != nil {
+			return err
+		}
+	}
+	if b.cfg.Styles || b.cfg.FirstByte {
+		return b.debugPass()
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 type s3Log struct {
 	mu    sync.Mutex
 	gets  []*s3Get
+	reqs  []s3Req // every request, the task store's too
 	addr  string
 	srv   *http.Server
 	start time.Time
@@ -34,6 +35,53 @@ type s3Get struct {
 	rng   string // the Range header, "" for the whole object
 	at    time.Duration
 	bytes atomic.Int64
+}
+
+// s3Req is one request of any kind through the logging proxy: what a
+// reader's open and first read cost in round trips shows here.
+type s3Req struct {
+	method, target, rng string        // target: path?query
+	at, headers         time.Duration // sent (since the proxy started); its response's headers after that
+	status              int
+}
+
+// loggingTransport records every request the proxy passes on.
+type loggingTransport struct{ sl *s3Log }
+
+func (t loggingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := s3Req{method: r.Method, target: r.URL.RequestURI(), rng: r.Header.Get("Range"), at: time.Since(t.sl.start)}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	q.headers = time.Since(t.sl.start) - q.at
+	if resp != nil {
+		q.status = resp.StatusCode
+	}
+	t.sl.mu.Lock()
+	t.sl.reqs = append(t.sl.reqs, q)
+	t.sl.mu.Unlock()
+	return resp, err
+}
+
+// markReqs is the position in the request log to list from.
+func (sl *s3Log) markReqs() int {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return len(sl.reqs)
+}
+
+// reqsSince lists the requests since a mark, one a line: when sent
+// (relative to t0, since the proxy started), method, target, Range,
+// status, time to the response headers.
+func (sl *s3Log) reqsSince(from int, t0 time.Duration) string {
+	sl.mu.Lock()
+	reqs := append([]s3Req(nil), sl.reqs[from:]...)
+	sl.mu.Unlock()
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].at < reqs[j].at })
+	var s strings.Builder
+	for _, q := range reqs {
+		fmt.Fprintf(&s, "  +%7.1f ms  %-4s %-60s %-24s %d in %.1f ms\n", float64((q.at-t0).Microseconds())/1000,
+			q.method, q.target, orDash(q.rng), q.status, float64(q.headers.Microseconds())/1000)
+	}
+	return s.String()
 }
 
 func (b *bench) startS3Log() (*s3Log, error) {
@@ -47,6 +95,7 @@ func (b *bench) startS3Log() (*s3Log, error) {
 	}
 	sl := &s3Log{addr: l.Addr().String(), start: time.Now()}
 	rp := &httputil.ReverseProxy{
+		Transport: loggingTransport{sl},
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(up)
 			r.Out.Host = r.In.Host // what the client signed

@@ -1,0 +1,160 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/store"
+)
+
+// sysReadStore counts the task-store requests made through it and how
+// many of its GETs were in flight at once. Each task-store GET is held
+// for a while (a store's round trip), so GETs made one after another
+// never overlap and GETs made together always do.
+type sysReadStore struct {
+	store.Store
+	sys  string
+	hold time.Duration
+
+	mu                         sync.Mutex
+	stats, gets, inFlight, max int
+}
+
+func (s *sysReadStore) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats, s.gets, s.inFlight, s.max = 0, 0, 0, 0
+}
+
+func (s *sysReadStore) counts() (stats, gets, maxInFlight int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats, s.gets, s.max
+}
+
+func (s *sysReadStore) Stat(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {
+	if bucket == s.sys {
+		s.mu.Lock()
+		s.stats++
+		s.mu.Unlock()
+	}
+	return s.Store.Stat(ctx, bucket, key)
+}
+
+func (s *sysReadStore) get(bucket string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
+	if bucket != s.sys {
+		return open()
+	}
+	s.mu.Lock()
+	s.gets++
+	s.inFlight++
+	s.max = max(s.max, s.inFlight)
+	s.mu.Unlock()
+	time.Sleep(s.hold)
+	rc, err := open()
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+	return rc, err
+}
+
+func (s *sysReadStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	return s.get(bucket, func() (io.ReadCloser, error) { return s.Store.Open(ctx, bucket, key, off, n) })
+}
+
+func (s *sysReadStore) OpenMatch(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	return s.get(bucket, func() (io.ReadCloser, error) { return s.Store.OpenMatch(ctx, bucket, key, etag, off, n) })
+}
+
+// openFirstSegment opens the first segment output under bucket/folder/
+// and reads its first bytes.
+func openFirstSegment(t *testing.T, x *Outputs, bucket, folder string) {
+	t.Helper()
+	for _, name := range x.Children(bucket, folder) {
+		o := x.Lookup(bucket, folder+name)
+		if o == nil || o.IsPlaylist() || strings.HasSuffix(name, "/") {
+			continue
+		}
+		f, err := x.Open(o)
+		if err != nil {
+			t.Fatalf("opening %s: %v", o.Key, err)
+		}
+		r := f.NewReader()
+		defer r.Close()
+		if _, err := r.ReadAt(context.Background(), make([]byte, 16), 0); err != nil {
+			t.Fatalf("reading %s: %v", o.Key, err)
+		}
+		return
+	}
+	t.Fatalf("no segment output under %s/%s", bucket, folder)
+}
+
+// TestFirstOpenTaskStoreReads: the first byte of an output waits for as
+// few task-store round trips as can be. On the mount that ran the task,
+// none (it keeps the plan it made); on another mount, one: the record and
+// the plan are read at once, and the record without a HEAD first.
+func TestFirstOpenTaskStoreReads(t *testing.T) {
+	const hold = 40 * time.Millisecond
+	st := &sysReadStore{Store: taskStore(t), sys: ".mpcfs", hold: hold}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+
+	st.reset()
+	openFirstSegment(t, a.Outputs(), "public", "out/")
+	if stats, gets, _ := st.counts(); stats+gets != 0 {
+		t.Errorf("first open on the mount that ran the task: %d task-store HEADs and %d GETs, want none (it has the plan)", stats, gets)
+	}
+
+	b, _ := newTestManager(t, st, master, -1)
+	st.reset()
+	openFirstSegment(t, b.Outputs(), "public", "out/")
+	stats, gets, maxInFlight := st.counts()
+	if stats != 0 {
+		t.Errorf("first open on another mount: %d task-store HEADs, want 0 (a GET gives the record)", stats)
+	}
+	if gets != 2 || maxInFlight != 2 {
+		t.Errorf("first open on another mount: %d task-store GETs, at most %d at once; want the record and the plan read together (2, 2)", gets, maxInFlight)
+	}
+}
+
+// TestConcurrentStaleNotesAllSaved: sources found changed at about the
+// same time (a reader and the warm-ahead of the next segments) each save
+// a note on their SUCCEEDED task, which is no longer loaded: every note
+// is saved, none lost because another note's save unloaded the task
+// while this one was loading it.
+func TestConcurrentStaleNotesAllSaved(t *testing.T) {
+	st := taskStore(t)
+	m, _ := newTestManager(t, st, testMaster(t), -1)
+	id := createID(t, m, "a.json")
+	waitStatus(t, m, id, Succeeded)
+	const notes = 8
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range notes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.saveStaleByID(id, fmt.Sprintf("; note %d.%d", round, i))
+			}()
+		}
+		wg.Wait()
+		rc, err := st.Open(context.Background(), ".mpcfs", recordKey(id), 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		for i := range notes {
+			if note := fmt.Sprintf("; note %d.%d", round, i); !strings.Contains(string(data), note) {
+				t.Fatalf("round %d: %q not saved: %s", round, note, data)
+			}
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package store_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/store/miniotest"
+)
+
+// requestLog is a reverse proxy in front of MinIO that records every
+// request (method and target) it passes on.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.reqs
+	l.reqs = nil
+	return r
+}
+
+func startRequestLog(t *testing.T, endpoint string) (*requestLog, string) {
+	up, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &requestLog{}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(up)
+		r.Out.Host = r.In.Host // what the client signed
+		l.mu.Lock()
+		l.reqs = append(l.reqs, r.In.Method+" "+r.In.URL.RequestURI())
+		l.mu.Unlock()
+	}}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return l, srv.URL
+}
+
+// TestLearnRegions: with no region configured, the first request to a
+// bucket waits for its location (a round trip more on the first byte of
+// the first segment read from it) unless LearnRegions asked it before.
+func TestLearnRegions(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, "media")
+	srv.PutFile(t, "media", "seg.ts", []byte("0123456789"))
+	log, ep := startRequestLog(t, srv.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	firstRead := func(st *store.S3) []string {
+		t.Helper()
+		log.take()
+		rc, err := st.Open(ctx, "media", "seg.ts", 0, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := io.ReadAll(rc); string(b) != "0123" {
+			t.Errorf("read %q", b)
+		}
+		rc.Close()
+		return log.take()
+	}
+
+	unlearned, err := store.NewS3(store.S3Config{Endpoint: ep, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The condition LearnRegions removes: without it the GET waits for
+	// a location request.
+	if reqs := firstRead(unlearned); len(reqs) != 2 {
+		t.Fatalf("first read of a bucket with no region known: requests %q, want the location and the GET", reqs)
+	}
+
+	learned, err := store.NewS3(store.S3Config{Endpoint: ep, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	learned.LearnRegions(ctx)
+	if reqs := firstRead(learned); len(reqs) != 1 || reqs[0][:3] != http.MethodGet {
+		t.Errorf("first read after LearnRegions: requests %q, want the GET alone", reqs)
+	}
+}
