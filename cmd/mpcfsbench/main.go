@@ -41,6 +41,7 @@ type config struct {
 	Peers    bool
 	Seq      bool // the 1 MiB sequential, random, concurrent and task-creation rows
 	Styles   bool // the reader-style rows (cat, cp, dd, nginx, ffmpeg, 16 readers)
+	HTTPOnly bool // only the raw GET reference and the HTTP rows (origin, nginx, 64 clients, API)
 
 	LatencyMS int    // > 0: every client reaches MinIO through toxiproxy with this round trip
 	Toxiproxy string // the toxiproxy server binary
@@ -70,6 +71,7 @@ func parseFlags() *config {
 	flag.BoolVar(&c.Peers, "peers", true, "also measure the peers (s3fs, rclone, gocryptfs, openssl, ffmpeg)")
 	flag.BoolVar(&c.Seq, "seq", true, "measure the 1 MiB sequential, random, concurrent and task-creation rows")
 	flag.BoolVar(&c.Styles, "styles", true, "measure the reader styles (cat, cp, dd, nginx sendfile, ffmpeg, concurrent readers)")
+	flag.BoolVar(&c.HTTPOnly, "http-only", false, "measure only the HTTP rows (origin, nginx over the mount, 64 clients, API creates) and the sequential raw GET they are compared with")
 	flag.IntVar(&c.LatencyMS, "latency-ms", 0, "put MinIO behind toxiproxy with this round-trip latency for every client (0 = loopback)")
 	flag.StringVar(&c.Toxiproxy, "toxiproxy", envOr("MPCFS_TOXIPROXY_BIN", filepath.Join(home, ".cache/mpcfs/bin/toxiproxy-server")), "the toxiproxy server binary (-latency-ms)")
 	flag.IntVar(&c.Tasks, "tasks", 0, "catalogue mode: fill the task store with this many tasks and measure mount start, RSS, lookups, creation")
