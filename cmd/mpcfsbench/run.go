@@ -78,7 +78,8 @@ func (b *bench) mpcfsPhase() error {
 }
 
 // httpPhase is -http-only: the sequential raw GET (the reference of the
-// origin's targets), then a mount with the CBC output and the HTTP rows.
+// origin's targets), then a mount with the CBC output, its sequential
+// FUSE row and the HTTP rows.
 func (b *bench) httpPhase() error {
 	if err := b.rawSeqRow(); err != nil {
 		return err
@@ -94,6 +95,14 @@ func (b *bench) httpPhase() error {
 	if err := b.hlsTasks(m); err != nil {
 		return err
 	}
+	// The same output read through the mount, in the same run: what the
+	// origin adds or saves over the FUSE path.
+	r := &row{name: "mpcfs AES-128-CBC output", daemon: m.proc}
+	paths := joinAll(filepath.Join(m.dir, "buckets", outBucket, "cbc"), b.media.segs)
+	if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
+		return err
+	}
+	b.report.seq = append(b.report.seq, r)
 	return b.originRows(m)
 }
 
@@ -177,3 +186,4 @@ func removeUnlessMounted(dir string) {
 	}
 	os.RemoveAll(dir)
 }
+
