@@ -71,6 +71,12 @@ type Tuning struct {
 	// player reading 10 s segments in real time to adopt the second one
 	// ahead.
 	WarmTTL time.Duration
+	// WarmEvictAfter: when MaxWarmStreams are held, a new warm stream
+	// replaces the oldest one if that has waited this long for its
+	// reader (0: never). Readers that stopped would otherwise keep every
+	// place (and the warm budget) for WarmTTL; a fast reader adopts its
+	// warm streams well within it.
+	WarmEvictAfter time.Duration
 	// LaneSlice is how much of each CBC chain one step of the lane engine
 	// encrypts; LaneLinger how long the engine waits for a second chain
 	// to interleave before it encrypts one alone (waiting costs no CPU).
@@ -161,6 +167,7 @@ func Default() Tuning {
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
 		WarmTTL:         30 * time.Second,
+		WarmEvictAfter:  500 * time.Millisecond,
 		LaneSlice:       64 << 10,
 		LaneLinger:      300 * time.Microsecond,
 		EntryTTL:        time.Second,
@@ -200,6 +207,7 @@ func (t Tuning) Validate() error {
 	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
 	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
+	check(t.WarmEvictAfter >= 0, "WarmEvictAfter", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
