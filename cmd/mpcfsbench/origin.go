@@ -183,10 +183,14 @@ func (b *bench) originRows(m *mpcfsMount) error {
 
 	r := &row{name: originRowName, daemon: m.proc}
 	m.proc.resetHWM()
+	w0 := warmCounts(m.http)
 	if err := b.seqRows(r, func() (int64, error) { return getAll(origin) }); err != nil {
 		return err
 	}
 	r.rss = m.proc.hwmMB()
+	w1 := warmCounts(m.http)
+	r.note = warmNote(w0, w1, 2*b.cfg.Runs*len(origin))
+	fmt.Fprintf(os.Stderr, "  %-34s %s\n", "", r.note)
 	b.report.seq = append(b.report.seq, r)
 
 	var nginx []string
@@ -242,6 +246,42 @@ func (b *bench) originRows(m *mpcfsMount) error {
 	}
 	b.report.load = rows
 	return b.apiRows(m)
+}
+
+// warmNote says how the warm-ahead went between two warmCounts: the
+// origin's sequential speed depends on it.
+func warmNote(w0, w1 map[string]float64, gets int) string {
+	d := func(k string) float64 { return w1[k] - w0[k] }
+	lanes := []float64{d(`mpcfs_cbc_lane_bytes_total{lanes="1"}`), d(`mpcfs_cbc_lane_bytes_total{lanes="2"}`),
+		d(`mpcfs_cbc_lane_bytes_total{lanes="3"}`), d(`mpcfs_cbc_lane_bytes_total{lanes="4"}`)}
+	total := lanes[0] + lanes[1] + lanes[2] + lanes[3]
+	share := make([]string, len(lanes))
+	for i, l := range lanes {
+		share[i] = fmt.Sprintf("%.0f%%", 100*l/max(total, 1))
+	}
+	return fmt.Sprintf("%d GETs, %.0f took a warm stream; %.0f warm streams held at the start, %.0f replaced by newer ones; CBC bytes in 1/2/3/4 lanes: %s",
+		gets, d("mpcfs_warm_stream_hits_total"), w0["mpcfs_warm_streams"], d("mpcfs_warm_stream_evictions_total"), strings.Join(share, "/"))
+}
+
+// warmCounts reads the daemon's warm-stream metrics (metrics it lacks
+// read 0): warm-ahead is what makes the origin's sequential GETs fast.
+func warmCounts(base string) map[string]float64 {
+	got := map[string]float64{}
+	resp, err := httpClient.Get(base + "/metrics")
+	if err != nil {
+		return got
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(data), "\n") {
+		if name, val, ok := strings.Cut(l, " "); ok && (strings.HasPrefix(name, "mpcfs_warm_") || strings.HasPrefix(name, "mpcfs_cbc_lane_")) {
+			var v float64
+			if _, err := fmt.Sscan(val, &v); err == nil {
+				got[name] = v
+			}
+		}
+	}
+	return got
 }
 
 func firstErr(errs ...error) error {

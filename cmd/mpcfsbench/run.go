@@ -186,4 +186,3 @@ func removeUnlessMounted(dir string) {
 	}
 	os.RemoveAll(dir)
 }
-
