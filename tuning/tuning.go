@@ -110,6 +110,19 @@ type Tuning struct {
 	// requests. 0 keeps the kernel's.
 	ReadAheadKB int
 
+	// ---- httpapi: the HTTP origin ----
+
+	// OriginStreams is how many segment responses the origin streams at
+	// once (0: no bound); OriginQueueWait how long one more waits for its
+	// turn before it is streamed anyway. Each stream holds a few chunks
+	// (ChunkSize): with many clients at once their buffers would push the
+	// heap past MemoryLimit and the GC would take the CPU the cipher
+	// needs, while a few streams already keep the cores busy. The wait is
+	// bounded so that clients that read slowly delay others, never stop
+	// them.
+	OriginStreams   int
+	OriginQueueWait time.Duration
+
 	// ---- control: tasks and the task store ----
 
 	// Refresh is how often the task store is re-read for other mounts'
@@ -177,6 +190,8 @@ func Default() Tuning {
 		WarmLead:        4 << 20,
 		WarmNext:        4,
 		ReadAheadKB:     1024,
+		OriginStreams:   16,
+		OriginQueueWait: time.Second,
 		Refresh:         2 * time.Second,
 		FullRefresh:     time.Minute,
 		StoreOpTimeout:  30 * time.Second,
@@ -214,6 +229,7 @@ func (t Tuning) Validate() error {
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
 	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
+	check(t.OriginStreams >= 0 && t.OriginQueueWait >= 0, "OriginStreams/OriginQueueWait", "must be >= 0")
 	return errors.Join(errs...)
 }
 

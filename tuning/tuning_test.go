@@ -21,6 +21,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		"Workers":         func(t *Tuning) { t.Workers = 0 },
 		"WarmTTL":         func(t *Tuning) { t.WarmTTL = 0 },
 		"WarmEvictAfter":  func(t *Tuning) { t.WarmEvictAfter = -1 },
+		"OriginStreams":   func(t *Tuning) { t.OriginStreams = -1 },
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
 	} {
 		tu := Default()
