@@ -86,8 +86,10 @@ func New(cfg Config) *Server {
 	if s.maxAge == 0 {
 		s.maxAge = DefaultCacheMaxAge
 	}
-	if t := s.mgr.Tuning(); t.OriginStreams > 0 {
-		s.streams, s.qwait = make(chan struct{}, t.OriginStreams), t.OriginQueueWait
+	if s.mgr != nil { // nil: the signature checks alone (tests)
+		if t := s.mgr.Tuning(); t.OriginStreams > 0 {
+			s.streams, s.qwait = make(chan struct{}, t.OriginStreams), t.OriginQueueWait
+		}
 	}
 	s.SetCredentials(cfg.Credentials)
 	s.decoy = randomHex(32)
