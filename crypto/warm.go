@@ -18,7 +18,22 @@ import (
 // real time to reach the second segment after the one it is on (10 s
 // segments: 20 s). At most Tuning.MaxWarmStreams are held at once (each one
 // chunk and a source window, plus what it holds of the ahead budget).
+//
+// When that many are held, a new warm stream replaces the oldest one if
+// it has waited Tuning.WarmEvictAfter: readers that stopped (a player
+// closed, readers that warmed segments others had already read) would
+// otherwise hold every place and the ahead budget for WarmTTL, and a
+// reader going through a playlist fast would meanwhile get no warm-ahead.
+// One that has waited less is left alone: a fast reader adopts its warm
+// streams within a fraction of that, so two of them do not undo each
+// other's.
 var warmHeld atomic.Int32
+
+// warmOrder lists the Files holding a warm stream, oldest first.
+var warmOrder struct {
+	sync.Mutex
+	files []*File
+}
 
 // warmHits counts readers that adopted a warm stream (for metrics).
 var warmHits atomic.Int64
@@ -34,6 +49,7 @@ type warmSlot struct {
 	mu    sync.Mutex
 	r     *Reader
 	timer *time.Timer
+	since time.Time // when r was started
 }
 
 // Warm starts reading f from its start in the background for a reader
@@ -44,14 +60,20 @@ func (f *File) Warm() {
 	if f.size == 0 || f.open.Load() > 0 {
 		return
 	}
-	s := &f.warm
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.r != nil {
+	if f.Warming() {
 		return
 	}
 	t := tun()
-	if warmHeld.Add(1) > int32(t.MaxWarmStreams) {
+	for warmHeld.Add(1) > int32(t.MaxWarmStreams) {
+		warmHeld.Add(-1)
+		if !evictWarm(f, t.WarmEvictAfter) {
+			return
+		}
+	}
+	s := &f.warm
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.r != nil { // warmed meanwhile
 		warmHeld.Add(-1)
 		return
 	}
@@ -60,13 +82,53 @@ func (f *File) Warm() {
 	r.startStream(0, true)
 	r.warm = true
 	r.mu.Unlock()
-	s.r = r
+	s.r, s.since = r, time.Now()
+	warmOrder.Lock()
+	warmOrder.files = append(warmOrder.files, f)
+	warmOrder.Unlock()
 	s.timer = time.AfterFunc(t.WarmTTL, func() {
 		if r := f.takeWarm(); r != nil {
 			r.Close()
 		}
 	})
 }
+
+// evictWarm stops the oldest warm stream (not f's) if it has waited at
+// least minAge (0: never); it reports whether it stopped one.
+func evictWarm(f *File, minAge time.Duration) bool {
+	if minAge <= 0 {
+		return false
+	}
+	warmOrder.Lock()
+	var oldest *File
+	for _, g := range warmOrder.files {
+		if g != f {
+			oldest = g
+			break
+		}
+	}
+	warmOrder.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.warm.mu.Lock()
+	waited := oldest.warm.r != nil && time.Since(oldest.warm.since) >= minAge
+	oldest.warm.mu.Unlock()
+	if !waited {
+		return false
+	}
+	if r := oldest.takeWarm(); r != nil {
+		r.Close()
+		warmEvictions.Add(1)
+	}
+	return true // stopped, or adopted meanwhile: a place is free either way
+}
+
+// warmEvictions counts warm streams stopped to make room for a newer one.
+var warmEvictions atomic.Int64
+
+// WarmEvictions is how many warm streams gave their place to a newer one.
+func WarmEvictions() int64 { return warmEvictions.Load() }
 
 // Warming reports whether f has a warm stream waiting for its reader.
 func (f *File) Warming() bool {
@@ -94,5 +156,13 @@ func (f *File) takeWarm() *Reader {
 	s.r = nil
 	s.timer.Stop()
 	warmHeld.Add(-1)
+	warmOrder.Lock()
+	for i, g := range warmOrder.files {
+		if g == f {
+			warmOrder.files = append(warmOrder.files[:i], warmOrder.files[i+1:]...)
+			break
+		}
+	}
+	warmOrder.Unlock()
 	return r
 }

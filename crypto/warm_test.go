@@ -85,6 +85,54 @@ func TestWarmBounded(t *testing.T) {
 	}
 }
 
+// TestWarmMakesRoom: with every place held, a new warm stream replaces the
+// oldest one once that has waited WarmEvictAfter, and not before (a fast
+// reader's warm streams are not undone by another's); the stopped one's
+// budget is given back and its File reads right afterwards.
+func TestWarmMakesRoom(t *testing.T) {
+	const age = time.Second
+	withTuning(t, func(tu *tuning.Tuning) { tu.WarmEvictAfter = age })
+	r := rand.New(rand.NewSource(26))
+	var files []*File
+	var srcs []*memSource
+	for range maxWarm + 2 {
+		f, src := onePart(t, r, AES128CBC, 2<<20, testIV)
+		files, srcs = append(files, f), append(srcs, src)
+	}
+	t.Cleanup(func() {
+		for _, f := range files {
+			f.StopWarm()
+		}
+	})
+	early, late := files[maxWarm], files[maxWarm+1]
+	for _, f := range files[:maxWarm] {
+		f.Warm()
+	}
+	early.Warm()
+	if early.Warming() || !files[0].Warming() {
+		t.Fatal("a new warm stream replaced one that had waited less than WarmEvictAfter")
+	}
+	time.Sleep(age)
+	evictions := WarmEvictions()
+	late.Warm()
+	if !late.Warming() {
+		t.Fatal("a new warm stream found every place held by streams waiting longer than WarmEvictAfter, and was not started")
+	}
+	if files[0].Warming() || !files[1].Warming() {
+		t.Fatal("the new warm stream did not replace the oldest one (and only that one)")
+	}
+	if n := warmHeld.Load(); n != maxWarm {
+		t.Fatalf("%d warm streams held, want the bound %d", n, maxWarm)
+	}
+	if WarmEvictions() != evictions+1 {
+		t.Fatalf("evictions went from %d to %d, want one more", evictions, WarmEvictions())
+	}
+	want := openssl(t, AES128CBC, testKey, testIV, srcs[0].data)
+	if got := readSeq(t, files[0], 1<<20); !bytes.Equal(got, want) {
+		t.Fatal("ciphertext of a File whose warm stream was replaced differs from openssl's")
+	}
+}
+
 // TestWarmFailureRetried: a warm stream whose source failed (the store was
 // away when it was warmed) is not what the reader gets: its first read
 // tries afresh and returns the right bytes.

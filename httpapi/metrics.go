@@ -35,13 +35,21 @@ var (
 		Namespace: "mpcfs", Subsystem: "api", Name: "tasks_created_total",
 		Help: "Tasks created through the HTTP API.",
 	})
+	originQueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mpcfs", Subsystem: "origin", Name: "queued_total",
+		Help: "Segment responses that waited for a turn (Tuning.OriginStreams were streaming).",
+	})
+	originUnqueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mpcfs", Subsystem: "origin", Name: "queue_timeouts_total",
+		Help: "Segment responses streamed without a turn after waiting Tuning.OriginQueueWait.",
+	})
 )
 
 var registerOnce sync.Once
 
 func registerMetrics() {
 	registerOnce.Do(func() {
-		prometheus.MustRegister(requestsTotal, requestSeconds, responseBytes, authFailures, tasksCreated)
+		prometheus.MustRegister(requestsTotal, requestSeconds, responseBytes, authFailures, tasksCreated, originQueued, originUnqueued)
 	})
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,6 +133,7 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 // be read gives a 502; a failure later cuts the connection (the client
 // sees a short body, never wrong bytes).
 func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.Output, start, length int64, status int, reqID string) {
+	defer s.admit(r.Context())()
 	f, err := s.mgr.Outputs().Open(o)
 	if err != nil {
 		s.log.Printf("request %s: opening output %s/%s: %v", reqID, o.Bucket, o.Key, err)
@@ -180,6 +182,32 @@ func (s *Server) sendSegment(w http.ResponseWriter, r *http.Request, o *control.
 			s.mgr.Outputs().WarmNext(o)
 		}
 	}
+}
+
+// admit waits for the turn of one more segment stream
+// (Tuning.OriginStreams) for up to Tuning.OriginQueueWait, and returns
+// what ends it. Past the wait the stream goes anyway, uncounted: slow
+// clients holding every turn delay the others, never stop them.
+func (s *Server) admit(ctx context.Context) (done func()) {
+	if s.streams == nil {
+		return func() {}
+	}
+	select {
+	case s.streams <- struct{}{}:
+		return func() { <-s.streams }
+	default:
+	}
+	originQueued.Inc()
+	t := time.NewTimer(s.qwait)
+	defer t.Stop()
+	select {
+	case s.streams <- struct{}{}:
+		return func() { <-s.streams }
+	case <-t.C:
+		originUnqueued.Inc()
+	case <-ctx.Done():
+	}
+	return func() {}
 }
 
 // originError answers an error without the output's validators and

@@ -68,6 +68,8 @@ type Server struct {
 	now     func() time.Time
 	cors    map[string]bool
 	maxAge  time.Duration
+	streams chan struct{} // a token per segment response being streamed (nil: no bound)
+	qwait   time.Duration // how long a response waits for a token
 }
 
 // New returns a Server. The credentials may be empty: then every API
@@ -83,6 +85,11 @@ func New(cfg Config) *Server {
 	}
 	if s.maxAge == 0 {
 		s.maxAge = DefaultCacheMaxAge
+	}
+	if s.mgr != nil { // nil: the signature checks alone (tests)
+		if t := s.mgr.Tuning(); t.OriginStreams > 0 {
+			s.streams, s.qwait = make(chan struct{}, t.OriginStreams), t.OriginQueueWait
+		}
 	}
 	s.SetCredentials(cfg.Credentials)
 	s.decoy = randomHex(32)

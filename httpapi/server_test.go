@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/json"
@@ -616,5 +617,57 @@ func TestOriginSourceChanged(t *testing.T) {
 	}
 	if rp := e.get("/buckets/public/out/seg0.ts"); rp.code != 200 || !bytes.Equal(rp.body, cbc([]byte(testKey), []byte(testKey), e.src["seg0.ts"])) {
 		t.Fatalf("an untouched segment after another changed: %d", rp.code)
+	}
+}
+
+// TestOriginStreamsBounded: past Tuning.OriginStreams segment responses at
+// once, one more waits for a turn, for at most OriginQueueWait, and is then
+// sent anyway, byte for byte; a turn given back lets the next go at once.
+// Playlists never wait.
+func TestOriginStreamsBounded(t *testing.T) {
+	e := newEnv(t, Config{})
+	if got, want := cap(e.api.streams), tuning.Default().OriginStreams; got != want {
+		t.Fatalf("the origin streams %d segments at once, the tuning says %d", got, want)
+	}
+	const wait = 400 * time.Millisecond
+	e.api.streams, e.api.qwait = make(chan struct{}, 1), wait
+	id := e.create("out")
+	e.waitStatus(id, control.Succeeded)
+	want := cbc([]byte(testKey), []byte(testKey), e.src["seg0.ts"])
+	timedGet := func(path string) (reply, time.Duration) {
+		start := time.Now()
+		rp := e.get(path)
+		return rp, time.Since(start)
+	}
+
+	done := e.api.admit(context.Background()) // every turn taken
+	rp, took := timedGet("/buckets/public/out/seg0.ts")
+	if rp.code != 200 || !bytes.Equal(rp.body, want) {
+		t.Fatalf("GET past the bound: %d, %d bytes, equal %v", rp.code, len(rp.body), bytes.Equal(rp.body, want))
+	}
+	if took < wait {
+		t.Fatalf("GET with every turn taken took %v: it did not wait its turn (%v)", took, wait)
+	}
+	if rp, took := timedGet("/buckets/public/out/index.m3u8"); rp.code != 200 || took >= wait {
+		t.Fatalf("playlist GET with every turn taken: %d in %v; playlists must not wait", rp.code, took)
+	}
+	go func() {
+		time.Sleep(wait / 4)
+		done()
+	}()
+	if rp, took := timedGet("/buckets/public/out/seg0.ts"); rp.code != 200 || !bytes.Equal(rp.body, want) || took >= wait {
+		t.Fatalf("GET when a turn was given back: %d in %v, want it sent without waiting the whole %v", rp.code, took, wait)
+	}
+	if len(e.api.streams) != 0 {
+		t.Fatalf("%d turns still taken after every response", len(e.api.streams))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	hold := e.api.admit(context.Background())
+	defer hold()
+	start := time.Now()
+	e.api.admit(ctx)()
+	if d := time.Since(start); d >= wait {
+		t.Fatalf("a request whose client went away waited %v for a turn", d)
 	}
 }

@@ -78,6 +78,12 @@ type Tuning struct {
 	// player reading 10 s segments in real time to adopt the second one
 	// ahead.
 	WarmTTL time.Duration
+	// WarmEvictAfter: when MaxWarmStreams are held, a new warm stream
+	// replaces the oldest one if that has waited this long for its
+	// reader (0: never). Readers that stopped would otherwise keep every
+	// place (and the warm budget) for WarmTTL; a fast reader adopts its
+	// warm streams well within it.
+	WarmEvictAfter time.Duration
 	// LaneSlice is how much of each CBC chain one step of the lane engine
 	// encrypts; LaneLinger how long the engine waits for a second chain
 	// to interleave before it encrypts one alone (waiting costs no CPU).
@@ -110,6 +116,19 @@ type Tuning struct {
 	// only): with the kernel's 128 a 1 MiB read() becomes eight FUSE
 	// requests. 0 keeps the kernel's.
 	ReadAheadKB int
+
+	// ---- httpapi: the HTTP origin ----
+
+	// OriginStreams is how many segment responses the origin streams at
+	// once (0: no bound); OriginQueueWait how long one more waits for its
+	// turn before it is streamed anyway. Each stream holds a few chunks
+	// (ChunkSize): with many clients at once their buffers would push the
+	// heap past MemoryLimit and the GC would take the CPU the cipher
+	// needs, while a few streams already keep the cores busy. The wait is
+	// bounded so that clients that read slowly delay others, never stop
+	// them.
+	OriginStreams   int
+	OriginQueueWait time.Duration
 
 	// ---- control: tasks and the task store ----
 
@@ -168,6 +187,7 @@ func Default() Tuning {
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
 		WarmTTL:         30 * time.Second,
+		WarmEvictAfter:  500 * time.Millisecond,
 		LaneSlice:       64 << 10,
 		LaneLinger:      300 * time.Microsecond,
 		EntryTTL:        time.Second,
@@ -177,6 +197,8 @@ func Default() Tuning {
 		WarmLead:        4 << 20,
 		WarmNext:        4,
 		ReadAheadKB:     1024,
+		OriginStreams:   16,
+		OriginQueueWait: time.Second,
 		Refresh:         2 * time.Second,
 		FullRefresh:     time.Minute,
 		StoreOpTimeout:  30 * time.Second,
@@ -207,12 +229,14 @@ func (t Tuning) Validate() error {
 	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
 	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
+	check(t.WarmEvictAfter >= 0, "WarmEvictAfter", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
 	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
+	check(t.OriginStreams >= 0 && t.OriginQueueWait >= 0, "OriginStreams/OriginQueueWait", "must be >= 0")
 	return errors.Join(errs...)
 }
 

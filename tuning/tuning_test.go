@@ -20,6 +20,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		"CheckpointEvery": func(t *Tuning) { t.CheckpointEvery = 0 },
 		"Workers":         func(t *Tuning) { t.Workers = 0 },
 		"WarmTTL":         func(t *Tuning) { t.WarmTTL = 0 },
+		"WarmEvictAfter":  func(t *Tuning) { t.WarmEvictAfter = -1 },
+		"OriginStreams":   func(t *Tuning) { t.OriginStreams = -1 },
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
 	} {
 		tu := Default()

@@ -270,6 +270,7 @@ func TestObservability(t *testing.T) {
 		`mpcfs_store_requests_total{op="get"}`,
 		`mpcfs_open_files{kind="segment"}`, // 0 once the kernel has sent RELEASE
 		`mpcfs_warm_stream_hits_total`,
+		`mpcfs_warm_stream_evictions_total`,
 		`mpcfs_requests_total{result="accepted"} 1`,
 		`mpcfs_requests_total{result="rejected"} 1`,
 	} {

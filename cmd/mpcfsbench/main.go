@@ -50,6 +50,7 @@ type config struct {
 	// skips the O_DIRECT probes); "" keeps all.
 	StylesMatch string
 	FirstByte   bool // the time-to-first-byte rows (and their request trace)
+	HTTPOnly    bool // only the raw GET reference and the HTTP rows (origin, nginx, 64 clients, API)
 
 	LatencyMS int    // > 0: every client reaches MinIO through toxiproxy with this round trip
 	Toxiproxy string // the toxiproxy server binary
@@ -82,6 +83,7 @@ func parseFlags() *config {
 	flag.BoolVar(&c.Styles, "styles", true, "measure the reader styles (cat, cp, dd, nginx sendfile, ffmpeg, concurrent readers)")
 	flag.StringVar(&c.StylesMatch, "styles-match", "", "only the reader styles whose name matches this regexp, e.g. '^cat' (no O_DIRECT probes then)")
 	flag.BoolVar(&c.FirstByte, "first-byte", true, "measure the time to the first byte of the first segment (and trace its store requests on a logging mount)")
+	flag.BoolVar(&c.HTTPOnly, "http-only", false, "measure only the HTTP rows (origin, nginx over the mount, 64 clients, API creates) and the sequential raw GET they are compared with")
 	flag.IntVar(&c.LatencyMS, "latency-ms", 0, "put MinIO behind toxiproxy with this round-trip latency for every client (0 = loopback)")
 	flag.StringVar(&c.Toxiproxy, "toxiproxy", envOr("MPCFS_TOXIPROXY_BIN", filepath.Join(home, ".cache/mpcfs/bin/toxiproxy-server")), "the toxiproxy server binary (-latency-ms)")
 	flag.IntVar(&c.Tasks, "tasks", 0, "catalogue mode: fill the task store with this many tasks and measure mount start, RSS, lookups, creation")

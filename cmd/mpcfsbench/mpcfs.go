@@ -214,6 +214,14 @@ func (b *bench) mpcfsRows(m *mpcfsMount) error {
 // mpcfsTasks makes the CBC and CTR outputs of the media the rows read;
 // their playlists name the bench's key server, so ffmpeg can decrypt.
 func (b *bench) mpcfsTasks(m *mpcfsMount) error {
+	if err := b.hlsTasks(m); err != nil {
+		return err
+	}
+	return b.drmTasks(m)
+}
+
+// hlsTasks makes the CBC and CTR outputs.
+func (b *bench) hlsTasks(m *mpcfsMount) error {
 	for _, t := range []struct{ out, alg string }{{"cbc", "AES-128-CBC"}, {"ctr", "AES-128-CTR"}} {
 		key := make([]byte, 16)
 		rand.Read(key)
@@ -225,8 +233,12 @@ func (b *bench) mpcfsTasks(m *mpcfsMount) error {
 			return fmt.Errorf("%s task: %w", t.alg, err)
 		}
 	}
-	// Common Encryption of the fMP4 remux (planning reads every segment
-	// once: its time is the CENC planning row).
+	return nil
+}
+
+// drmTasks makes the Common Encryption outputs of the fMP4 remux (planning
+// reads every segment once: its time is the CENC planning row).
+func (b *bench) drmTasks(m *mpcfsMount) error {
 	for _, t := range []struct {
 		out string
 		emi int

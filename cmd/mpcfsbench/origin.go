@@ -51,7 +51,9 @@ func (b *bench) httpArgs() (addr string, args []string, err error) {
 // loadRow is one line of the concurrent-clients table.
 type loadRow struct {
 	name           string
-	mbs, p50, p99  []float64 // per run; times in ms
+	mbs, p50, p99  []float64 // per run; times to first byte in ms
+	whole50        []float64 // per run; times to the last byte in ms
+	whole99        []float64
 	rss            float64
 	requests, errs int
 }
@@ -95,15 +97,16 @@ func getAll(urls []string) (int64, error) {
 }
 
 // load runs clients concurrent fetchers over items requests (item i is
-// urls[i%len]) and returns MB/s and the times to first byte.
-func load(clients, items int, fetch func(i int, buf []byte) (int64, time.Duration, error)) (float64, []time.Duration, int, error) {
+// urls[i%len]) and returns MB/s, the times to first byte and to the last.
+func load(clients, items int, fetch func(i int, buf []byte) (int64, time.Duration, error)) (float64, []time.Duration, []time.Duration, int, error) {
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total int64
-		ttfbs []time.Duration
-		errs  int
-		first error
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		total  int64
+		ttfbs  []time.Duration
+		wholes []time.Duration
+		errs   int
+		first  error
 	)
 	next := make(chan int, items)
 	for i := range items {
@@ -117,7 +120,9 @@ func load(clients, items int, fetch func(i int, buf []byte) (int64, time.Duratio
 			defer wg.Done()
 			buf := make([]byte, readBuf)
 			for i := range next {
+				start := time.Now()
 				n, ttfb, err := fetch(i, buf)
+				whole := time.Since(start)
 				mu.Lock()
 				total += n
 				if err != nil {
@@ -126,14 +131,14 @@ func load(clients, items int, fetch func(i int, buf []byte) (int64, time.Duratio
 						first = err
 					}
 				} else {
-					ttfbs = append(ttfbs, ttfb)
+					ttfbs, wholes = append(ttfbs, ttfb), append(wholes, whole)
 				}
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return float64(total) / 1e6 / time.Since(t).Seconds(), ttfbs, errs, first
+	return float64(total) / 1e6 / time.Since(t).Seconds(), ttfbs, wholes, errs, first
 }
 
 func percentileMs(ds []time.Duration, p float64) float64 {
@@ -154,18 +159,19 @@ func (b *bench) loadRow(name string, p *proc, items int, fetch func(i int, buf [
 	}
 	for range b.cfg.Runs {
 		b.dropCaches()
-		mbs, ttfbs, errs, err := load(httpClients, items, fetch)
+		mbs, ttfbs, wholes, errs, err := load(httpClients, items, fetch)
 		if errs > items/100 {
 			return nil, fmt.Errorf("%s: %d of %d requests failed, first: %v", name, errs, items, err)
 		}
 		r.mbs, r.p50, r.p99 = append(r.mbs, mbs), append(r.p50, percentileMs(ttfbs, .5)), append(r.p99, percentileMs(ttfbs, .99))
+		r.whole50, r.whole99 = append(r.whole50, percentileMs(wholes, .5)), append(r.whole99, percentileMs(wholes, .99))
 		r.requests, r.errs = r.requests+items, r.errs+errs
 	}
 	if p != nil {
 		r.rss = p.hwmMB()
 	}
-	fmt.Fprintf(os.Stderr, "  %-34s %d clients %8.0f MB/s, TTFB p50 %.1f ms p99 %.1f ms, peak RSS %.0f MB\n",
-		name, httpClients, median(r.mbs), median(r.p50), median(r.p99), r.rss)
+	fmt.Fprintf(os.Stderr, "  %-34s %d clients %8.0f MB/s (runs %s), TTFB p50 %.1f ms p99 %.1f ms, whole GET p50 %.0f ms p99 %.0f ms, peak RSS %.0f MB\n",
+		name, httpClients, median(r.mbs), runList(r.mbs), median(r.p50), median(r.p99), median(r.whole50), median(r.whole99), r.rss)
 	return r, nil
 }
 
@@ -183,10 +189,14 @@ func (b *bench) originRows(m *mpcfsMount) error {
 
 	r := &row{name: originRowName, daemon: m.proc}
 	m.proc.resetHWM()
+	w0 := warmCounts(m.http)
 	if err := b.seqRows(r, func() (int64, error) { return getAll(origin) }); err != nil {
 		return err
 	}
 	r.rss = m.proc.hwmMB()
+	w1 := warmCounts(m.http)
+	r.note = warmNote(w0, w1, 2*b.cfg.Runs*len(origin))
+	fmt.Fprintf(os.Stderr, "  %-34s %s\n", "", r.note)
 	b.report.seq = append(b.report.seq, r)
 
 	var nginx []string
@@ -242,6 +252,42 @@ func (b *bench) originRows(m *mpcfsMount) error {
 	}
 	b.report.load = rows
 	return b.apiRows(m)
+}
+
+// warmNote says how the warm-ahead went between two warmCounts: the
+// origin's sequential speed depends on it.
+func warmNote(w0, w1 map[string]float64, gets int) string {
+	d := func(k string) float64 { return w1[k] - w0[k] }
+	lanes := []float64{d(`mpcfs_cbc_lane_bytes_total{lanes="1"}`), d(`mpcfs_cbc_lane_bytes_total{lanes="2"}`),
+		d(`mpcfs_cbc_lane_bytes_total{lanes="3"}`), d(`mpcfs_cbc_lane_bytes_total{lanes="4"}`)}
+	total := lanes[0] + lanes[1] + lanes[2] + lanes[3]
+	share := make([]string, len(lanes))
+	for i, l := range lanes {
+		share[i] = fmt.Sprintf("%.0f%%", 100*l/max(total, 1))
+	}
+	return fmt.Sprintf("%d GETs, %.0f took a warm stream; %.0f warm streams held at the start, %.0f replaced by newer ones; CBC bytes in 1/2/3/4 lanes: %s",
+		gets, d("mpcfs_warm_stream_hits_total"), w0["mpcfs_warm_streams"], d("mpcfs_warm_stream_evictions_total"), strings.Join(share, "/"))
+}
+
+// warmCounts reads the daemon's warm-stream metrics (metrics it lacks
+// read 0): warm-ahead is what makes the origin's sequential GETs fast.
+func warmCounts(base string) map[string]float64 {
+	got := map[string]float64{}
+	resp, err := httpClient.Get(base + "/metrics")
+	if err != nil {
+		return got
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(data), "\n") {
+		if name, val, ok := strings.Cut(l, " "); ok && (strings.HasPrefix(name, "mpcfs_warm_") || strings.HasPrefix(name, "mpcfs_cbc_lane_")) {
+			var v float64
+			if _, err := fmt.Sscan(val, &v); err == nil {
+				got[name] = v
+			}
+		}
+	}
+	return got
 }
 
 func firstErr(errs ...error) error {
@@ -316,10 +362,10 @@ func (b *bench) originSection(s *strings.Builder) {
 	}
 	fmt.Fprintf(s, "\n## HTTP: the origin and the API (`mpcfs mount --listen`)\n\n"+
 		"%d concurrent HTTP clients (Go, keep-alive, 127.0.0.1), %d GETs of the segments per run, cold; "+
-		"TTFB = request sent to first body byte; peak RSS of the serving process (mpcfs for the origin and nginx rows). "+
+		"TTFB = request sent to first body byte, whole = to the last byte; peak RSS of the serving process (mpcfs for the origin and nginx rows). "+
 		"Each segment is fetched about %d times per run: nginx serves the repeats from the mount's page cache, "+
 		"the origin encrypts every GET again (it keeps no output cache).\n\n"+
-		"| row | aggregate MB/s | x raw | TTFB p50 ms | TTFB p99 ms | peak RSS MB |\n|---|---:|---:|---:|---:|---:|\n",
+		"| row | aggregate MB/s | x raw | TTFB p50 ms | TTFB p99 ms | whole GET p50 ms | whole GET p99 ms | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
 		httpClients, max(len(b.media.segs), 4*httpClients), max(1, max(len(b.media.segs), 4*httpClients)/max(1, len(b.media.segs))))
 	var rawMBs float64
 	for _, x := range r.load {
@@ -328,7 +374,8 @@ func (b *bench) originSection(s *strings.Builder) {
 		}
 	}
 	for _, x := range r.load {
-		fmt.Fprintf(s, "| %s | %s | %s | %.1f | %.1f | %s |\n", x.name, num(median(x.mbs)), ratio(median(x.mbs), rawMBs), median(x.p50), median(x.p99), num(x.rss))
+		fmt.Fprintf(s, "| %s | %s | %s | %.1f | %.1f | %.0f | %.0f | %s |\n", x.name, numSpread(x.mbs), ratio(median(x.mbs), rawMBs),
+			median(x.p50), median(x.p99), median(x.whole50), median(x.whole99), num(x.rss))
 	}
 	fmt.Fprintf(s, "\nAPI create (signed POST to 202), %d clients x %d: p50 **%.1f ms**, p99 **%.1f ms**, %.0f creates/s.\n",
 		apiClients, apiPerClient, r.apiP50, r.apiP99, r.apiRate)

@@ -24,15 +24,10 @@ func (b *bench) localRow() error {
 // rawRows: the ceiling every ratio refers to - whole-object GETs of the
 // same objects, one request per segment, same client library as mpcfs.
 func (b *bench) rawRows() error {
-	keys := make([]string, len(b.media.segs))
-	for i, s := range b.media.segs {
-		keys[i] = mediaPrefix + s
-	}
-	r := &row{name: rawName, note: "the ceiling; in-process client, MinIO on 127.0.0.1"}
-	if err := b.seqRows(r, func() (int64, error) { return b.readS3(mediaBucket, keys) }); err != nil {
+	if err := b.rawSeqRow(); err != nil {
 		return err
 	}
-	b.report.seq = append(b.report.seq, r)
+	keys := b.mediaKeys()
 
 	rr := &row{name: rawName, note: "one ranged GET per read"}
 	sizes := make([]int64, len(b.media.segs))
@@ -65,6 +60,27 @@ func (b *bench) rawRows() error {
 	b.report.conc = append(b.report.conc, cr)
 	fmt.Fprintf(os.Stderr, "  %-34s random %8.0f reads/s, %d readers %8.0f MB/s\n", rawName, median(rr.cold), b.cfg.Readers, median(cr.cold))
 	return nil
+}
+
+// rawSeqRow is the sequential raw GET of every segment: the reference of
+// the sequential rows.
+func (b *bench) rawSeqRow() error {
+	keys := b.mediaKeys()
+	r := &row{name: rawName, note: "the ceiling; in-process client, MinIO on 127.0.0.1"}
+	if err := b.seqRows(r, func() (int64, error) { return b.readS3(mediaBucket, keys) }); err != nil {
+		return err
+	}
+	b.report.seq = append(b.report.seq, r)
+	return nil
+}
+
+// mediaKeys are the segments' object keys.
+func (b *bench) mediaKeys() []string {
+	keys := make([]string, len(b.media.segs))
+	for i, s := range b.media.segs {
+		keys[i] = mediaPrefix + s
+	}
+	return keys
 }
 
 const rawName = "raw S3 GET (same objects)"

@@ -15,6 +15,12 @@ func (b *bench) run() error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "mpcfsbench: %d segments, %.0f MB, %d runs per figure\n", len(b.media.segs), float64(b.media.bytes)/1e6, b.cfg.Runs)
+	if b.cfg.HTTPOnly {
+		if err := b.httpPhase(); err != nil {
+			return err
+		}
+		return b.writeReport()
+	}
 	if b.cfg.Seq {
 		for _, step := range []func() error{b.localRow, b.rawRows} {
 			if err := step(); err != nil {
@@ -78,6 +84,35 @@ func (b *bench) mpcfsPhase() error {
 	return nil
 }
 
+// httpPhase is -http-only: the sequential raw GET (the reference of the
+// origin's targets), then a mount with the CBC output, its sequential
+// FUSE row and the HTTP rows.
+func (b *bench) httpPhase() error {
+	if err := b.rawSeqRow(); err != nil {
+		return err
+	}
+	if err := b.startKeyServer(); err != nil {
+		return err
+	}
+	m, err := b.mountMpcfs()
+	if err != nil {
+		return err
+	}
+	defer b.stopMount(m.proc, m.dir)
+	if err := b.hlsTasks(m); err != nil {
+		return err
+	}
+	// The same output read through the mount, in the same run: what the
+	// origin adds or saves over the FUSE path.
+	r := &row{name: "mpcfs AES-128-CBC output", daemon: m.proc}
+	paths := joinAll(filepath.Join(m.dir, "buckets", outBucket, "cbc"), b.media.segs)
+	if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
+		return err
+	}
+	b.report.seq = append(b.report.seq, r)
+	return b.originRows(m)
+}
+
 func (b *bench) setup() error {
 	b.loadStart = strings.Join(strings.Fields(readStr("/proc/loadavg"))[:3], " ")
 	if os.Geteuid() != 0 {
@@ -99,8 +134,10 @@ func (b *bench) setup() error {
 	if err := b.makeMedia(); err != nil {
 		return err
 	}
-	if err := b.makeFMP4(); err != nil {
-		return err
+	if !b.cfg.HTTPOnly {
+		if err := b.makeFMP4(); err != nil {
+			return err
+		}
 	}
 	if err := b.startMinio(); err != nil {
 		return err
@@ -111,11 +148,13 @@ func (b *bench) setup() error {
 	if err := b.upload(ctx); err != nil {
 		return fmt.Errorf("uploading media: %w", err)
 	}
-	if err := b.uploadFMP4(ctx); err != nil {
-		return fmt.Errorf("uploading the fMP4 media: %w", err)
-	}
-	if err := b.uploadLadder(ctx, b.cfg.Ladder); err != nil {
-		return fmt.Errorf("uploading the ladder: %w", err)
+	if !b.cfg.HTTPOnly {
+		if err := b.uploadFMP4(ctx); err != nil {
+			return fmt.Errorf("uploading the fMP4 media: %w", err)
+		}
+		if err := b.uploadLadder(ctx, b.cfg.Ladder); err != nil {
+			return fmt.Errorf("uploading the ladder: %w", err)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "mpcfsbench: uploaded in %v\n", time.Since(t).Round(100*time.Millisecond))
 	if b.cfg.LatencyMS > 0 {
