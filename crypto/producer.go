@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -91,6 +92,7 @@ type producer struct {
 	space  chan struct{}
 	ch     chan chunk
 	done   chan struct{}
+	wanted atomic.Bool // a reader waits for the next chunk (a deep one's are patient till then)
 }
 
 // startProducer hands the cursor to a new producer goroutine. A deep one
@@ -100,6 +102,9 @@ func startProducer(c *cursor, deep bool) *producer {
 	tokens := tun().aheadTokens
 	p := &producer{c: c, deep: deep, tokens: tokens, space: make(chan struct{}, chunkQueue),
 		ch: make(chan chunk, chunkQueue+cap(tokens)), done: make(chan struct{})}
+	if deep {
+		c.patient, c.wanted = true, &p.wanted
+	}
 	go p.run()
 	return p
 }
@@ -168,10 +173,36 @@ func (p *producer) release(ahead bool) {
 	}
 }
 
+// want says a reader waits for the next chunk: a warm stream's chunk
+// waiting in the lane engine for company goes at once.
+func (p *producer) want() {
+	if p.c.patient && !p.wanted.Swap(true) {
+		pokeLanes()
+	}
+}
+
+// next returns the next chunk, waiting for it (want) if it is not made.
+func (p *producer) next(ctx context.Context) (chunk, bool, error) {
+	select {
+	case c, ok := <-p.ch:
+		return c, ok, nil
+	default:
+	}
+	p.want()
+	defer p.wanted.Store(false)
+	select {
+	case c, ok := <-p.ch:
+		return c, ok, nil
+	case <-ctx.Done():
+		return chunk{}, false, ctx.Err()
+	}
+}
+
 // stop cancels the producer (aborting its source read), recycles what it
 // queued and waits for its goroutine to end.
 func (p *producer) stop() {
 	p.c.cancel()
+	p.want() // a patient chunk in the engine ends now, not after its wait
 	for c := range p.ch {
 		p.release(c.ahead)
 		c.free()

@@ -241,23 +241,22 @@ func (r *Reader) Streaming() bool {
 // receive takes chunks from the producer until the newest holds pos.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
 	for pos >= r.streamEnd() {
-		select {
-		case c, ok := <-r.prod.ch:
-			if !ok { // only at the end of the File, which pos is before
-				r.stop()
-				return errors.New("crypto: read-ahead ended before the requested offset")
-			}
-			r.prod.release(c.ahead)
-			if c.err != nil {
-				err := c.err
-				c.free()
-				r.stop()
-				return err
-			}
-			r.rotate(&c)
-		case <-ctx.Done():
-			return ctx.Err()
+		c, ok, err := r.prod.next(ctx)
+		if err != nil {
+			return err
 		}
+		if !ok { // only at the end of the File, which pos is before
+			r.stop()
+			return errors.New("crypto: read-ahead ended before the requested offset")
+		}
+		r.prod.release(c.ahead)
+		if c.err != nil {
+			err := c.err
+			c.free()
+			r.stop()
+			return err
+		}
+		r.rotate(&c)
 	}
 	return nil
 }

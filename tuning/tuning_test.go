@@ -21,6 +21,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		"Workers":         func(t *Tuning) { t.Workers = 0 },
 		"WarmTTL":         func(t *Tuning) { t.WarmTTL = 0 },
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
+		"LaneGateWait":    func(t *Tuning) { t.LaneGateWait = -1 },
 	} {
 		tu := Default()
 		breakIt(&tu)
