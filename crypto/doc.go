@@ -67,8 +67,8 @@
 // interleaved AES-NI chains cost a core about what one does. A warm
 // stream's chunks are made ahead of their reader, so the engine holds
 // them (Tuning.LaneGateWait at most) until they have company: another
-// chunk being encrypted, or four of them; a reader that comes to wait for
-// one ends its wait.
+// chunk being encrypted, or four of them; a reader that opens the stream
+// ends the wait (from then on its chunks are encrypted as made).
 //
 // # Replies without a copy
 //

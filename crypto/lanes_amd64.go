@@ -57,9 +57,9 @@ type laneJob struct {
 	buf   []byte
 	done  chan struct{}
 
-	// A patient job (a warm stream's chunk that no reader waits for yet)
-	// may wait for company: see runLanes. wanted, when set, says a reader
-	// now waits for it after all.
+	// A patient job (a warm stream's chunk that no reader reads yet) may
+	// wait for company: see runLanes. wanted, when set, says a reader has
+	// opened its stream (or it is stopping) after all.
 	patient bool
 	wanted  *atomic.Bool
 	since   time.Time // when it reached the engine
@@ -69,8 +69,8 @@ type laneJob struct {
 // waits on the engine's step (the producer waits for the result anyway).
 var laneJobs = make(chan *laneJob, 64)
 
-// lanePoke wakes an engine waiting with patient jobs only: a reader now
-// waits for one of them (laneJob.wanted).
+// lanePoke wakes an engine waiting with patient jobs only: one of them is
+// wanted now (laneJob.wanted).
 var lanePoke = make(chan struct{}, 1)
 
 func init() {
@@ -100,7 +100,7 @@ func encryptLanes(j *laneJob) {
 	<-j.done
 }
 
-// pokeLanes tells the engine a reader waits for a patient job.
+// pokeLanes tells the engine a patient job is wanted now.
 func pokeLanes() {
 	select {
 	case lanePoke <- struct{}{}:
@@ -113,8 +113,8 @@ func pokeLanes() {
 // linger for a producer about to hand in another). Patient jobs, the
 // chunks warm streams make ahead of their reader, wait in the queue until
 // they have company: they join any step that is running anyway, and start
-// one of their own only when four are queued, when a reader comes to wait
-// for one of them, or after Tuning.LaneGateWait. A sequential reader's
+// one of their own only when four are queued, when a reader opens their
+// stream, or after Tuning.LaneGateWait. A sequential reader's
 // warm streams make a chunk each time it frees one of the ahead budget,
 // so their chunks come one at a time: encrypted as they came, most steps
 // had one or two lanes.

@@ -212,8 +212,8 @@ func BenchmarkPlaylistGated(b *testing.B)   { benchPlaylist(b, tuning.Default().
 func BenchmarkPlaylistUngated(b *testing.B) { benchPlaylist(b, 0) }
 
 // TestWarmReaderEndsPatientWait: the chunks of a warm stream are patient,
-// but a reader that adopts the stream and waits for one does not wait for
-// company (nor does Close), even when no other stream could come: its
+// but once a reader adopts the stream they are not held for company (nor
+// when the stream is stopped), even when no other stream could come: the
 // reads finish with openssl's ciphertext long before LaneGateWait.
 func TestWarmReaderEndsPatientWait(t *testing.T) {
 	if !hasAESNI {

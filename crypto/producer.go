@@ -1,7 +1,6 @@
 package crypto
 
 import (
-	"context"
 	"errors"
 	"io"
 	"sync"
@@ -92,7 +91,10 @@ type producer struct {
 	space  chan struct{}
 	ch     chan chunk
 	done   chan struct{}
-	wanted atomic.Bool // a reader waits for the next chunk (a deep one's are patient till then)
+	// wanted: a reader reads the stream now (a warm one's chunks are
+	// patient till then), or it is stopping: its chunks are encrypted at
+	// once, not held for company.
+	wanted atomic.Bool
 }
 
 // startProducer hands the cursor to a new producer goroutine. A deep one
@@ -173,28 +175,13 @@ func (p *producer) release(ahead bool) {
 	}
 }
 
-// want says a reader waits for the next chunk: a warm stream's chunk
-// waiting in the lane engine for company goes at once.
+// want says the stream's chunks are wanted as made: a reader opened the
+// warm stream (it would otherwise wait for the encryption of a chunk held
+// for company), or it is stopping. A chunk waiting in the lane engine
+// goes at once.
 func (p *producer) want() {
 	if p.c.patient && !p.wanted.Swap(true) {
 		pokeLanes()
-	}
-}
-
-// next returns the next chunk, waiting for it (want) if it is not made.
-func (p *producer) next(ctx context.Context) (chunk, bool, error) {
-	select {
-	case c, ok := <-p.ch:
-		return c, ok, nil
-	default:
-	}
-	p.want()
-	defer p.wanted.Store(false)
-	select {
-	case c, ok := <-p.ch:
-		return c, ok, nil
-	case <-ctx.Done():
-		return chunk{}, false, ctx.Err()
 	}
 }
 

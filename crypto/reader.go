@@ -34,6 +34,11 @@ func (f *File) NewReader() *Reader {
 		r = f.newReader()
 	} else {
 		warmHits.Add(1)
+		r.mu.Lock()
+		if r.prod != nil {
+			r.prod.want()
+		}
+		r.mu.Unlock()
 	}
 	r.open = true
 	f.open.Add(1)
@@ -241,22 +246,23 @@ func (r *Reader) Streaming() bool {
 // receive takes chunks from the producer until the newest holds pos.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
 	for pos >= r.streamEnd() {
-		c, ok, err := r.prod.next(ctx)
-		if err != nil {
-			return err
+		select {
+		case c, ok := <-r.prod.ch:
+			if !ok { // only at the end of the File, which pos is before
+				r.stop()
+				return errors.New("crypto: read-ahead ended before the requested offset")
+			}
+			r.prod.release(c.ahead)
+			if c.err != nil {
+				err := c.err
+				c.free()
+				r.stop()
+				return err
+			}
+			r.rotate(&c)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if !ok { // only at the end of the File, which pos is before
-			r.stop()
-			return errors.New("crypto: read-ahead ended before the requested offset")
-		}
-		r.prod.release(c.ahead)
-		if c.err != nil {
-			err := c.err
-			c.free()
-			r.stop()
-			return err
-		}
-		r.rotate(&c)
 	}
 	return nil
 }
