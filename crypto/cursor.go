@@ -5,6 +5,7 @@ import (
 	stdcipher "crypto/cipher"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // cursor encrypts a File sequentially from a 16-aligned position, part
@@ -19,10 +20,15 @@ type cursor struct {
 	fp     *filePart // nil past the last part
 	pos    int64     // part-relative output offset of the next byte
 	chain  [blockSize]byte
-	in     windowReader    // the part's plaintext, at pos
-	lanes  bool            // encrypt AES-128-CBC through the lane engine (producers)
-	xs     TransformStream // a transform part's stream, made at its first chunk
-	job    laneJob         // this cursor's chunk in the engine, reused
+	in     windowReader // the part's plaintext, at pos
+	lanes  bool         // encrypt AES-128-CBC through the lane engine (producers)
+	// patient: the chunks are made ahead of a reader (a warm stream), so
+	// the engine may hold them for company until wanted says a reader
+	// waits (laneJob).
+	patient bool
+	wanted  *atomic.Bool
+	xs      TransformStream // a transform part's stream, made at its first chunk
+	job     laneJob         // this cursor's chunk in the engine, reused
 }
 
 // newCursor returns a cursor that can produce part idx from its
@@ -185,6 +191,7 @@ func (c *cursor) encrypt(out []byte, nPlain int) {
 		}
 		if rk := laneKey(fp.block); rk != nil && c.lanes {
 			c.job.rk, c.job.chain, c.job.buf = rk, c.chain, out
+			c.job.patient, c.job.wanted = c.patient, c.wanted
 			encryptLanes(&c.job)
 		} else {
 			stdcipher.NewCBCEncrypter(fp.block, c.chain[:]).CryptBlocks(out, out)

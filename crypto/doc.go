@@ -64,7 +64,11 @@
 // by all warm streams, for the reader that opens them next. CBC chains of
 // different streams are encrypted side by side, up to four at once, by
 // one lane engine (lanes_amd64.go): a chain is serial, but four
-// interleaved AES-NI chains cost a core about what one does.
+// interleaved AES-NI chains cost a core about what one does. A warm
+// stream's chunks are made ahead of their reader, so the engine holds
+// them (Tuning.LaneGateWait at most) until they have company: another
+// chunk being encrypted, or four of them; a reader that opens the stream
+// ends the wait (from then on its chunks are encrypted as made).
 //
 // # Replies without a copy
 //

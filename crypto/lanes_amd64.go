@@ -2,6 +2,7 @@ package crypto
 
 import (
 	stdcipher "crypto/cipher"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -55,11 +56,22 @@ type laneJob struct {
 	chain [16]byte
 	buf   []byte
 	done  chan struct{}
+
+	// A patient job (a warm stream's chunk that no reader reads yet) may
+	// wait for company: see runLanes. wanted, when set, says a reader has
+	// opened its stream (or it is stopping) after all.
+	patient bool
+	wanted  *atomic.Bool
+	since   time.Time // when it reached the engine
 }
 
 // laneJobs feeds the engine; buffered so that handing in a job never
 // waits on the engine's step (the producer waits for the result anyway).
 var laneJobs = make(chan *laneJob, 64)
+
+// lanePoke wakes an engine waiting with patient jobs only: one of them is
+// wanted now (laneJob.wanted).
+var lanePoke = make(chan struct{}, 1)
 
 func init() {
 	if hasAESNI {
@@ -88,33 +100,132 @@ func encryptLanes(j *laneJob) {
 	<-j.done
 }
 
-// runLanes is the engine: it takes the jobs waiting (up to maxLanes) and
-// advances all of them by one slice per step, with one lane when alone.
+// pokeLanes tells the engine a patient job is wanted now.
+func pokeLanes() {
+	select {
+	case lanePoke <- struct{}{}:
+	default:
+	}
+}
+
+// A lane costs as much alone as with three others, so the engine fills
+// lanes where it can. Jobs a reader waits for go at once (after a short
+// linger for a producer about to hand in another). Patient jobs, the
+// chunks warm streams make ahead of their reader, wait in the queue until
+// they have company: they join any step that is running anyway, and start
+// one of their own only when four are queued, when a reader opens their
+// stream, or after Tuning.LaneGateWait. A sequential reader's
+// warm streams make a chunk each time it frees one of the ahead budget,
+// so their chunks come one at a time: encrypted as they came, most steps
+// had one or two lanes.
+
+// laneQueue is the jobs handed in and not yet in a lane.
+type laneQueue []*laneJob
+
+// urgent reports whether some queued job must start now (impatient,
+// wanted, or waited long enough), and else when the first patient one
+// will have waited long enough.
+func (q laneQueue) urgent(now time.Time, wait time.Duration) (bool, time.Time) {
+	var first time.Time
+	for _, j := range q {
+		if !j.patient || (j.wanted != nil && j.wanted.Load()) || now.Sub(j.since) >= wait {
+			return true, time.Time{}
+		}
+		if first.IsZero() || j.since.Before(first) {
+			first = j.since
+		}
+	}
+	return len(q) >= maxLanes, first.Add(wait)
+}
+
+// take moves up to room jobs into lanes, the urgent ones first, then the
+// oldest.
+func (q *laneQueue) take(active []*laneJob, now time.Time, wait time.Duration) []*laneJob {
+	slices.SortStableFunc(*q, func(a, b *laneJob) int {
+		ua, ub := a.urgentAt(now, wait), b.urgentAt(now, wait)
+		switch {
+		case ua && !ub:
+			return -1
+		case ub && !ua:
+			return 1
+		}
+		return a.since.Compare(b.since)
+	})
+	n := min(maxLanes-len(active), len(*q))
+	active = append(active, (*q)[:n]...)
+	clear((*q)[:n])
+	*q = slices.Delete(*q, 0, n)
+	return active
+}
+
+func (j *laneJob) urgentAt(now time.Time, wait time.Duration) bool {
+	return !j.patient || (j.wanted != nil && j.wanted.Load()) || now.Sub(j.since) >= wait
+}
+
+// runLanes is the engine: it advances up to maxLanes jobs by one slice per
+// step, with one lane when alone.
 func runLanes(in <-chan *laneJob) {
 	var (
 		active  []*laneJob
+		queue   laneQueue
 		l       cbcLanes
 		scratch []byte // what idle lanes encrypt
-		linger  = time.NewTimer(time.Hour)
+		timer   = time.NewTimer(time.Hour)
 		changed bool // a job started alone or one finished: maybe wait once
 	)
-	linger.Stop()
-	for {
-		if len(active) == 0 {
-			active, changed = append(active, <-in), true
+	timer.Stop()
+	arrive := func(j *laneJob) {
+		j.since = time.Now()
+		queue = append(queue, j)
+	}
+	drain := func() {
+		for {
+			select {
+			case j := <-in:
+				arrive(j)
+			default:
+				return
+			}
 		}
-		active = takeWaiting(in, active)
-		if changed && len(active) < maxLanes && int(producing.Load()) > len(active) {
+	}
+	for {
+		drain()
+		if len(active) == 0 {
+			// Idle: start when a queued job must, else wait for one more
+			// job, a poke, or the first patient job's time.
+			t := tun()
+			go_, at := queue.urgent(time.Now(), t.LaneGateWait)
+			if !go_ {
+				var deadline <-chan time.Time
+				if len(queue) > 0 {
+					timer.Reset(time.Until(at))
+					deadline = timer.C
+				}
+				select {
+				case j := <-in:
+					arrive(j)
+				case <-lanePoke:
+				case <-deadline:
+				}
+				timer.Stop()
+				continue
+			}
+			changed = true
+		}
+		active = queue.take(active, time.Now(), tun().LaneGateWait)
+		if changed && len(active) < maxLanes && int(producing.Load()) > len(active)+len(queue) {
 			// Another stream is filling its chunk and a lane costs as
 			// much alone as with company: wait a little for it, once per
 			// change, so a stream stuck on its store slows no other much.
-			linger.Reset(tun().LaneLinger)
+			timer.Reset(tun().LaneLinger)
 			select {
 			case j := <-in:
-				active = takeWaiting(in, append(active, j))
-				linger.Stop()
-			case <-linger.C:
+				arrive(j)
+				drain()
+				active = queue.take(active, time.Now(), tun().LaneGateWait)
+			case <-timer.C:
 			}
+			timer.Stop()
 		}
 		step := tun().LaneSlice
 		if len(scratch) < step {
@@ -145,19 +256,6 @@ func runLanes(in <-chan *laneJob) {
 		active = advanceLanes(active, step)
 		changed = len(active) < n
 	}
-}
-
-// takeWaiting adds the jobs already queued, up to maxLanes.
-func takeWaiting(in <-chan *laneJob, active []*laneJob) []*laneJob {
-	for len(active) < maxLanes {
-		select {
-		case j := <-in:
-			active = append(active, j)
-		default:
-			return active
-		}
-	}
-	return active
 }
 
 // advanceLanes moves every job on by step bytes and lets the finished

@@ -11,10 +11,14 @@ import (
 // encrypted by the stdlib in the producer's goroutine.
 
 type laneJob struct {
-	rk    *[176]byte
-	chain [16]byte
-	buf   []byte
+	rk      *[176]byte
+	chain   [16]byte
+	buf     []byte
+	patient bool
+	wanted  *atomic.Bool
 }
+
+func pokeLanes() {}
 
 func laneKey(stdcipher.Block) *[176]byte { return nil }
 

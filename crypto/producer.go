@@ -91,6 +91,10 @@ type producer struct {
 	space  chan struct{}
 	ch     chan chunk
 	done   chan struct{}
+	// wanted: a reader reads the stream now (a warm one's chunks are
+	// patient till then), or it is stopping: its chunks are encrypted at
+	// once, not held for company.
+	wanted atomic.Bool
 }
 
 // startProducer hands the cursor to a new producer goroutine. A deep one
@@ -100,6 +104,9 @@ func startProducer(c *cursor, deep bool) *producer {
 	tokens := tun().aheadTokens
 	p := &producer{c: c, deep: deep, tokens: tokens, space: make(chan struct{}, chunkQueue),
 		ch: make(chan chunk, chunkQueue+cap(tokens)), done: make(chan struct{})}
+	if deep {
+		c.patient, c.wanted = true, &p.wanted
+	}
 	go p.run()
 	return p
 }
@@ -168,10 +175,21 @@ func (p *producer) release(ahead bool) {
 	}
 }
 
+// want says the stream's chunks are wanted as made: a reader opened the
+// warm stream (it would otherwise wait for the encryption of a chunk held
+// for company), or it is stopping. A chunk waiting in the lane engine
+// goes at once.
+func (p *producer) want() {
+	if p.c.patient && !p.wanted.Swap(true) {
+		pokeLanes()
+	}
+}
+
 // stop cancels the producer (aborting its source read), recycles what it
 // queued and waits for its goroutine to end.
 func (p *producer) stop() {
 	p.c.cancel()
+	p.want() // a patient chunk in the engine ends now, not after its wait
 	for c := range p.ch {
 		p.release(c.ahead)
 		c.free()

@@ -34,6 +34,11 @@ func (f *File) NewReader() *Reader {
 		r = f.newReader()
 	} else {
 		warmHits.Add(1)
+		r.mu.Lock()
+		if r.prod != nil {
+			r.prod.want()
+		}
+		r.mu.Unlock()
 	}
 	r.open = true
 	f.open.Add(1)

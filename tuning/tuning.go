@@ -89,6 +89,12 @@ type Tuning struct {
 	// to interleave before it encrypts one alone (waiting costs no CPU).
 	LaneSlice  int
 	LaneLinger time.Duration
+	// LaneGateWait is how long the engine may hold a warm stream's chunk
+	// (made ahead of its reader) for company before it encrypts it alone:
+	// a lane costs as much alone as with three others, and such chunks
+	// come one at a time, as the reader frees the ahead budget. A reader
+	// that comes to wait for one ends its wait at once. 0: never held.
+	LaneGateWait time.Duration
 
 	// ---- fs: the FUSE layer ----
 
@@ -190,6 +196,7 @@ func Default() Tuning {
 		WarmEvictAfter:  500 * time.Millisecond,
 		LaneSlice:       64 << 10,
 		LaneLinger:      300 * time.Microsecond,
+		LaneGateWait:    10 * time.Millisecond,
 		EntryTTL:        time.Second,
 		OutputEntryTTL:  time.Hour,
 		StoreTimeout:    5 * time.Second,
@@ -231,6 +238,7 @@ func (t Tuning) Validate() error {
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
 	check(t.WarmEvictAfter >= 0, "WarmEvictAfter", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
+	check(t.LaneLinger >= 0 && t.LaneGateWait >= 0, "LaneLinger/LaneGateWait", "must be >= 0")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")

@@ -23,6 +23,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		"WarmEvictAfter":  func(t *Tuning) { t.WarmEvictAfter = -1 },
 		"OriginStreams":   func(t *Tuning) { t.OriginStreams = -1 },
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
+		"LaneGateWait":    func(t *Tuning) { t.LaneGateWait = -1 },
 	} {
 		tu := Default()
 		breakIt(&tu)

@@ -128,14 +128,23 @@ func (b *bench) styleRuns(r *styleRow, daemon, extra *proc, fn func() (int64, er
 	var bytes int64
 	for i := range b.cfg.Runs {
 		b.dropCaches()
+		var stopPerf func()
+		if i == 0 && daemon != nil && r.target == cbcTarget {
+			stopPerf = b.perfProc("style "+r.style, daemon)
+		}
 		c0 := b.readerCPU(daemon, extra)
 		t := time.Now()
 		n, err := fn()
+		elapsed := time.Since(t)
+		c1 := b.readerCPU(daemon, extra)
+		if stopPerf != nil {
+			stopPerf()
+		}
 		if err != nil {
 			return fmt.Errorf("%s on %s (run %d): %w", r.style, r.target, i+1, err)
 		}
-		r.mbs = append(r.mbs, float64(n)/1e6/time.Since(t).Seconds())
-		use = use.add(b.readerCPU(daemon, extra).sub(c0))
+		r.mbs = append(r.mbs, float64(n)/1e6/elapsed.Seconds())
+		use = use.add(c1.sub(c0))
 		bytes += n
 	}
 	r.cpu = use.perGB(bytes)
