@@ -21,11 +21,15 @@ type settings struct {
 
 var current atomic.Pointer[settings]
 
-func init() {
+// The defaults are in force from variable initialization on, before any
+// init function runs: the lane engine's goroutine, started by one, reads
+// them at once.
+var _ = func() bool {
 	if err := SetTuning(tuning.Default()); err != nil {
 		panic(err)
 	}
-}
+	return true
+}()
 
 // SetTuning makes t the tuning of Files made and streams started from now
 // on. The daemon calls it once at start; tests and the bench to try values.
