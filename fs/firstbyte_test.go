@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mpcfs/mpcfs/control"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 )
 
@@ -18,24 +18,10 @@ import (
 // ("Stat", "GET", "List", "Buckets", "BucketExists" with bucket/key).
 type requestLog struct {
 	store.Store
-	mu   sync.Mutex
-	reqs []string
+	testutil.Requests
 }
 
-func (l *requestLog) add(op, bucket, key string) {
-	l.mu.Lock()
-	l.reqs = append(l.reqs, op+" "+bucket+"/"+key)
-	l.mu.Unlock()
-}
-
-// take returns the requests recorded since the last take.
-func (l *requestLog) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r := l.reqs
-	l.reqs = nil
-	return r
-}
+func (l *requestLog) add(op, bucket, key string) { l.Add(op + " " + bucket + "/" + key) }
 
 func (l *requestLog) Buckets(ctx context.Context) ([]string, error) {
 	l.add("Buckets", "", "")
@@ -94,7 +80,7 @@ func TestFirstByteStoreRequests(t *testing.T) {
 
 	firstBytes := func(mnt *fixture, seg string) []string {
 		t.Helper()
-		rl.take()
+		rl.Take()
 		fd, err := os.Open(mnt.path(rel, seg))
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +89,7 @@ func TestFirstByteStoreRequests(t *testing.T) {
 		if _, err := io.ReadFull(fd, make([]byte, 16)); err != nil {
 			t.Fatal(err)
 		}
-		return rl.take()
+		return rl.Take()
 	}
 	check := func(what string, reqs []string, taskStoreGETs int) {
 		t.Helper()

@@ -7,41 +7,26 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
-// requestLog is a reverse proxy in front of MinIO that records every
-// request (method and target) it passes on.
-type requestLog struct {
-	mu   sync.Mutex
-	reqs []string
-}
-
-func (l *requestLog) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r := l.reqs
-	l.reqs = nil
-	return r
-}
-
-func startRequestLog(t *testing.T, endpoint string) (*requestLog, string) {
+// startRequestLog starts a reverse proxy in front of MinIO that records
+// every request (method and URI) it passes on.
+func startRequestLog(t *testing.T, endpoint string) (*testutil.Requests, string) {
 	up, err := url.Parse(endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &requestLog{}
+	l := &testutil.Requests{}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(up)
 		r.Out.Host = r.In.Host // what the client signed
-		l.mu.Lock()
-		l.reqs = append(l.reqs, r.In.Method+" "+r.In.URL.RequestURI())
-		l.mu.Unlock()
+		l.Add(r.In.Method + " " + r.In.URL.RequestURI())
 	}}
 	srv := httptest.NewServer(rp)
 	t.Cleanup(srv.Close)
@@ -60,7 +45,7 @@ func TestLearnRegions(t *testing.T) {
 	defer cancel()
 	firstRead := func(st *store.S3) []string {
 		t.Helper()
-		log.take()
+		log.Take()
 		rc, err := st.Open(ctx, "media", "seg.ts", 0, 4)
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +54,7 @@ func TestLearnRegions(t *testing.T) {
 			t.Errorf("read %q", b)
 		}
 		rc.Close()
-		return log.take()
+		return log.Take()
 	}
 
 	unlearned, err := store.NewS3(store.S3Config{Endpoint: ep, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})

@@ -46,16 +46,23 @@ func (b *bench) run() error {
 	return b.writeReport()
 }
 
+// keyedMount starts the key server (the key URI of the outputs'
+// playlists, for ffmpeg and the players) and mounts mpcfs; the caller
+// stops the mount.
+func (b *bench) keyedMount() (*mpcfsMount, error) {
+	if err := b.startKeyServer(); err != nil {
+		return nil, err
+	}
+	return b.mountMpcfs()
+}
+
 // mpcfsPhase mounts mpcfs once for the sequential rows, the first-byte
 // rows and the reader styles, and stops it before the peers run.
 func (b *bench) mpcfsPhase() error {
 	if !b.cfg.Seq && !b.cfg.Styles && !b.cfg.FirstByte {
 		return nil
 	}
-	if err := b.startKeyServer(); err != nil {
-		return err
-	}
-	m, err := b.mountMpcfs()
+	m, err := b.keyedMount()
 	if err != nil {
 		return err
 	}
@@ -91,10 +98,7 @@ func (b *bench) httpPhase() error {
 	if err := b.rawSeqRow(); err != nil {
 		return err
 	}
-	if err := b.startKeyServer(); err != nil {
-		return err
-	}
-	m, err := b.mountMpcfs()
+	m, err := b.keyedMount()
 	if err != nil {
 		return err
 	}

@@ -104,3 +104,26 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Requests records what a test's spy (a store wrapper, a proxy) saw, one
+// line per request, from any goroutine.
+type Requests struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// Add records one request.
+func (r *Requests) Add(line string) {
+	r.mu.Lock()
+	r.seen = append(r.seen, line)
+	r.mu.Unlock()
+}
+
+// Take returns the requests recorded since the last Take.
+func (r *Requests) Take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := r.seen
+	r.seen = nil
+	return seen
+}
