@@ -113,7 +113,6 @@ func TestMultiDRM(t *testing.T) {
 			srcFile := mustRead(t, filepath.Join(srcDir, "single", sr.File))
 			outFile := mustRead(t, filepath.Join(out, or.File))
 			cut := func(b []byte, r *dash.RangeAttr) []byte { return b[r.First : r.Last+1] }
-			work := t.TempDir()
 			for j := 1; j < len(sr.Ranges); j++ {
 				if sr.Ranges[j].Attr == "indexRange" {
 					if string(cut(outFile, or.Ranges[j])[4:8]) != "sidx" {
@@ -121,27 +120,20 @@ func TestMultiDRM(t *testing.T) {
 					}
 					continue
 				}
-				src := append(append([]byte{}, cut(srcFile, sr.Ranges[0])...), cut(srcFile, sr.Ranges[j])...)
-				enc := append(append([]byte{}, cut(outFile, or.Ranges[0])...), cut(outFile, or.Ranges[j])...)
-				os.WriteFile(filepath.Join(work, "src.mp4"), src, 0o644)
-				os.WriteFile(filepath.Join(work, "out.mp4"), enc, 0o644)
-				want, err := sample.FrameMD5(filepath.Join(work, "src.mp4"))
-				if err != nil {
-					t.Fatal(err)
+				audio := false
+				if ct, _ := sr.AS.Get("contentType"); ct == "audio" {
+					audio = true
 				}
-				got, err := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(s.key))
-				if err != nil || got != want {
-					t.Fatalf("rep %s range %s: ffmpeg does not decrypt it to the source frames (%v)", or.ID, or.Ranges[j].Attr, err)
+				var negative []byte
+				if j == 1 && !audio {
+					negative = wrong
 				}
-				if ct, _ := sr.AS.Get("contentType"); j == 1 && ct == "audio" {
-					// encrypt_audio absent (0): audio stays clear
-					if !bytes.Equal(cut(srcFile, sr.Ranges[j]), cut(outFile, or.Ranges[j])) {
-						t.Fatalf("rep %s: audio changed though encrypt_audio is 0", or.ID)
-					}
-				} else if j == 1 {
-					if bad, _ := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(wrong)); bad == want {
-						t.Fatal("a wrong key decrypts to the source frames")
-					}
+				checkDecryptsTo(t, fmt.Sprintf("rep %s range %s", or.ID, or.Ranges[j].Attr),
+					cut(srcFile, sr.Ranges[0]), cut(srcFile, sr.Ranges[j]),
+					cut(outFile, or.Ranges[0]), cut(outFile, or.Ranges[j]), s.key, negative)
+				// encrypt_audio absent (0): audio stays clear
+				if j == 1 && audio && !bytes.Equal(cut(srcFile, sr.Ranges[j]), cut(outFile, or.Ranges[j])) {
+					t.Fatalf("rep %s: audio changed though encrypt_audio is 0", or.ID)
 				}
 			}
 			// The whole file, decrypted by mp4ff (which also reads every
@@ -226,25 +218,14 @@ func TestMultiDRM(t *testing.T) {
 		srcFile := mustRead(t, filepath.Join(srcDir, "sfhls", srcPl.Maps[0].URI))
 		outFile := mustRead(t, filepath.Join(out, outPl.Maps[0].URI))
 		cut := func(b []byte, r *hls.ByteRange) []byte { return b[r.Off : r.Off+r.Len] }
-		work := t.TempDir()
 		for i := range srcPl.Segments {
-			src := append(append([]byte{}, cut(srcFile, srcPl.Maps[0].ByteRange)...), cut(srcFile, srcPl.Segments[i].ByteRange)...)
-			enc := append(append([]byte{}, cut(outFile, outPl.Maps[0].ByteRange)...), cut(outFile, outPl.Segments[i].ByteRange)...)
-			os.WriteFile(filepath.Join(work, "src.mp4"), src, 0o644)
-			os.WriteFile(filepath.Join(work, "out.mp4"), enc, 0o644)
-			want, err := sample.FrameMD5(filepath.Join(work, "src.mp4"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(s.key))
-			if err != nil || got != want {
-				t.Fatalf("segment %d: ffmpeg does not decrypt its new range to the source range's frames (%v)", i, err)
-			}
+			var negative []byte
 			if i == 0 {
-				if bad, _ := sample.FrameMD5(filepath.Join(work, "out.mp4"), "-decryption_key", hex.EncodeToString(wrong)); bad == want {
-					t.Fatal("a wrong key decrypts to the source frames")
-				}
+				negative = wrong
 			}
+			checkDecryptsTo(t, fmt.Sprintf("segment %d (its new range)", i),
+				cut(srcFile, srcPl.Maps[0].ByteRange), cut(srcFile, srcPl.Segments[i].ByteRange),
+				cut(outFile, outPl.Maps[0].ByteRange), cut(outFile, outPl.Segments[i].ByteRange), s.key, negative)
 		}
 	})
 
@@ -295,40 +276,45 @@ func TestMultiDRM(t *testing.T) {
 // its frames with the source's; negative: with a wrong key they differ.
 func checkCENCSegment(t *testing.T, srcDir, outDir, init, seg string, key []byte, negative bool, wrong []byte) {
 	t.Helper()
+	srcInit, srcSeg := mustRead(t, filepath.Join(srcDir, init)), mustRead(t, filepath.Join(srcDir, seg))
+	outInit, outSeg := mustRead(t, filepath.Join(outDir, init)), mustRead(t, filepath.Join(outDir, seg))
+	if bytes.Equal(bytes.Join([][]byte{srcInit, srcSeg}, nil), bytes.Join([][]byte{outInit, outSeg}, nil)) {
+		t.Fatalf("%s: output equals the source", seg)
+	}
+	if !negative {
+		wrong = nil
+	}
+	checkDecryptsTo(t, seg, srcInit, srcSeg, outInit, outSeg, key, wrong)
+}
+
+// checkDecryptsTo checks that ffmpeg decrypts the output init section
+// and one fragment with key to the frames of the source's; with wrong
+// (when not nil) it must not.
+func checkDecryptsTo(t *testing.T, what string, srcInit, srcFrag, outInit, outFrag, key, wrong []byte) {
+	t.Helper()
 	work := t.TempDir()
-	join := func(dir, name string) string {
-		a, err := os.ReadFile(filepath.Join(dir, init))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, seg))
-		if err != nil {
-			t.Fatal(err)
-		}
+	write := func(name string, parts ...[]byte) string {
 		p := filepath.Join(work, name)
-		if err := os.WriteFile(p, append(a, b...), 0o644); err != nil {
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	src, out := join(srcDir, "src.mp4"), join(outDir, "out.mp4")
-	if a, _ := os.ReadFile(src); bytes.Equal(a, mustRead(t, out)) {
-		t.Fatalf("%s: output equals the source", seg)
-	}
+	src, out := write("src.mp4", srcInit, srcFrag), write("out.mp4", outInit, outFrag)
 	want, err := sample.FrameMD5(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := sample.FrameMD5(out, "-decryption_key", hex.EncodeToString(key))
 	if err != nil {
-		t.Fatalf("%s: %v", seg, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	if got != want {
-		t.Fatalf("%s: ffmpeg decrypts to other frames than the source's", seg)
+		t.Fatalf("%s: ffmpeg decrypts to other frames than the source's", what)
 	}
-	if negative {
+	if wrong != nil {
 		if bad, _ := sample.FrameMD5(out, "-decryption_key", hex.EncodeToString(wrong)); bad == want {
-			t.Fatalf("%s: a wrong key decrypts to the source's frames", seg)
+			t.Fatalf("%s: a wrong key decrypts to the source's frames", what)
 		}
 	}
 }
