@@ -3,7 +3,6 @@ package cenc
 import (
 	"context"
 	"io"
-	"os/exec"
 
 	"encoding/json"
 	"github.com/mpcfs/mpcfs/crypto"
@@ -72,17 +71,7 @@ func BenchmarkScan(b *testing.B) {
 // same bytes clear through crypto.File: the cost of Common Encryption on
 // the serving path without the network.
 func BenchmarkServe(b *testing.B) {
-	needFFmpeg(b)
-	dir := b.TempDir()
-	// 8 s of 20 Mb/s 720p (noise keeps x264 at the bitrate), as the
-	// bench's media: segment sizes like real ones.
-	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t",
-		"-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M", "-g", "100",
-		"-pix_fmt", "yuv420p", "-f", "dash", "-seg_duration", "4", "manifest.mpd")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("ffmpeg: %v: %s", err, out)
-	}
+	dir := noisyDASH(b, 8, 4) // as the bench's media: 4 s segments
 	segs, _ := filepath.Glob(filepath.Join(dir, "chunk-stream0-*.m4s"))
 	d := &sample.DASH{Reps: []sample.DASHRep{{Init: "init-stream0.m4s"}}}
 	for _, s := range segs {

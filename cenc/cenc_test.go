@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,23 @@ var need = testutil.Need
 func needFFmpeg(t testing.TB) {
 	_, err := exec.LookPath("ffmpeg")
 	need(t, "ffmpeg", err == nil)
+}
+
+// noisyDASH makes a DASH set of 720p H.264 at 20 Mb/s (noise keeps x264
+// at the bitrate, so segment sizes are like real ones), seconds long in
+// segSeconds segments, one key frame per segment; it returns its folder.
+func noisyDASH(tb testing.TB, seconds, segSeconds int) string {
+	tb.Helper()
+	needFFmpeg(tb)
+	dir := tb.TempDir()
+	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t",
+		"-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M",
+		"-g", strconv.Itoa(25*segSeconds), "-pix_fmt", "yuv420p", "-f", "dash", "-seg_duration", strconv.Itoa(segSeconds), "manifest.mpd")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	return dir
 }
 
 var (
@@ -487,15 +505,7 @@ func sm4sDecrypt(t *testing.T, initData, seg, key, iv []byte) []byte {
 // subsample re-reads at most a 64 KiB window of source before it (the
 // chain checkpoint), not the subsample from its start.
 func TestCBCSCheckpoints(t *testing.T) {
-	needFFmpeg(t)
-	dir := t.TempDir()
-	cmd := exec.Command("ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25,noise=alls=40:allf=t",
-		"-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "20M", "-maxrate", "20M", "-bufsize", "40M", "-g", "50",
-		"-pix_fmt", "yuv420p", "-f", "dash", "-seg_duration", "2", "manifest.mpd")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v: %s", err, out)
-	}
+	dir := noisyDASH(t, 2, 2)
 	cfg := testConfig(CBCS, true)
 	_, in := protectedInit(t, filepath.Join(dir, "init-stream0.m4s"), cfg, nil)
 	p := filepath.Join(dir, "chunk-stream0-00001.m4s")
