@@ -328,18 +328,23 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 	if err != nil {
 		return failf(CodeInputFormat, "MPD %q: %v", in, err)
 	}
+	// The AdaptationSets holding a protected Representation, in MPD order:
+	// they get the ContentProtection elements.
 	protectedAS := map[*dash.Node]bool{}
 	var order []*dash.Node
+	noteProtected := func(protected bool, as *dash.Node) {
+		if protected && !protectedAS[as] {
+			protectedAS[as] = true
+			order = append(order, as)
+		}
+	}
 	for _, r := range reps {
 		if r.File != "" {
 			init, terr := p.protectSingleFile(cp, in, r)
 			if terr != nil {
 				return terr
 			}
-			if init.Protected && !protectedAS[r.AS] {
-				protectedAS[r.AS] = true
-				order = append(order, r.AS)
-			}
+			noteProtected(init.Protected, r.AS)
 			continue
 		}
 		if r.Init == "" {
@@ -353,10 +358,7 @@ func (p *planner) planDASH(cp *cencPlan) *taskError {
 		if terr != nil {
 			return terr
 		}
-		if init.Protected && !protectedAS[r.AS] {
-			protectedAS[r.AS] = true
-			order = append(order, r.AS)
-		}
+		noteProtected(init.Protected, r.AS)
 		for _, s := range r.Segments {
 			key, name, terr := p.resolve(in, s)
 			if terr != nil {
