@@ -157,7 +157,7 @@ func (m *Manager) checkStore(p *Params) *APIError {
 		if b.name == m.cfg.SysBucket {
 			return badRequest("field %q: bucket %q is reserved for mpcfs's task store", b.field, b.name)
 		}
-		ok, err := m.bucketExists(ctx, b.name)
+		ok, err := m.BucketExists(ctx, b.name)
 		if err != nil {
 			return &APIError{Code: CodeOperationFailed, Msg: fmt.Sprintf("checking %s %q: %v", b.field, b.name, err)}
 		}
@@ -175,10 +175,12 @@ func (m *Manager) checkStore(p *Params) *APIError {
 	return nil
 }
 
-// bucketExists asks the store, remembering a bucket found for
-// Tuning.BucketCacheTTL: a create then costs two store round trips fewer.
-// A bucket deleted meanwhile is still caught, by planning's reads.
-func (m *Manager) bucketExists(ctx context.Context, name string) (bool, error) {
+// BucketExists asks the store, remembering a bucket found for
+// Tuning.BucketCacheTTL: a create then costs two store round trips fewer,
+// and so does the mount's lookup of a bucket folder the kernel forgot. A
+// bucket deleted meanwhile is still caught, by planning's reads (and a
+// listing of a deleted bucket is empty).
+func (m *Manager) BucketExists(ctx context.Context, name string) (bool, error) {
 	if at, ok := m.bucketsSeen.Load(name); ok && time.Since(at.(time.Time)) < m.cfg.Tuning.BucketCacheTTL {
 		return true, nil
 	}

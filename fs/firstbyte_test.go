@@ -15,7 +15,8 @@ import (
 )
 
 // requestLog is a store that records each request made through it
-// ("Stat", "GET", "List", "Buckets", "BucketExists" with bucket/key).
+// ("Stat", "GET", "List", "HasPrefix", "Buckets", "BucketExists" with
+// bucket/key).
 type requestLog struct {
 	store.Store
 	testutil.Requests
@@ -36,6 +37,11 @@ func (l *requestLog) BucketExists(ctx context.Context, bucket string) (bool, err
 func (l *requestLog) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
 	l.add("List", bucket, prefix)
 	return l.Store.List(ctx, bucket, prefix)
+}
+
+func (l *requestLog) HasPrefix(ctx context.Context, bucket, prefix string) (bool, error) {
+	l.add("HasPrefix", bucket, prefix)
+	return l.Store.HasPrefix(ctx, bucket, prefix)
 }
 
 func (l *requestLog) Stat(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {

@@ -94,6 +94,7 @@ func conformance(t *testing.T, b backend) {
 
 	t.Run("Buckets", func(t *testing.T) { testBuckets(t, b) })
 	t.Run("List", func(t *testing.T) { testList(t, b) })
+	t.Run("HasPrefix", func(t *testing.T) { testHasPrefix(t, b) })
 	t.Run("Stat", func(t *testing.T) { testStat(t, b) })
 	t.Run("Open", func(t *testing.T) { testOpen(t, b) })
 	t.Run("Missing", func(t *testing.T) { testMissing(t, b) })
@@ -301,6 +302,21 @@ func testList(t *testing.T, b backend) {
 		if want := int64(len("content of " + o.Key)); o.Size != want || o.ETag == "" || o.ModTime.IsZero() {
 			t.Errorf("listed %+v: want size %d, an ETag and a ModTime", o, want)
 		}
+	}
+}
+
+func testHasPrefix(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	for prefix, want := range map[string]bool{
+		"a/": true, "a/b/": true, "a/b/e/": true, "dir with space/": true,
+		"nothing/": false, "top.txt/": false, "a/x.txt/": false, "a/b/e/f.txt/": false,
+	} {
+		if ok, err := b.st.HasPrefix(ctx, "alpha", prefix); err != nil || ok != want {
+			t.Errorf("HasPrefix(alpha, %q) = %v, %v; want %v", prefix, ok, err, want)
+		}
+	}
+	if _, err := b.st.HasPrefix(ctx, "gamma", "a/"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("HasPrefix in a missing bucket: %v, want ErrNotExist", err)
 	}
 }
 

@@ -170,6 +170,47 @@ func (l *Local) List(ctx context.Context, bucket, prefix string) (Listing, error
 	return out, nil
 }
 
+// HasPrefix reports whether the prefix's folder holds an object or a
+// sub-folder, reading its entries a few at a time (a huge folder is not
+// read whole).
+func (l *Local) HasPrefix(ctx context.Context, bucket, prefix string) (bool, error) {
+	if prefix == "" {
+		return false, fmt.Errorf("invalid prefix %q: HasPrefix needs a folder", prefix)
+	}
+	dir, err := l.prefixDir(bucket, prefix)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		_, err = l.listMissing(ctx, bucket, prefix, err)
+		return false, err
+	}
+	defer f.Close()
+	for {
+		entries, err := f.ReadDir(16)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), tmpPrefix) {
+				continue
+			}
+			if isDir(dir, e) {
+				return true, nil
+			}
+			if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.Mode().IsRegular() {
+				return true, nil
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return false, nil
+		case errors.Is(err, syscall.ENOTDIR):
+			return false, nil // a file: nothing lies under it
+		case err != nil:
+			return false, fmt.Errorf("listing %s/%s: %w", bucket, prefix, err)
+		}
+	}
+}
+
 // prefixDir validates a List prefix and returns its folder.
 func (l *Local) prefixDir(bucket, prefix string) (string, error) {
 	if prefix == "" {

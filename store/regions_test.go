@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,49 @@ func TestLearnRegions(t *testing.T) {
 	learned.LearnRegions(ctx)
 	if reqs := firstRead(learned); len(reqs) != 1 || reqs[0][:3] != http.MethodGet {
 		t.Errorf("first read after LearnRegions: requests %q, want the GET alone", reqs)
+	}
+}
+
+// TestHasPrefixOneRequest: whether a folder exists is one listing of at
+// most one key, even for a folder of more objects than a listing page
+// (1000) holds. Listing it whole (List) is the negative control: pages.
+func TestHasPrefixOneRequest(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, "media")
+	log, ep := startRequestLog(t, srv.Endpoint)
+	st, err := store.NewS3(store.S3Config{Endpoint: ep, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const objects = 1001
+	sem := make(chan struct{}, 16)
+	errs := make(chan error, objects)
+	for i := range objects {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- st.Put(ctx, "media", fmt.Sprintf("big/%04d.ts", i), []byte("x"))
+		}()
+	}
+	for range objects {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.Take()
+	if ok, err := st.HasPrefix(ctx, "media", "big/"); !ok || err != nil {
+		t.Fatalf("HasPrefix(big/) = %v, %v", ok, err)
+	}
+	reqs := log.Take()
+	if len(reqs) != 1 || !strings.Contains(reqs[0], "max-keys=1") {
+		t.Errorf("HasPrefix of a folder of %d objects: requests %q, want one listing with max-keys=1", objects, reqs)
+	}
+	if l, err := st.List(ctx, "media", "big/"); err != nil || len(l.Objects) != objects {
+		t.Fatalf("List(big/) = %d objects, %v", len(l.Objects), err)
+	}
+	if reqs := log.Take(); len(reqs) < 2 {
+		t.Errorf("listing the folder whole took requests %q: the control should page", reqs)
 	}
 }

@@ -363,6 +363,21 @@ func (s *S3) List(ctx context.Context, bucket, prefix string) (Listing, error) {
 	return out, nil
 }
 
+// HasPrefix lists at most one key under prefix: the answer to "is this a
+// folder?" costs one small request even for a folder of a million objects.
+func (s *S3) HasPrefix(ctx context.Context, bucket, prefix string) (bool, error) {
+	ctx, cancel := context.WithCancel(ctx) // no second page
+	defer cancel()
+	opts := minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}
+	for o := range s.core.Client.ListObjects(ctx, bucket, opts) {
+		if o.Err != nil {
+			return false, mapErr("listing "+bucket+"/"+prefix, o.Err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
 // info converts minio's ObjectInfo; ETags lose their quotes so both listing
 // and HEAD give the same string.
 func info(o minio.ObjectInfo) ObjectInfo {

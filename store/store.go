@@ -52,6 +52,9 @@ type Store interface {
 	BucketExists(ctx context.Context, bucket string) (bool, error)
 	// List returns the objects and sub-prefixes directly under prefix.
 	List(ctx context.Context, bucket, prefix string) (Listing, error)
+	// HasPrefix reports whether anything lies under prefix (which ends in
+	// "/"): one listing of at most one key, however large the folder.
+	HasPrefix(ctx context.Context, bucket, prefix string) (bool, error)
 	// Stat describes one object; ErrNotExist if it is missing.
 	Stat(ctx context.Context, bucket, key string) (ObjectInfo, error)
 	// Open reads length bytes of the object from offset off (length < 0: to

@@ -171,6 +171,12 @@ func (c *countingStore) List(ctx context.Context, bucket, prefix string) (store.
 	return l, err
 }
 
+func (c *countingStore) HasPrefix(ctx context.Context, bucket, prefix string) (bool, error) {
+	ok, err := c.st.HasPrefix(ctx, bucket, prefix)
+	count("list", err)
+	return ok, err
+}
+
 func (c *countingStore) Stat(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {
 	i, err := c.st.Stat(ctx, bucket, key)
 	count("stat", err)
