@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"io"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,6 +107,54 @@ type dirNode struct {
 	opts   *Options
 	bucket string
 	prefix string // "" or ending in "/"
+
+	mu     sync.Mutex
+	listed *folderListing // the last listing, while Tuning.ListingTTL trusts it
+}
+
+// folderListing is what a listing said of a folder's names, kept to answer
+// the lookups that follow it (readdirplus asks one per entry).
+type folderListing struct {
+	at       time.Time
+	objects  map[string]store.ObjectInfo // by name in the folder
+	prefixes map[string]bool             // sub-folder names
+}
+
+// remember keeps the listing l for the lookups that follow it.
+func (d *dirNode) remember(l store.Listing) {
+	if d.opts.Tuning.ListingTTL <= 0 {
+		return
+	}
+	fl := &folderListing{at: time.Now(), objects: make(map[string]store.ObjectInfo, len(l.Objects)), prefixes: make(map[string]bool, len(l.Prefixes))}
+	for _, o := range l.Objects {
+		fl.objects[strings.TrimPrefix(o.Key, d.prefix)] = o
+	}
+	for _, p := range l.Prefixes {
+		fl.prefixes[strings.TrimSuffix(strings.TrimPrefix(p, d.prefix), "/")] = true
+	}
+	d.mu.Lock()
+	d.listed = fl
+	d.mu.Unlock()
+}
+
+// recall answers a lookup of name from a listing still trusted: an
+// object's info, or folder true. ok false: ask the store (the listing is
+// old, or does not hold the name - it may be newer than the listing).
+func (d *dirNode) recall(name string) (info store.ObjectInfo, folder, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fl := d.listed
+	if fl == nil {
+		return info, false, false
+	}
+	if time.Since(fl.at) > d.opts.Tuning.ListingTTL {
+		d.listed = nil // its memory goes with it
+		return info, false, false
+	}
+	if info, ok := fl.objects[name]; ok {
+		return info, false, true
+	}
+	return info, fl.prefixes[name], fl.prefixes[name]
 }
 
 var (
@@ -166,6 +215,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	if d.opts.hidesSources(ctx) {
 		return fusefs.NewListDirStream(entries), 0
 	}
+	d.remember(l)
 	for _, p := range l.Prefixes {
 		add(strings.TrimSuffix(strings.TrimPrefix(p, d.prefix), "/"), syscall.S_IFDIR)
 	}
@@ -185,6 +235,12 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	if d.opts.hidesSources(ctx) {
 		return nil, syscall.ENOENT
+	}
+	if info, folder, ok := d.recall(name); ok {
+		if folder {
+			return newDir(ctx, &d.Inode, d.opts, d.bucket, key+"/", out), 0
+		}
+		return d.newObject(ctx, info, out), 0
 	}
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()

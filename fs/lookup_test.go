@@ -3,13 +3,17 @@ package fs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // pairedStore answers a Stat only once the HasPrefix of the same name's
@@ -105,5 +109,69 @@ func TestSourceLookupAsksAtOnce(t *testing.T) {
 	}
 	if ps.prefixes == 0 {
 		t.Error("no folder check at all")
+	}
+}
+
+// TestListingAnswersLookups: `ls -l` of a bucket folder costs its listing
+// and no request per entry: readdirplus looks up every name right after
+// the listing, and the listing already says what each is. A name the
+// listing does not hold (an object put since) still asks the store, so
+// nothing new is hidden. With ListingTTL 0 (the negative control) every
+// entry is asked of the store again.
+func TestListingAnswersLookups(t *testing.T) {
+	st, _ := localStore(t, "media")
+	ctx := context.Background()
+	const objects = 40
+	for i := range objects {
+		if err := st.Put(ctx, "media", fmt.Sprintf("vod/seg_%02d.ts", i), []byte("data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range []string{"vod/low/a.ts", "vod/high/a.ts"} {
+		if err := st.Put(ctx, "media", sub, []byte("data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lsl := func(f *fixture) (entries int, reqs []string) {
+		t.Helper()
+		rl := f.st.(*requestLog)
+		if _, err := os.Stat(f.path("buckets", "media", "vod")); err != nil {
+			t.Fatal(err)
+		}
+		rl.Take()
+		out, err := exec.Command("ls", "-l", f.path("buckets", "media", "vod")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ls -l: %v: %s", err, out)
+		}
+		return strings.Count(string(out), "\n") - 1, rl.Take() // less the "total" line
+	}
+	perEntry := func(reqs []string) (n int) {
+		for _, r := range reqs {
+			if strings.HasPrefix(r, "Stat ") || strings.HasPrefix(r, "HasPrefix ") {
+				n++
+			}
+		}
+		return n
+	}
+
+	f := newFixture(t, &requestLog{Store: st}, ".mpcfs")
+	n, reqs := lsl(f)
+	if n != objects+2 {
+		t.Fatalf("ls -l listed %d entries, want %d", n, objects+2)
+	}
+	if perEntry(reqs) != 0 {
+		t.Errorf("ls -l asked the store per entry: %q", reqs)
+	}
+	// An object put after the listing is found all the same.
+	if err := st.Put(ctx, "media", "vod/late.ts", []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(f.path("buckets", "media", "vod", "late.ts")); err != nil || string(b) != "late" {
+		t.Errorf("an object put after the listing: %q, %v", b, err)
+	}
+
+	g := newFixtureOpts(t, &requestLog{Store: st}, ".mpcfs", mountOpts{tune: func(tu *tuning.Tuning) { tu.ListingTTL = 0 }})
+	if _, reqs := lsl(g); perEntry(reqs) < objects {
+		t.Errorf("with ListingTTL 0, ls -l asked the store %d times per entry (%q): the control should ask for each", perEntry(reqs), reqs)
 	}
 }

@@ -53,6 +53,7 @@ type mountOpts struct {
 	othersSee  string        // fs.OthersSeeOutputs (""), fs.OthersSeeAll
 	refresh    time.Duration // task-store refresh (0: the default tuning's)
 	masterKey  string        // share a master key with another fixture
+	tune       func(*tuning.Tuning)
 }
 
 // newFixtureOpts is newFixture with mountOpts.
@@ -88,6 +89,9 @@ func (f *fixture) mount() {
 	tune := tuning.Default()
 	if f.opts.refresh != 0 {
 		tune.Refresh = f.opts.refresh
+	}
+	if f.opts.tune != nil {
+		f.opts.tune(&tune)
 	}
 	f.mgr, err = control.NewManager(control.Config{Store: f.st, Region: "region1", SysBucket: f.sys, Master: master, Log: lg, Tuning: tune})
 	if err != nil {

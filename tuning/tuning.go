@@ -106,6 +106,13 @@ type Tuning struct {
 	// under their inode (content-derived), and withdrawn ones are
 	// invalidated at once, so their entries can live long.
 	OutputEntryTTL time.Duration
+	// ListingTTL is how long a bucket folder's listing answers the
+	// lookups of the names it holds: readdirplus (ls, ls -l, find) looks
+	// up every entry right after the listing, one at a time, and without
+	// it each would be a HEAD (a round trip each on a store far away).
+	// Only names the listing holds are answered; any other name still
+	// asks the store, so a new object is never hidden. 0: never.
+	ListingTTL time.Duration
 	// StoreTimeout bounds the store requests of one lookup, getattr,
 	// readdir or open, so a store that went away or froze gives EIO
 	// within seconds instead of a hung ls (they are not cut short by a
@@ -199,6 +206,7 @@ func Default() Tuning {
 		LaneGateWait:    10 * time.Millisecond,
 		EntryTTL:        time.Second,
 		OutputEntryTTL:  time.Hour,
+		ListingTTL:      5 * time.Second,
 		StoreTimeout:    5 * time.Second,
 		WarmAfter:       1 << 20,
 		WarmLead:        4 << 20,
@@ -236,7 +244,7 @@ func (t Tuning) Validate() error {
 	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
 	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
-	check(t.WarmEvictAfter >= 0, "WarmEvictAfter", "must be >= 0")
+	check(t.WarmEvictAfter >= 0 && t.ListingTTL >= 0, "WarmEvictAfter/ListingTTL", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
 	check(t.LaneLinger >= 0 && t.LaneGateWait >= 0, "LaneLinger/LaneGateWait", "must be >= 0")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
