@@ -132,22 +132,30 @@ func (b *bench) s3fsRow() error {
 
 // s3fsArgs is the s3fs command line (default options, read-only) for a
 // mount at dir; the credentials are in a 0600 file.
-func (b *bench) s3fsArgs(dir string) ([]string, error) {
+func (b *bench) s3fsArgs(dir string) ([]string, error) { return b.s3fsBucketArgs(dir, mediaBucket) }
+
+// s3fsBucketArgs is s3fsArgs for another bucket.
+func (b *bench) s3fsBucketArgs(dir, bucket string) ([]string, error) {
 	pw, err := b.writeSecret("s3fs.passwd", []byte(b.ak+":"+b.sk+"\n"))
 	if err != nil {
 		return nil, err
 	}
-	return []string{"s3fs", mediaBucket, dir, "-f",
+	return []string{"s3fs", bucket, dir, "-f",
 		"-o", "url=" + b.ep, "-o", "use_path_request_style", "-o", "passwd_file=" + pw, "-o", "ro"}, nil
 }
 
 // mountS3fs mounts s3fs at a new mount point and waits for the media.
 func (b *bench) mountS3fs(name string) (*proc, string, error) {
+	return b.mountS3fsBucket(name, mediaBucket, filepath.Join(strings.TrimSuffix(mediaPrefix, "/"), b.media.segs[0]))
+}
+
+// mountS3fsBucket mounts s3fs over bucket and waits for the file probe.
+func (b *bench) mountS3fsBucket(name, bucket, probe string) (*proc, string, error) {
 	dir, err := b.mountDir(name)
 	if err != nil {
 		return nil, "", err
 	}
-	args, err := b.s3fsArgs(dir)
+	args, err := b.s3fsBucketArgs(dir, bucket)
 	if err != nil {
 		return nil, "", err
 	}
@@ -155,7 +163,7 @@ func (b *bench) mountS3fs(name string) (*proc, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := waitMounted(p, dir, filepath.Join(strings.TrimSuffix(mediaPrefix, "/"), b.media.segs[0])); err != nil {
+	if err := waitMounted(p, dir, probe); err != nil {
 		b.stopMount(p, dir)
 		return nil, "", err
 	}

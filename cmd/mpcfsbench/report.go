@@ -23,6 +23,7 @@ type report struct {
 	styles            []*styleRow
 	debugRA           string  // read_ahead_kb of the --debug mount
 	firstByte         []*row  // ms from open(2) to the first byte, cold
+	listing           []*row  // ms of ls -l of a ladder folder, cold
 	rttMs             float64 // a HEAD's round trip through toxiproxy (-latency-ms)
 	cat               *catalogueResult
 	probes            []*styleRow // O_DIRECT probes on the --debug mount
@@ -88,6 +89,7 @@ func (b *bench) markdown() string {
 	b.concTable(&s)
 	b.stylesTable(&s)
 	b.firstByteTable(&s)
+	b.listingTable(&s)
 	fmt.Fprintf(&s, "\n## Task creation\n\n2-variant ladder, %d segments each (synthetic playlists, tiny objects), AES-128-CBC: "+
 		"request open(2) to SUCCEEDED read from control/tasks: median **%.0f ms** (runs: %s); mpcfs peak RSS %.0f MB.\n",
 		b.cfg.Ladder, median(r.taskMs), fmtList(r.taskMs), r.taskRSS)

@@ -79,6 +79,9 @@ func (b *bench) mpcfsPhase() error {
 		if err := b.firstByteRows(m); err != nil {
 			return err
 		}
+		if err := b.listingRows(m); err != nil {
+			return err
+		}
 	}
 	if b.cfg.Styles {
 		if err := b.stylesRows(m); err != nil {
