@@ -365,11 +365,11 @@ func (s *S3) List(ctx context.Context, bucket, prefix string) (Listing, error) {
 
 // HasPrefix lists at most one key under prefix: the answer to "is this a
 // folder?" costs one small request even for a folder of a million objects.
+// The iterator makes no request past the page we stop in (the channel
+// form's goroutine may already ask for the next one).
 func (s *S3) HasPrefix(ctx context.Context, bucket, prefix string) (bool, error) {
-	ctx, cancel := context.WithCancel(ctx) // no second page
-	defer cancel()
 	opts := minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}
-	for o := range s.core.Client.ListObjects(ctx, bucket, opts) {
+	for o := range s.core.Client.ListObjectsIter(ctx, bucket, opts) {
 		if o.Err != nil {
 			return false, mapErr("listing "+bucket+"/"+prefix, o.Err)
 		}
