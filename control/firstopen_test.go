@@ -23,12 +23,15 @@ type sysReadStore struct {
 
 	mu                         sync.Mutex
 	stats, gets, inFlight, max int
+	// srcBeside counts source GETs sent while task-store GETs were in
+	// flight (not waiting for their answers).
+	srcBeside int
 }
 
 func (s *sysReadStore) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats, s.gets, s.inFlight, s.max = 0, 0, 0, 0
+	s.stats, s.gets, s.inFlight, s.max, s.srcBeside = 0, 0, 0, 0, 0
 }
 
 func (s *sysReadStore) counts() (stats, gets, maxInFlight int) {
@@ -48,6 +51,11 @@ func (s *sysReadStore) Stat(ctx context.Context, bucket, key string) (store.Obje
 
 func (s *sysReadStore) get(bucket string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if bucket != s.sys {
+		s.mu.Lock()
+		if s.inFlight > 0 {
+			s.srcBeside++
+		}
+		s.mu.Unlock()
 		return open()
 	}
 	s.mu.Lock()
@@ -97,7 +105,8 @@ func openFirstSegment(t *testing.T, x *Outputs, bucket, folder string) {
 // TestFirstOpenTaskStoreReads: the first byte of an output waits for as
 // few task-store round trips as can be. On the mount that ran the task,
 // none (it keeps the plan it made); on another mount, one: the record and
-// the plan are read at once, and the record without a HEAD first.
+// the plan are read at once, and the record without a HEAD first, and the
+// segment's source GET is sent beside them (speculate.go), not after.
 func TestFirstOpenTaskStoreReads(t *testing.T) {
 	const hold = 40 * time.Millisecond
 	st := &sysReadStore{Store: taskStore(t), sys: ".mpcfs", hold: hold}
@@ -121,6 +130,15 @@ func TestFirstOpenTaskStoreReads(t *testing.T) {
 	}
 	if gets != 2 || maxInFlight != 2 {
 		t.Errorf("first open on another mount: %d task-store GETs, at most %d at once; want the record and the plan read together (2, 2)", gets, maxInFlight)
+	}
+	st.mu.Lock()
+	beside := st.srcBeside
+	st.mu.Unlock()
+	if beside != 1 {
+		t.Errorf("first open on another mount: %d source GETs sent while the record and plan were on their way, want 1 (the segment's, speculative)", beside)
+	}
+	if started, used, _ := b.Outputs().SpeculationCounts(); started != 1 || used != 1 {
+		t.Errorf("first open on another mount: speculations started %d, used %d; want 1, 1", started, used)
 	}
 }
 
