@@ -1,15 +1,19 @@
 package control
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // sysReadStore counts the task-store requests made through it and how
@@ -174,5 +178,67 @@ func TestConcurrentStaleNotesAllSaved(t *testing.T) {
 				t.Fatalf("round %d: %q not saved: %s", round, note, data)
 			}
 		}
+	}
+}
+
+// readSegment reads the whole output bucket/key through x.
+func readSegment(t *testing.T, x *Outputs, bucket, key string) []byte {
+	t.Helper()
+	o := x.Lookup(bucket, key)
+	if o == nil {
+		t.Fatalf("no output %s/%s", bucket, key)
+	}
+	f, err := x.Open(o)
+	if err != nil {
+		t.Fatalf("opening %s: %v", key, err)
+	}
+	r := f.NewReader()
+	defer r.Close()
+	buf := make([]byte, o.Size)
+	if _, err := r.ReadAt(context.Background(), buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return buf
+}
+
+// TestSpeculationBound: opens of a task not loaded yet, all at once (its
+// plan is on its way for each of them), start no more speculative GETs
+// than Tuning.Speculations; the others read as without speculation, and
+// every output is served byte for byte as on the mount that ran the task.
+func TestSpeculationBound(t *testing.T) {
+	st := &sysReadStore{Store: taskStore(t), sys: ".mpcfs", hold: 200 * time.Millisecond}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	keys := []string{"out/a.ts", "out/b.ts"}
+	var want [][]byte
+	for _, k := range keys {
+		want = append(want, readSegment(t, a.Outputs(), "public", k))
+	}
+
+	b, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master, Log: log.New(io.Discard, "", 0),
+		Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh, t.Speculations = -1, 1 })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make([][]byte, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = readSegment(t, b.Outputs(), "public", k)
+		}()
+	}
+	wg.Wait()
+	for i := range keys {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("%s: other bytes than the mount that ran the task serves", keys[i])
+		}
+	}
+	if started, _, _ := b.Outputs().SpeculationCounts(); started != 1 {
+		t.Errorf("%d opens at once with Speculations 1: %d speculative GETs started, want 1", len(keys), started)
 	}
 }
