@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 )
 
@@ -124,6 +125,7 @@ func (x *Outputs) dropSpec(sp *speculation) {
 		rc.Close()
 	}
 	x.specsDropped.Add(1)
+	metrics.SpeculativeGets.WithLabelValues("dropped").Inc()
 }
 
 // takeSpec is the first source read of output ino (bytes [off, off+n) of
@@ -171,6 +173,7 @@ func (x *Outputs) takeSpec(ctx context.Context, ino uint64, bucket string, p Out
 	rc := sp.rc
 	sp.mu.Unlock()
 	x.specsUsed.Add(1)
+	metrics.SpeculativeGets.WithLabelValues("used").Inc()
 	// The reader's context aborts the body as it would its own GET's.
 	stop := context.AfterFunc(ctx, sp.cancel)
 	return &specBody{Reader: io.LimitReader(rc, n), rc: rc, done: func() { stop(); sp.cancel() }}
