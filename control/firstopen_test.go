@@ -9,9 +9,11 @@ import (
 	"log"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
@@ -241,4 +243,76 @@ func TestSpeculationBound(t *testing.T) {
 	if started, _, _ := b.Outputs().SpeculationCounts(); started != 1 {
 		t.Errorf("%d opens at once with Speculations 1: %d speculative GETs started, want 1", len(keys), started)
 	}
+}
+
+// openBodies counts the bodies of unconditional GETs (speculative ones:
+// every other source read is If-Match) not closed yet.
+type openBodies struct {
+	store.Store
+	open atomic.Int64
+}
+
+func (s *openBodies) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	rc, err := s.Store.Open(ctx, bucket, key, off, n)
+	a, ok := rc.(store.Answer)
+	if err != nil || !ok {
+		return rc, err
+	}
+	s.open.Add(1)
+	return &countedBody{ReadCloser: rc, Answer: a, open: &s.open}, nil
+}
+
+type countedBody struct {
+	io.ReadCloser
+	store.Answer
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (b *countedBody) Close() error {
+	b.once.Do(func() { b.open.Add(-1) })
+	return b.ReadCloser.Close()
+}
+
+// TestSpeculationNotWantedIsClosed: a first read that does not start at
+// the segment's start (CTR or clear bytes seek without reading from the
+// start) does not take the speculative GET: it is closed then, not at
+// the end of Tuning.SpeculationHold, and the read gets the right bytes by
+// its own GET.
+func TestSpeculationNotWantedIsClosed(t *testing.T) {
+	st := &openBodies{Store: taskStore(t)}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	want := readSegment(t, a.Outputs(), "public", "out/b.ts")
+
+	b, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master, Log: log.New(io.Discard, "", 0),
+		Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh, t.SpeculationHold = -1, time.Hour })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	x := b.Outputs()
+	o := x.Lookup("public", "out/b.ts")
+	f, err := x.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.NewReader()
+	defer r.Close()
+	mid := o.Size / 2
+	got := make([]byte, 16)
+	if _, err := r.ReadAt(context.Background(), got, mid); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want[mid:mid+16]) {
+		t.Errorf("read in the middle: other bytes than the mount that ran the task serves")
+	}
+	if started, used, dropped := x.SpeculationCounts(); started != 1 || used != 0 || dropped != 1 {
+		t.Errorf("a first read in the middle of a CTR or clear segment: speculations started %d, used %d, dropped %d; want 1, 0, 1", started, used, dropped)
+	}
+	// Closed at once (a GET still on its way is closed as it arrives),
+	// long before the hour of SpeculationHold.
+	testutil.Eventually(t, 2*time.Second, "the speculative body the first read did not want closed", func() bool { return st.open.Load() == 0 })
 }
