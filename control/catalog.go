@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,12 @@ type summary struct {
 	Created    int64
 	OutBucket  string
 	OutObject  string
+	// SrcDir is the input bucket, "/", and the input folder ("" or ending
+	// in "/"): a segment output named N is most likely made from the
+	// object SrcDir+N, so its first open can start that GET before the
+	// plan says (Outputs.speculate). "" for summaries read from shards
+	// written before it was kept.
+	SrcDir string
 	// Files are a SUCCEEDED task's outputs, in plan order.
 	Files *fileList
 }
@@ -111,11 +118,26 @@ func filesOf(id, object string, plan *Plan) *fileList {
 // outputs when it is SUCCEEDED.
 func summarize(rec *record, etag string, files *fileList) *summary {
 	s := &summary{ID: rec.TaskID, ETag: etag, Status: rec.Status, CreateTime: rec.CreateTime,
-		EndTime: rec.EndTime, Created: rec.Created, OutBucket: rec.Output.Bucket, OutObject: rec.Output.Object}
+		EndTime: rec.EndTime, Created: rec.Created, OutBucket: rec.Output.Bucket, OutObject: rec.Output.Object,
+		SrcDir: srcDirOf(rec.Input)}
 	if rec.Status == Succeeded {
 		s.Files = files
 	}
 	return s
+}
+
+// srcDirOf is SrcDir for a task's input: its bucket and the folder of
+// its playlist, the planner's base folder (names of whole-segment outputs
+// are their sources' keys below it).
+func srcDirOf(in Location) string {
+	if in.Bucket == "" {
+		return ""
+	}
+	dir := path.Dir(in.Object)
+	if dir == "." {
+		return in.Bucket + "/"
+	}
+	return in.Bucket + "/" + dir + "/"
 }
 
 // newer reports whether task a was created after task b: the newer of two
@@ -175,14 +197,18 @@ func (c *catalog) each(fn func(*summary)) {
 	}
 }
 
-// A shard is stored as text: the line "mpcfs-index 2", then tokens each
+// A shard is stored as text: the line "mpcfs-index 3", then tokens each
 // ended by a NUL byte (no task id, ETag, bucket or servable name holds
 // one): for each task its id, record ETag, status, create_time,
-// end_time, created_unix_nano, output bucket and folder, number of files,
-// then for each file its kind byte and name, size and inode (hex).
+// end_time, created_unix_nano, output bucket and folder, SrcDir, number
+// of files, then for each file its kind byte and name, size and inode
+// (hex). Shards of version 2 (no SrcDir) are still read.
 // Decoding makes no string of its own: every field is a substring of the
 // shard, which keeps a mount start over 100,000 tasks short and compact.
-const shardHeader = "mpcfs-index 2\n"
+const shardHeader = "mpcfs-index 3\n"
+
+// shardHeaderV2 heads shards written before SrcDir was kept.
+const shardHeaderV2 = "mpcfs-index 2\n"
 
 // encodeShard writes a shard. A task with a NUL byte in a field is left
 // out: it is read from its record at the next start.
@@ -192,7 +218,7 @@ func encodeShard(tasks []*summary) []byte {
 	var tok []string
 	for _, s := range tasks {
 		tok = append(tok[:0], s.ID, s.ETag, string(s.Status), s.CreateTime, s.EndTime,
-			strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject)
+			strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject, s.SrcDir)
 		fl := s.Files
 		if fl == nil {
 			tok = append(tok, "0")
@@ -217,6 +243,10 @@ func encodeShard(tasks []*summary) []byte {
 // are copied into one string of its own (the shard is not kept).
 func decodeShard(data []byte) ([]*summary, error) {
 	str, ok := strings.CutPrefix(string(data), shardHeader)
+	hasSrcDir := ok
+	if !ok {
+		str, ok = strings.CutPrefix(string(data), shardHeaderV2)
+	}
 	if !ok {
 		return nil, errors.New("not an index shard of this version")
 	}
@@ -234,8 +264,11 @@ func decodeShard(data []byte) ([]*summary, error) {
 	var out []*summary
 	var blob strings.Builder
 	for str != "" {
-		var f [9]string
+		var f [10]string // f[8] SrcDir (version 3), f[9] the number of files
 		for i := range f {
+			if i == 8 && !hasSrcDir {
+				continue
+			}
 			t, ok := next()
 			if !ok {
 				return nil, bad
@@ -243,7 +276,7 @@ func decodeShard(data []byte) ([]*summary, error) {
 			f[i] = t
 		}
 		created, err1 := strconv.ParseInt(f[5], 10, 64)
-		n, err2 := strconv.Atoi(f[8])
+		n, err2 := strconv.Atoi(f[9])
 		if err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles {
 			return nil, bad
 		}
@@ -277,7 +310,7 @@ func decodeShard(data []byte) ([]*summary, error) {
 		// One string holds the task's id, ETag, times, folder, names and
 		// kinds; every field is a piece of it.
 		blob.Reset()
-		fields := [...]string{f[0], f[1], f[3], f[4], f[7]}
+		fields := [...]string{f[0], f[1], f[3], f[4], f[7], f[8]}
 		size := len(kinds)
 		for _, x := range fields {
 			size += len(x)
@@ -296,7 +329,7 @@ func decodeShard(data []byte) ([]*summary, error) {
 		all := blob.String()
 		cut := func(k int) string { x := all[:k]; all = all[k:]; return x }
 		s := &summary{ID: cut(len(f[0])), ETag: cut(len(f[1])), Status: status, CreateTime: cut(len(f[3])),
-			EndTime: cut(len(f[4])), Created: created, OutBucket: bucket, OutObject: cut(len(f[7]))}
+			EndTime: cut(len(f[4])), Created: created, OutBucket: bucket, OutObject: cut(len(f[7])), SrcDir: cut(len(f[8]))}
 		if fl != nil {
 			end := 0
 			for i, x := range names {

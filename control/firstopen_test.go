@@ -1,15 +1,21 @@
 package control
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // sysReadStore counts the task-store requests made through it and how
@@ -23,12 +29,15 @@ type sysReadStore struct {
 
 	mu                         sync.Mutex
 	stats, gets, inFlight, max int
+	// srcBeside counts source GETs sent while task-store GETs were in
+	// flight (not waiting for their answers).
+	srcBeside int
 }
 
 func (s *sysReadStore) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats, s.gets, s.inFlight, s.max = 0, 0, 0, 0
+	s.stats, s.gets, s.inFlight, s.max, s.srcBeside = 0, 0, 0, 0, 0
 }
 
 func (s *sysReadStore) counts() (stats, gets, maxInFlight int) {
@@ -48,6 +57,11 @@ func (s *sysReadStore) Stat(ctx context.Context, bucket, key string) (store.Obje
 
 func (s *sysReadStore) get(bucket string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if bucket != s.sys {
+		s.mu.Lock()
+		if s.inFlight > 0 {
+			s.srcBeside++
+		}
+		s.mu.Unlock()
 		return open()
 	}
 	s.mu.Lock()
@@ -97,7 +111,8 @@ func openFirstSegment(t *testing.T, x *Outputs, bucket, folder string) {
 // TestFirstOpenTaskStoreReads: the first byte of an output waits for as
 // few task-store round trips as can be. On the mount that ran the task,
 // none (it keeps the plan it made); on another mount, one: the record and
-// the plan are read at once, and the record without a HEAD first.
+// the plan are read at once, and the record without a HEAD first, and the
+// segment's source GET is sent beside them (speculate.go), not after.
 func TestFirstOpenTaskStoreReads(t *testing.T) {
 	const hold = 40 * time.Millisecond
 	st := &sysReadStore{Store: taskStore(t), sys: ".mpcfs", hold: hold}
@@ -121,6 +136,15 @@ func TestFirstOpenTaskStoreReads(t *testing.T) {
 	}
 	if gets != 2 || maxInFlight != 2 {
 		t.Errorf("first open on another mount: %d task-store GETs, at most %d at once; want the record and the plan read together (2, 2)", gets, maxInFlight)
+	}
+	st.mu.Lock()
+	beside := st.srcBeside
+	st.mu.Unlock()
+	if beside != 1 {
+		t.Errorf("first open on another mount: %d source GETs sent while the record and plan were on their way, want 1 (the segment's, speculative)", beside)
+	}
+	if started, used, _ := b.Outputs().SpeculationCounts(); started != 1 || used != 1 {
+		t.Errorf("first open on another mount: speculations started %d, used %d; want 1, 1", started, used)
 	}
 }
 
@@ -157,4 +181,138 @@ func TestConcurrentStaleNotesAllSaved(t *testing.T) {
 			}
 		}
 	}
+}
+
+// readSegment reads the whole output bucket/key through x.
+func readSegment(t *testing.T, x *Outputs, bucket, key string) []byte {
+	t.Helper()
+	o := x.Lookup(bucket, key)
+	if o == nil {
+		t.Fatalf("no output %s/%s", bucket, key)
+	}
+	f, err := x.Open(o)
+	if err != nil {
+		t.Fatalf("opening %s: %v", key, err)
+	}
+	r := f.NewReader()
+	defer r.Close()
+	buf := make([]byte, o.Size)
+	if _, err := r.ReadAt(context.Background(), buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return buf
+}
+
+// TestSpeculationBound: opens of a task not loaded yet, all at once (its
+// plan is on its way for each of them), start no more speculative GETs
+// than Tuning.Speculations; the others read as without speculation, and
+// every output is served byte for byte as on the mount that ran the task.
+func TestSpeculationBound(t *testing.T) {
+	st := &sysReadStore{Store: taskStore(t), sys: ".mpcfs", hold: 200 * time.Millisecond}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	keys := []string{"out/a.ts", "out/b.ts"}
+	var want [][]byte
+	for _, k := range keys {
+		want = append(want, readSegment(t, a.Outputs(), "public", k))
+	}
+
+	b, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master, Log: log.New(io.Discard, "", 0),
+		Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh, t.Speculations = -1, 1 })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make([][]byte, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = readSegment(t, b.Outputs(), "public", k)
+		}()
+	}
+	wg.Wait()
+	for i := range keys {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("%s: other bytes than the mount that ran the task serves", keys[i])
+		}
+	}
+	if started, _, _ := b.Outputs().SpeculationCounts(); started != 1 {
+		t.Errorf("%d opens at once with Speculations 1: %d speculative GETs started, want 1", len(keys), started)
+	}
+}
+
+// openBodies counts the bodies of unconditional GETs (speculative ones:
+// every other source read is If-Match) not closed yet.
+type openBodies struct {
+	store.Store
+	open atomic.Int64
+}
+
+func (s *openBodies) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	rc, err := s.Store.Open(ctx, bucket, key, off, n)
+	a, ok := rc.(store.Answer)
+	if err != nil || !ok {
+		return rc, err
+	}
+	s.open.Add(1)
+	return &countedBody{ReadCloser: rc, Answer: a, open: &s.open}, nil
+}
+
+type countedBody struct {
+	io.ReadCloser
+	store.Answer
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (b *countedBody) Close() error {
+	b.once.Do(func() { b.open.Add(-1) })
+	return b.ReadCloser.Close()
+}
+
+// TestSpeculationNotWantedIsClosed: a first read that does not start at
+// the segment's start (CTR or clear bytes seek without reading from the
+// start) does not take the speculative GET: it is closed then, not at
+// the end of Tuning.SpeculationHold, and the read gets the right bytes by
+// its own GET.
+func TestSpeculationNotWantedIsClosed(t *testing.T) {
+	st := &openBodies{Store: taskStore(t)}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	want := readSegment(t, a.Outputs(), "public", "out/b.ts")
+
+	b, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master, Log: log.New(io.Discard, "", 0),
+		Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh, t.SpeculationHold = -1, time.Hour })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	x := b.Outputs()
+	o := x.Lookup("public", "out/b.ts")
+	f, err := x.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.NewReader()
+	defer r.Close()
+	mid := o.Size / 2
+	got := make([]byte, 16)
+	if _, err := r.ReadAt(context.Background(), got, mid); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want[mid:mid+16]) {
+		t.Errorf("read in the middle: other bytes than the mount that ran the task serves")
+	}
+	if started, used, dropped := x.SpeculationCounts(); started != 1 || used != 0 || dropped != 1 {
+		t.Errorf("a first read in the middle of a CTR or clear segment: speculations started %d, used %d, dropped %d; want 1, 0, 1", started, used, dropped)
+	}
+	// Closed at once (a GET still on its way is closed as it arrives),
+	// long before the hour of SpeculationHold.
+	testutil.Eventually(t, 2*time.Second, "the speculative body the first read did not want closed", func() bool { return st.open.Load() == 0 })
 }

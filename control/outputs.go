@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpcfs/mpcfs/cenc"
@@ -52,6 +53,10 @@ type Outputs struct {
 	plans      planCache
 	stale      map[string]map[string]bool // task id -> sources reported changed
 	onWithdraw func(bucket, key string)
+	// specs are the source GETs started ahead of their plan, by the
+	// output's inode (speculate.go).
+	specs                                 map[uint64]*speculation
+	specsStarted, specsUsed, specsDropped atomic.Int64
 }
 
 // scanFiles is the most files a task's names are scanned for rather than
@@ -166,7 +171,7 @@ func (x *Outputs) under(s *summary, rel string, fn func(name string) bool) {
 func newOutputs(st store.Store, lg *log.Logger, tun tuning.Tuning) *Outputs {
 	return &Outputs{st: st, log: lg, tun: tun, perms: map[*summary][]int32{},
 		files: map[uint64]*crypto.File{}, plans: newPlanCache(tun.PlanCache),
-		stale: map[string]map[string]bool{}}
+		stale: map[string]map[string]bool{}, specs: map[uint64]*speculation{}}
 }
 
 // served reports whether a summary's outputs are served: a SUCCEEDED
@@ -357,14 +362,21 @@ func inoOf(taskID string, f *OutFile) uint64 {
 // prune drops shared crypto state of outputs no longer served.
 func (x *Outputs) prune(inos []uint64) {
 	var gone []*crypto.File
+	var specs []*speculation
 	x.fmu.Lock()
 	for _, ino := range inos {
 		if f := x.files[ino]; f != nil {
 			gone = append(gone, f)
 			delete(x.files, ino)
 		}
+		if sp := x.specs[ino]; sp != nil {
+			specs = append(specs, sp)
+		}
 	}
 	x.fmu.Unlock()
+	for _, sp := range specs {
+		x.dropSpec(sp)
+	}
 	// No reading ahead for outputs nobody can open any more (outside the
 	// lock: stopping a stream waits for its source read to end).
 	for _, f := range gone {
@@ -663,15 +675,16 @@ func (x *Outputs) Open(o *Output) (*crypto.File, error) {
 	if f != nil {
 		return f, nil
 	}
+	// The source's GET need not wait for the plan (speculate.go).
+	x.speculate(o)
 	st, of, err := x.served(o)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var parts []crypto.Part
+		if parts, err = x.parts(st, of, o); err == nil {
+			f, err = crypto.NewFile(parts)
+		}
 	}
-	parts, err := x.parts(st, of, o)
-	if err != nil {
-		return nil, err
-	}
-	f, err = crypto.NewFile(parts)
+	x.settle(o, of, err)
 	if err != nil {
 		return nil, err
 	}
@@ -696,11 +709,11 @@ func (x *Outputs) parts(st *servedTask, f *OutFile, o *Output) ([]crypto.Part, e
 		src := f.Parts[0]
 		src.Off = 0
 		cfg := &cenc.Config{Scheme: info.Scheme, Key: st.key, ConstantIV: info.ConstantIV}
-		return cenc.Parts(l, x.source(id, bucket, src), cfg)
+		return cenc.Parts(l, x.source(o.Ino, id, bucket, src), cfg)
 	}
 	parts := make([]crypto.Part, len(f.Parts))
 	for i, p := range f.Parts {
-		parts[i] = crypto.Part{Src: x.source(id, bucket, p), PlainSize: p.Len}
+		parts[i] = crypto.Part{Src: x.source(o.Ino, id, bucket, p), PlainSize: p.Len}
 		if p.Encrypt {
 			parts[i].Alg, parts[i].Key, parts[i].IV = st.rec.Algorithm, st.key, p.IV
 		}
@@ -724,12 +737,17 @@ func (x *Outputs) WarmNext(o *Output) {
 	}
 }
 
-// source reads plaintext of one part as ranged requests to the store, on
-// condition that the object is still the version the task planned
-// (recorded ETag): sizes in the playlists and CBC checkpoints come from
-// that version, so bytes of another one must never be encrypted.
-func (x *Outputs) source(id, bucket string, p OutPart) crypto.RangeSource {
+// source reads plaintext of one part of output ino as ranged requests to
+// the store, on condition that the object is still the version the task
+// planned (recorded ETag): sizes in the playlists and CBC checkpoints come
+// from that version, so bytes of another one must never be encrypted. The
+// file's first read may take the GET its open started (takeSpec, which
+// holds it to the same condition).
+func (x *Outputs) source(ino uint64, id, bucket string, p OutPart) crypto.RangeSource {
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if rc := x.takeSpec(ctx, ino, bucket, p, off, n); rc != nil {
+			return rc, nil
+		}
 		rc, err := x.st.OpenMatch(ctx, bucket, p.Key, p.ETag, p.Off+off, n)
 		if errors.Is(err, store.ErrChanged) || errors.Is(err, store.ErrNotExist) {
 			x.noteStale(id, bucket+"/"+p.Key, errors.Is(err, store.ErrNotExist))

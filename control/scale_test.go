@@ -365,7 +365,7 @@ func TestShardRoundTrip(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		id, object, plan := CatalogueTask(i)
 		rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: "20260101000000", EndTime: "20260101000001",
-			Output: Location{Bucket: "public", Object: object}}, Created: int64(i)}
+			Input: Location{Bucket: "media", Object: fmt.Sprintf("in/%d/master.m3u8", i)}, Output: Location{Bucket: "public", Object: object}}, Created: int64(i)}
 		sums = append(sums, summarize(&rec, fmt.Sprintf("etag-%d", i), filesOf(id, object, plan)))
 	}
 	waiting := &summary{ID: "1000000000000099", ETag: "w", Status: Waiting, CreateTime: "20260101000000", OutBucket: "public", OutObject: "w"}
@@ -380,7 +380,8 @@ func TestShardRoundTrip(t *testing.T) {
 	}
 	for i, s := range sums {
 		g := got[i]
-		if g.ID != s.ID || g.ETag != s.ETag || g.Status != s.Status || g.EndTime != s.EndTime || g.Created != s.Created || g.OutObject != s.OutObject || g.Files.len() != s.Files.len() || g.Files.kinds != s.Files.kinds {
+		if g.ID != s.ID || g.ETag != s.ETag || g.Status != s.Status || g.EndTime != s.EndTime || g.Created != s.Created || g.OutObject != s.OutObject ||
+			g.SrcDir != s.SrcDir || g.SrcDir != fmt.Sprintf("media/in/%d/", i) || g.Files.len() != s.Files.len() || g.Files.kinds != s.Files.kinds {
 			t.Fatalf("summary %d: %+v, want %+v", i, g, s)
 		}
 		for j := 0; j < s.Files.len(); j++ {
@@ -391,6 +392,13 @@ func TestShardRoundTrip(t *testing.T) {
 	}
 	if w := got[len(got)-1]; w.Status != Waiting || w.Files != nil {
 		t.Errorf("a WAITING task decodes as %+v", w)
+	}
+	// A shard written before SrcDir was kept (version 2: the same tokens
+	// without it) still decodes, with no SrcDir.
+	v2 := strings.Replace(string(encodeShard(sums[:1])), shardHeader, shardHeaderV2, 1)
+	v2 = strings.Replace(v2, "\x00"+sums[0].SrcDir+"\x00", "\x00", 1)
+	if old, err := decodeShard([]byte(v2)); err != nil || len(old) != 1 || old[0].SrcDir != "" || old[0].Files.len() != sums[0].Files.len() || old[0].OutObject != sums[0].OutObject {
+		t.Errorf("a version 2 shard: %v, %+v", err, old)
 	}
 	for _, broken := range [][]byte{data[:len(data)-3], []byte("mpcfs-index 1\n"), append([]byte(shardHeader), "x\x00y\x00"...)} {
 		if _, err := decodeShard(broken); err == nil {

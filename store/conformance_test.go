@@ -103,6 +103,52 @@ func conformance(t *testing.T, b backend) {
 	t.Run("OpenMatch", func(t *testing.T) { testOpenMatch(t, b) })
 	t.Run("PutMatch", func(t *testing.T) { testPutMatch(t, b) })
 	t.Run("PutMatchRace", func(t *testing.T) { testPutMatchRace(t, b) })
+	t.Run("Answer", func(t *testing.T) { testAnswer(t, b) })
+}
+
+// testAnswer: a body from Open says which version it carries (the ETag
+// Stat gives, another after an overwrite) and how many bytes, a range
+// past the end cut to the object: what lets an unconditional GET be held
+// to a recorded ETag afterwards (control's speculative source GETs).
+func testAnswer(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	if err := b.st.Put(ctx, "beta", "answer", pattern(100)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := b.st.Stat(ctx, "beta", "answer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(off, n int64) (string, int64) {
+		t.Helper()
+		r, err := b.st.Open(ctx, "beta", "answer", off, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		etag, length, ok := store.AnswerOf(r)
+		if !ok {
+			t.Fatalf("Open(%d, %d): the body does not tell its ETag and length", off, n)
+		}
+		if got, _ := io.ReadAll(r); int64(len(got)) != length {
+			t.Errorf("Open(%d, %d): %d bytes read, the answer said %d", off, n, len(got), length)
+		}
+		return etag, length
+	}
+	if etag, length := answer(0, 1000); etag != fi.ETag || length != 100 {
+		t.Errorf("Open(0, 1000) of 100 bytes: ETag %q, length %d; want %q, 100", etag, length, fi.ETag)
+	}
+	if _, length := answer(10, 20); length != 20 {
+		t.Errorf("Open(10, 20): length %d, want 20", length)
+	}
+	other := pattern(100)
+	other[0] ^= 0xff
+	if err := b.st.Put(ctx, "beta", "answer", other); err != nil {
+		t.Fatal(err)
+	}
+	if etag, _ := answer(0, 10); etag == fi.ETag {
+		t.Errorf("after a same-size overwrite the body still says ETag %q", etag)
+	}
 }
 
 // testPutMatch: a conditional Put writes only over the ETag it names (or

@@ -297,14 +297,19 @@ func (l *Local) OpenMatch(ctx context.Context, bucket, key, etag string, off, le
 	if length < 0 || off+length > info.Size() {
 		length = info.Size() - off
 	}
-	return &sectionCloser{Reader: io.NewSectionReader(f, off, length), f: f}, nil
+	return &sectionCloser{Reader: io.NewSectionReader(f, off, length), f: f, etag: objectInfo(key, info).ETag, n: length}, nil
 }
 
 // sectionCloser closes the file under a section reader.
 type sectionCloser struct {
 	io.Reader
-	f *os.File
+	f    *os.File
+	etag string
+	n    int64
 }
+
+func (s *sectionCloser) ETag() string  { return s.etag }
+func (s *sectionCloser) Length() int64 { return s.n }
 
 func (s *sectionCloser) Close() error { return s.f.Close() }
 

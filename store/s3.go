@@ -430,7 +430,7 @@ func (s *S3) OpenMatch(ctx context.Context, bucket, key, etag string, off, lengt
 	// response or the next bytes of the body take longer.
 	ctx, cancel := context.WithCancelCause(ctx)
 	watchdog := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
-	body, _, _, err := s.core.GetObject(ctx, bucket, key, opts)
+	body, info, _, err := s.core.GetObject(ctx, bucket, key, opts)
 	watchdog.Stop()
 	if err != nil {
 		cancel(nil)
@@ -440,7 +440,11 @@ func (s *S3) OpenMatch(ctx context.Context, bucket, key, etag string, off, lengt
 	if length < 0 {
 		left = -1
 	}
-	return &s3Body{ReadCloser: body, what: bucket + "/" + key, left: left, ctx: ctx, cancel: cancel, watchdog: watchdog}, nil
+	if info.Size >= 0 {
+		left = info.Size // a range past the end is cut to the object
+	}
+	return &s3Body{ReadCloser: body, what: bucket + "/" + key, left: left, etag: strings.Trim(info.ETag, `"`), size: left,
+		ctx: ctx, cancel: cancel, watchdog: watchdog}, nil
 }
 
 // stallTimeout is how long a GET may wait for its response or for the next
@@ -463,6 +467,8 @@ type s3Body struct {
 	io.ReadCloser
 	what     string
 	left     int64 // bytes of the range not yet read; -1: unknown
+	etag     string
+	size     int64 // bytes of the response; -1: unknown
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	watchdog *time.Timer
@@ -480,6 +486,9 @@ func (b *s3Body) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (b *s3Body) ETag() string  { return b.etag }
+func (b *s3Body) Length() int64 { return b.size }
 
 // Close lets the connection be reused when the whole range was read: Go's
 // HTTP client keeps a connection only if the body was read to EOF, and

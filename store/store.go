@@ -27,6 +27,28 @@ var ErrChanged = errors.New("object changed")
 // down, server stopped), as opposed to a definite answer from it.
 var ErrUnavailable = errors.New("store unavailable")
 
+// Answer is implemented by the readers Open and OpenMatch return: what
+// the store's response said of the bytes it carries. A reader of an
+// unconditional GET that checks ETag against a version it recorded has
+// the guarantee OpenMatch gives (one response carries one version).
+type Answer interface {
+	// ETag is the version of the object the bytes come from.
+	ETag() string
+	// Length is how many bytes the response carries (a range past the
+	// end of the object is cut to it); -1 if the store did not say.
+	Length() int64
+}
+
+// AnswerOf returns what the response behind a reader from Open said, or
+// false when the reader does not tell (a wrapper that hides it).
+func AnswerOf(rc io.Reader) (etag string, length int64, ok bool) {
+	a, ok := rc.(Answer)
+	if !ok {
+		return "", -1, false
+	}
+	return a.ETag(), a.Length(), true
+}
+
 // ObjectInfo describes one object.
 type ObjectInfo struct {
 	Key     string    // full key inside the bucket, no leading "/"

@@ -171,6 +171,20 @@ type Tuning struct {
 	// their outputs (least recently used dropped first); a plan is read
 	// from the task store when one of its outputs is first opened.
 	PlanCache int
+	// Speculations bounds the source GETs started ahead of their plan:
+	// the first open of a segment output whose task's plan is not loaded
+	// starts the GET of the source its name most likely comes from at
+	// once, beside the reads of the task's record and plan (which it
+	// would otherwise wait for: a round trip at S3 latency). Used only
+	// when the plan confirms the object and its ETag. Only opens start
+	// one (lookups and listings never do), and at most this many wait at
+	// once; 0 turns speculation off.
+	Speculations int
+	// SpeculationHold is how long a speculative GET whose file opened
+	// waits for the file's first read before it is closed (a reader
+	// normally reads at once; an open without a read must not hold a
+	// connection).
+	SpeculationHold time.Duration
 	// IndexDelay is how long after a task changes its index shard is
 	// written, so a burst of changes writes each shard once.
 	IndexDelay time.Duration
@@ -222,6 +236,8 @@ func Default() Tuning {
 		Workers:         2,
 		BucketCacheTTL:  10 * time.Second,
 		PlanCache:       256,
+		Speculations:    8,
+		SpeculationHold: time.Second,
 		IndexDelay:      200 * time.Millisecond,
 		StartupReaders:  8,
 		MemoryLimit:     80 << 20,
@@ -251,6 +267,7 @@ func (t Tuning) Validate() error {
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
 	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
+	check(t.Speculations >= 0 && t.SpeculationHold > 0, "Speculations/SpeculationHold", "must be >= 0 and > 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
 	check(t.OriginStreams >= 0 && t.OriginQueueWait >= 0, "OriginStreams/OriginQueueWait", "must be >= 0")
 	return errors.Join(errs...)

@@ -24,6 +24,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		"OriginStreams":   func(t *Tuning) { t.OriginStreams = -1 },
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
 		"LaneGateWait":    func(t *Tuning) { t.LaneGateWait = -1 },
+		"SpeculationHold": func(t *Tuning) { t.SpeculationHold = 0 },
 	} {
 		tu := Default()
 		breakIt(&tu)

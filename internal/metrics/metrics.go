@@ -54,6 +54,13 @@ var (
 	PlannedObjects = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "mpcfs_planned_objects_total", Help: "Source objects (segments, init sections) taken into task plans; its rate is planning progress.",
 	})
+	// SpeculativeGets counts source GETs a first open started before its
+	// task's plan had arrived (control/speculate.go), by what became of
+	// them: used (the plan confirmed object and ETag and the first read
+	// took it) or dropped (closed unused).
+	SpeculativeGets = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mpcfs_speculative_source_gets_total", Help: "Source GETs started by a first open before its task's plan arrived, by result (used, dropped).",
+	}, []string{"result"})
 	// Requests counts files submitted to control/encryptions, by outcome.
 	Requests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mpcfs_requests_total", Help: "Encryption task requests submitted through control/encryptions, by result (accepted, rejected).",
