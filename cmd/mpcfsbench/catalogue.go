@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -229,6 +230,7 @@ func submit(path string, data []byte) (string, error) {
 // need from it.
 type template struct {
 	rec     map[string]json.RawMessage
+	plan    []byte // its plan (plans/<id>.json), copied for each clone
 	id      string
 	segment string // a segment file of its output, relative to the output folder
 	key     []byte // its content key, unsealed
@@ -253,13 +255,12 @@ func (b *bench) catalogueTemplate() (*template, error) {
 	}
 	ctx, cancel := contextTimeout(time.Minute)
 	defer cancel()
-	rc, err := b.direct.Open(ctx, sysBucket, tasksPrefix+id+".json", 0, -1)
+	data, err = b.readSys(ctx, tasksPrefix+id+".json")
 	if err != nil {
 		return nil, fmt.Errorf("reading the template record: %w", err)
 	}
-	defer rc.Close()
 	t := &template{id: id}
-	if err := json.NewDecoder(rc).Decode(&t.rec); err != nil {
+	if err := json.Unmarshal(data, &t.rec); err != nil {
 		return nil, fmt.Errorf("template record: %w", err)
 	}
 	var plan struct {
@@ -268,8 +269,14 @@ func (b *bench) catalogueTemplate() (*template, error) {
 			Parts []any  `json:"parts"`
 		} `json:"files"`
 	}
-	var sealed string
-	if err := json.Unmarshal(t.rec["plan"], &plan); err != nil {
+	var sealed, planKey string
+	if err := json.Unmarshal(t.rec["plan_key"], &planKey); err != nil {
+		return nil, fmt.Errorf("template plan_key: %w", err)
+	}
+	if t.plan, err = b.readSys(ctx, planKey); err != nil {
+		return nil, fmt.Errorf("reading the template plan: %w", err)
+	}
+	if err := json.Unmarshal(t.plan, &plan); err != nil {
 		return nil, fmt.Errorf("template plan: %w", err)
 	}
 	if err := json.Unmarshal(t.rec["sealed_key"], &sealed); err != nil {
@@ -295,7 +302,20 @@ func (b *bench) catalogueTemplate() (*template, error) {
 	return t, nil
 }
 
+// readSys reads an object of the task store whole.
+func (b *bench) readSys(ctx context.Context, key string) ([]byte, error) {
+	rc, err := b.direct.Open(ctx, sysBucket, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
 func cloneName(i int) string { return fmt.Sprintf("t%07d", i) }
+
+// clonePlanKey is where clone id's plan is stored (as control does).
+func clonePlanKey(id string) string { return "plans/" + id + ".json" }
 
 // cloneRecord is the template with id, output folder and sealed key of
 // clone i.
@@ -315,6 +335,7 @@ func (t *template) cloneRecord(i int) (string, []byte, error) {
 		rec[k] = data
 	}
 	set("task_id", id)
+	set("plan_key", clonePlanKey(id))
 	set("output", out)
 	set("sealed_key", t.master.Seal(t.key, id))
 	data, err := json.Marshal(rec)
@@ -327,6 +348,11 @@ func (b *bench) writeClones(ctx context.Context, t *template, n int) error {
 	return parallel(32, n, func(i int) error {
 		id, data, err := t.cloneRecord(i)
 		if err != nil {
+			return err
+		}
+		// The plan first, as control writes it: whoever reads a
+		// SUCCEEDED record finds its plan.
+		if err := b.direct.Put(ctx, sysBucket, clonePlanKey(id), t.plan); err != nil {
 			return err
 		}
 		if err := b.direct.Put(ctx, sysBucket, tasksPrefix+id+".json", data); err != nil {
