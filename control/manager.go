@@ -281,14 +281,33 @@ func (m *Manager) worker() {
 }
 
 // process runs one task from WAITING to a final state.
+//
+// Saving PROCESSING and planning go at once: planning only reads the
+// store, and what it makes is kept only if the task did become
+// PROCESSING (finish saves the outcome by compare-and-swap after it).
+// A task found final instead (canceled meanwhile) stops the planning.
 func (m *Manager) process(id string) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	defer cancel()
-	t := m.begin(id, cancel)
+	t := m.claim(id, cancel)
 	if t == nil {
 		return
 	}
+	begun := make(chan bool, 1)
+	go func() {
+		ok := m.begin(t)
+		if !ok {
+			cancel()
+		}
+		begun <- ok
+	}()
 	plan, terr := m.plan(ctx, t)
+	if !<-begun {
+		m.mu.Lock()
+		delete(m.cancelFns, id)
+		m.mu.Unlock()
+		return
+	}
 	if m.ctx.Err() != nil {
 		return // shutting down: the task stays PROCESSING and resumes on restart
 	}
@@ -303,7 +322,7 @@ func (m *Manager) plan(ctx context.Context, t *task) (*Plan, *taskError) {
 	m.mu.Lock()
 	rec := t.rec // buildPlan reads the record outside m.mu
 	m.mu.Unlock()
-	plan, terr := buildPlan(ctx, m.cfg.Store, &rec)
+	plan, terr := buildPlan(ctx, m.cfg.Store, &rec, m.cfg.Tuning.PlanReadsAtOnce)
 	for _, wait := range m.cfg.Tuning.PlanRetries {
 		if terr == nil || terr.code != CodeOperationFailed {
 			break
@@ -314,23 +333,29 @@ func (m *Manager) plan(ctx context.Context, t *task) (*Plan, *taskError) {
 			return nil, terr
 		case <-time.After(wait):
 		}
-		plan, terr = buildPlan(ctx, m.cfg.Store, &rec)
+		plan, terr = buildPlan(ctx, m.cfg.Store, &rec, m.cfg.Tuning.PlanReadsAtOnce)
 	}
 	return plan, terr
 }
 
-// begin moves a WAITING task to PROCESSING; nil if it is not waiting
-// (final here, or in the store: another mount canceled it).
-func (m *Manager) begin(id string, cancel context.CancelFunc) *task {
+// claim returns the loaded task id, registering cancel so that a Cancel
+// from now on stops its planning; nil if it is not loaded.
+func (m *Manager) claim(id string, cancel context.CancelFunc) *task {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	t := m.tasks[id]
 	if t != nil {
-		m.cancelFns[id] = cancel // a Cancel from now on stops the planning
+		m.cancelFns[id] = cancel
 	}
+	return t
+}
+
+// begin moves a WAITING task to PROCESSING; false if it is not waiting
+// (final here, or in the store: another mount canceled it).
+func (m *Manager) begin(t *task) bool {
+	m.mu.Lock()
+	id := t.rec.TaskID
 	m.mu.Unlock()
-	if t == nil {
-		return nil
-	}
 	changed, err := m.update(t, func(r *record) bool {
 		if r.Status.Final() {
 			return false
@@ -341,13 +366,7 @@ func (m *Manager) begin(id string, cancel context.CancelFunc) *task {
 	if err != nil {
 		m.cfg.Log.Printf("task %s: saving PROCESSING: %v", id, err)
 	}
-	if !changed {
-		m.mu.Lock()
-		delete(m.cancelFns, id)
-		m.mu.Unlock()
-		return nil
-	}
-	return t
+	return changed
 }
 
 // finish records a task's outcome, unless it was canceled meanwhile (on

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mpcfs/mpcfs/cenc"
 	"github.com/mpcfs/mpcfs/control/hls"
@@ -91,7 +92,16 @@ type planner struct {
 	out       []OutFile
 	extra     []*srcFile // I-frame copies of segments (see placeIFrames)
 
+	// Reads started ahead of the serial planning (plan_fetch.go).
+	readsAtOnce int
+	sem         chan struct{}
+	gets        map[string]*pendingGet
+	lists       map[string]*pendingList
+	wg          sync.WaitGroup
+
 	playlists map[string]bool   // every playlist read, by key
+	read      map[string][]byte // what readObject read, by key (the
+	// multidrm probe and the HLS planning read the same playlists)
 	planned   map[string]bool   // media playlists planned, by key
 	outSrc    map[string]string // output name -> what it is made from
 	note      string            // for the task's description
@@ -132,10 +142,17 @@ type segRef struct {
 	plKey, srcURI, uri string
 }
 
-func buildPlan(ctx context.Context, st store.Store, rec *record) (*Plan, *taskError) {
-	p := &planner{ctx: ctx, st: st, rec: rec, bucket: rec.Input.Bucket,
+// buildPlan plans rec's task, reading at most readsAtOnce playlists and
+// listings at once (Tuning.PlanReadsAtOnce; 0: one at a time).
+func buildPlan(ctx context.Context, st store.Store, rec *record, readsAtOnce int) (*Plan, *taskError) {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &planner{ctx: ctx, st: st, rec: rec, bucket: rec.Input.Bucket, readsAtOnce: readsAtOnce,
 		infos: map[string]store.ObjectInfo{}, listed: map[string]bool{}, files: map[string]*srcFile{},
-		playlists: map[string]bool{}, planned: map[string]bool{}, outSrc: map[string]string{}}
+		playlists: map[string]bool{}, read: map[string][]byte{}, planned: map[string]bool{}, outSrc: map[string]string{}}
+	// Reads started ahead and not taken (a failure ended the planning)
+	// are stopped and waited for: none outlives the planning.
+	defer p.wg.Wait()
+	defer cancel()
 	if d := path.Dir(rec.Input.Object); d != "." {
 		p.baseDir = d + "/"
 	}
@@ -162,6 +179,7 @@ func (p *planner) planInput() *taskError {
 	if strings.EqualFold(path.Ext(in), ".mpd") {
 		return failf(CodeInputFormat, "input %q: DASH (.mpd) input needs encryption.multidrm (Common Encryption); hls_encrypt alone encrypts HLS", in)
 	}
+	p.prefetch(in) // its folder's listing and the playlist at once
 	data, pl, err := p.readPlaylist(in)
 	if err != nil {
 		return err
@@ -182,6 +200,13 @@ func (p *planner) planInput() *taskError {
 	if len(pl.Refs) > maxVariants {
 		return failf(CodeInputFormat, "master playlist %q references %d playlists (limit %d)", in, len(pl.Refs), maxVariants)
 	}
+	var refs []string
+	for _, ref := range pl.Refs {
+		if key, _, err := p.resolve(in, ref); err == nil {
+			refs = append(refs, key)
+		}
+	}
+	p.prefetch(refs...) // every variant and its folder at once
 	for _, ref := range pl.Refs {
 		if err := p.planRef(in, ref); err != nil {
 			return err
@@ -227,12 +252,29 @@ func (p *planner) readPlaylist(key string) ([]byte, *hls.Playlist, *taskError) {
 }
 
 func (p *planner) readObject(key string) ([]byte, *taskError) {
+	if data, ok := p.read[key]; ok {
+		return data, nil
+	}
+	data, terr := p.readObjectOnce(key)
+	if terr == nil {
+		p.read[key] = data
+	}
+	return data, terr
+}
+
+func (p *planner) readObjectOnce(key string) ([]byte, *taskError) {
 	info, terr := p.stat(key)
 	if terr != nil {
 		return nil, terr
 	}
 	if info.Size > maxPlaylistSize {
 		return nil, failf(CodeInputFormat, "playlist %q is %d bytes (limit %d)", key, info.Size, maxPlaylistSize)
+	}
+	if data, err, ok := p.takeGet(key); ok {
+		if err != nil {
+			return nil, storeFailure(key, err)
+		}
+		return data, nil
 	}
 	rc, err := p.st.Open(p.ctx, p.bucket, key, 0, -1)
 	if err != nil {
@@ -272,13 +314,14 @@ func (p *planner) stat(key string) (store.ObjectInfo, *taskError) {
 	if info, ok := p.infos[key]; ok {
 		return info, nil
 	}
-	dir := ""
-	if i := strings.LastIndex(key, "/"); i >= 0 {
-		dir = key[:i+1]
-	}
+	dir := dirOf(key)
 	if !p.listed[dir] {
 		p.listed[dir] = true
-		if l, err := p.st.List(p.ctx, p.bucket, dir); err == nil {
+		l, err, ok := p.takeList(dir)
+		if !ok {
+			l, err = p.st.List(p.ctx, p.bucket, dir)
+		}
+		if err == nil {
 			for _, o := range l.Objects {
 				p.infos[o.Key] = o
 			}

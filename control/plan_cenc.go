@@ -133,6 +133,7 @@ func (p *planner) newCENCPlan() (*cencPlan, *taskError) {
 // playlist) and reports whether its segments are fragmented MP4 (an
 // EXT-X-MAP is present).
 func (p *planner) hlsIsFMP4(in string) (bool, *taskError) {
+	p.prefetch(in)
 	_, pl, err := p.readPlaylist(in)
 	if err != nil {
 		return false, err
@@ -141,6 +142,14 @@ func (p *planner) hlsIsFMP4(in string) (bool, *taskError) {
 		if len(pl.Refs) == 0 {
 			return false, failf(CodeInputFormat, "master playlist %q references no playlist", in)
 		}
+		// Whichever way the task goes, it reads every variant.
+		var refs []string
+		for _, ref := range pl.Refs[:min(len(pl.Refs), maxVariants)] {
+			if key, _, err := p.resolve(in, ref); err == nil {
+				refs = append(refs, key)
+			}
+		}
+		p.prefetch(refs...)
 		key, _, err := p.resolve(in, pl.Refs[0])
 		if err != nil {
 			return false, err

@@ -13,6 +13,7 @@ import (
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
+	"github.com/mpcfs/mpcfs/tuning"
 )
 
 // planStore is a local store with bucket "media" holding files (name ->
@@ -73,7 +74,7 @@ func filesByName(p *Plan) map[string]OutFile {
 // IV; names keep their place relative to the input's folder.
 func TestPlanCBCLadder(t *testing.T) {
 	st := planStore(t, ladderFiles())
-	plan, terr := buildPlan(context.Background(), st, planRecord("vod/master.m3u8", crypto.AES128CBC))
+	plan, terr := buildPlan(context.Background(), st, planRecord("vod/master.m3u8", crypto.AES128CBC), planReads)
 	if terr != nil {
 		t.Fatal(terr)
 	}
@@ -107,7 +108,7 @@ func TestPlanCBCLadder(t *testing.T) {
 func TestPlanCountsProgress(t *testing.T) {
 	st := planStore(t, ladderFiles())
 	before := promtest.ToFloat64(metrics.PlannedObjects)
-	if _, terr := buildPlan(context.Background(), st, planRecord("vod/master.m3u8", crypto.AES128CBC)); terr != nil {
+	if _, terr := buildPlan(context.Background(), st, planRecord("vod/master.m3u8", crypto.AES128CBC), planReads); terr != nil {
 		t.Fatal(terr)
 	}
 	if got := promtest.ToFloat64(metrics.PlannedObjects) - before; got != 3 {
@@ -121,7 +122,7 @@ func TestPlanFileNameRenamesTop(t *testing.T) {
 	st := planStore(t, ladderFiles())
 	rec := planRecord("vod/master.m3u8", crypto.AES128CBC)
 	rec.Output.FileName = "index.m3u8"
-	plan, terr := buildPlan(context.Background(), st, rec)
+	plan, terr := buildPlan(context.Background(), st, rec, planReads)
 	if terr != nil {
 		t.Fatal(terr)
 	}
@@ -141,7 +142,7 @@ func TestPlanFileNameRenamesTop(t *testing.T) {
 // block, far enough apart that keystreams never overlap.
 func TestPlanCTRCountersDistinct(t *testing.T) {
 	st := planStore(t, ladderFiles())
-	plan, terr := buildPlan(context.Background(), st, planRecord("vod/low/index.m3u8", crypto.AES128CTR))
+	plan, terr := buildPlan(context.Background(), st, planRecord("vod/low/index.m3u8", crypto.AES128CTR), planReads)
 	if terr != nil {
 		t.Fatal(terr)
 	}
@@ -170,7 +171,7 @@ func TestPlanPreviewStaysClear(t *testing.T) {
 	st := planStore(t, ladderFiles())
 	rec := planRecord("vod/low/index.m3u8", crypto.AES128CBC)
 	rec.PreviewDuration = 4 // a.ts starts at 0, b.ts at 4
-	plan, terr := buildPlan(context.Background(), st, rec)
+	plan, terr := buildPlan(context.Background(), st, rec, planReads)
 	if terr != nil {
 		t.Fatal(terr)
 	}
@@ -198,7 +199,7 @@ func TestPlanFailures(t *testing.T) {
 		{"master naming a master", "m.m3u8", map[string]string{"m.m3u8": "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nn.m3u8\n", "n.m3u8": "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nm.m3u8\n"}, CodeInputFormat, "master"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, terr := buildPlan(context.Background(), planStore(t, c.files), planRecord(c.input, crypto.AES128CBC))
+			_, terr := buildPlan(context.Background(), planStore(t, c.files), planRecord(c.input, crypto.AES128CBC), planReads)
 			if terr == nil {
 				t.Fatal("planned; want a failure")
 			}
@@ -208,3 +209,6 @@ func TestPlanFailures(t *testing.T) {
 		})
 	}
 }
+
+// planReads is the default number of reads a planning makes at once.
+var planReads = tuning.Default().PlanReadsAtOnce

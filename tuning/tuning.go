@@ -161,6 +161,11 @@ type Tuning struct {
 	// PlanRetries are the waits before planning is retried after a store
 	// failure; then the task FAILS with the reason.
 	PlanRetries []time.Duration
+	// PlanReadsAtOnce is how many playlists and folder listings one
+	// task's planning asks the store for at once: a master's variants
+	// are read together, so a task waits for two rounds of reads on a
+	// store far away, not one per variant. 0: one at a time.
+	PlanReadsAtOnce int
 	// Workers is how many tasks are planned at once.
 	Workers int
 	// BucketCacheTTL is how long a creation trusts that a bucket it saw
@@ -235,6 +240,7 @@ func Default() Tuning {
 		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
 		Workers:         2,
 		BucketCacheTTL:  10 * time.Second,
+		PlanReadsAtOnce: 8,
 		PlanCache:       256,
 		Speculations:    8,
 		SpeculationHold: time.Second,
@@ -265,6 +271,7 @@ func (t Tuning) Validate() error {
 	check(t.LaneLinger >= 0 && t.LaneGateWait >= 0, "LaneLinger/LaneGateWait", "must be >= 0")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
+	check(t.PlanReadsAtOnce >= 0, "PlanReadsAtOnce", "must be >= 0")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
 	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
 	check(t.Speculations >= 0 && t.SpeculationHold > 0, "Speculations/SpeculationHold", "must be >= 0 and > 0")

@@ -1,0 +1,128 @@
+package control
+
+import (
+	"context"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/store"
+)
+
+// roundTripStore holds every request for a round trip and records how
+// many were in flight at once, and when the task record was written
+// relative to the reads of the input.
+type roundTripStore struct {
+	store.Store
+	hold time.Duration
+
+	mu             sync.Mutex
+	inFlight, max  int
+	readsDuringPut int // input reads started while a record write was in flight
+	putting        int
+}
+
+func (s *roundTripStore) enter(read bool) func() {
+	s.mu.Lock()
+	s.inFlight++
+	s.max = max(s.max, s.inFlight)
+	if read && s.putting > 0 {
+		s.readsDuringPut++
+	}
+	s.mu.Unlock()
+	time.Sleep(s.hold)
+	return func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}
+}
+
+func (s *roundTripStore) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max, s.readsDuringPut = 0, 0
+}
+
+func (s *roundTripStore) List(ctx context.Context, b, p string) (store.Listing, error) {
+	defer s.enter(b == "media")()
+	return s.Store.List(ctx, b, p)
+}
+
+func (s *roundTripStore) Open(ctx context.Context, b, k string, off, n int64) (io.ReadCloser, error) {
+	defer s.enter(b == "media")()
+	return s.Store.Open(ctx, b, k, off, n)
+}
+
+func (s *roundTripStore) PutMatch(ctx context.Context, b, k string, data []byte, etag string) (string, error) {
+	s.mu.Lock()
+	s.putting++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.putting--
+		s.mu.Unlock()
+	}()
+	time.Sleep(s.hold)
+	return s.Store.PutMatch(ctx, b, k, data, etag)
+}
+
+// fourVariants is a master of four variants, each in its own folder.
+func fourVariants() map[string]string {
+	files := map[string]string{"vod/master.m3u8": "#EXTM3U\n"}
+	for _, v := range []string{"a", "b", "c", "d"} {
+		files["vod/master.m3u8"] += "#EXT-X-STREAM-INF:BANDWIDTH=100000\n" + v + "/index.m3u8\n"
+		files["vod/"+v+"/index.m3u8"] = threeSegments
+		for _, seg := range []string{"a.ts", "b.ts", "c.ts"} {
+			files["vod/"+v+"/"+seg] = strings.Repeat(v, 100)
+		}
+	}
+	return files
+}
+
+// TestPlanReadsVariantsAtOnce: a master's variant playlists and the
+// listings of their folders are asked for together, not one variant
+// after the other; the plan is the same as when reading one at a time
+// (PlanReadsAtOnce 0, the negative control, never has two in flight).
+func TestPlanReadsVariantsAtOnce(t *testing.T) {
+	st := &roundTripStore{Store: planStore(t, fourVariants()), hold: 20 * time.Millisecond}
+	rec := planRecord("vod/master.m3u8", crypto.AES128CBC)
+	serial, terr := buildPlan(context.Background(), st, rec, 0)
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	if st.max != 1 {
+		t.Errorf("PlanReadsAtOnce 0: %d reads in flight at once, want 1", st.max)
+	}
+	st.reset()
+	together, terr := buildPlan(context.Background(), st, rec, planReads)
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	if st.max < 8 {
+		t.Errorf("%d reads in flight at once, want the 4 variants and their 4 folders (8) together", st.max)
+	}
+	if !reflect.DeepEqual(serial, together) {
+		t.Error("the plan made with reads at once differs from the one made one read at a time")
+	}
+}
+
+// TestPlanningBesidePROCESSING: the task's planning reads start while its
+// PROCESSING record is being written, not after: a store round trip less
+// between a request and SUCCEEDED.
+func TestPlanningBesidePROCESSING(t *testing.T) {
+	st := &roundTripStore{Store: taskStore(t), hold: 30 * time.Millisecond}
+	m, _ := newTestManager(t, st, testMaster(t), -1)
+	st.reset()
+	id := createID(t, m, "a.json")
+	waitStatus(t, m, id, Succeeded)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.readsDuringPut == 0 {
+		t.Error("no planning read was sent while the PROCESSING record was being written")
+	}
+}
