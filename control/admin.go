@@ -305,17 +305,24 @@ func readIndexShards(ctx context.Context, st store.Store, sys string) map[string
 // RenameResponse moves a control/encryptions response to another name
 // (mv a.json b.json, or an editor's rename-to-backup); no task is created.
 func (m *Manager) RenameResponse(from, to string) bool {
+	if _, ok, err := m.Response(from); !ok || err != nil { // read, if another mount saved it
+		if err != nil {
+			m.cfg.Log.Printf("renaming %s: %v", from, err)
+		}
+		return false
+	}
 	m.mu.Lock()
-	body, ok := m.responses[from]
+	r, ok := m.responses[from]
+	ok = ok && r.body != nil
 	if ok {
 		delete(m.responses, from)
-		m.responses[to] = body
+		m.responses[to] = r
 	}
 	m.mu.Unlock()
 	if !ok {
 		return false
 	}
-	if err := m.cfg.Store.Put(m.ctx, m.cfg.SysBucket, responsesPrefix+to, body); err != nil {
+	if err := m.cfg.Store.Put(m.ctx, m.cfg.SysBucket, responsesPrefix+to, r.body); err != nil {
 		m.cfg.Log.Printf("saving the response of %s: %v", to, err)
 	}
 	if err := m.cfg.Store.Delete(m.ctx, m.cfg.SysBucket, responsesPrefix+from); err != nil {

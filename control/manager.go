@@ -45,7 +45,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	tasks     map[string]*task
-	responses map[string][]byte // request file name -> its 202/400 body
+	responses map[string]response // request file name -> its 202/400 body
 	cancels   []byte            // what control/cancel reads back
 	cancelFns map[string]context.CancelFunc
 	seen      map[string]string // responses and unreadable records: task-store key -> ETag last read
@@ -82,7 +82,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
-		tasks: map[string]*task{}, responses: map[string][]byte{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
+		tasks: map[string]*task{}, responses: map[string]response{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
 	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
 	m.outs.loadTask = m.loadServed
 	m.outs.saveStale = m.saveStaleByID
@@ -121,7 +121,7 @@ func (m *Manager) Close() {
 func (m *Manager) Create(name string, data []byte) []byte {
 	body := m.create(data)
 	m.mu.Lock()
-	m.responses[name] = body
+	m.responses[name] = response{body: body, size: int64(len(body))}
 	m.mu.Unlock()
 	if err := m.cfg.Store.Put(m.ctx, m.cfg.SysBucket, responsesPrefix+name, body); err != nil {
 		m.cfg.Log.Printf("saving the response of %s: %v", name, err)
@@ -551,12 +551,54 @@ func (m *Manager) CancelLog() []byte {
 	return append([]byte(nil), m.cancels...)
 }
 
-// Response returns the body of control/encryptions/<name>.
-func (m *Manager) Response(name string) ([]byte, bool) {
+// response is a control/encryptions body. body nil: saved by another
+// mount (or before this start) and not read yet; size is its listed size.
+type response struct {
+	body []byte
+	size int64
+}
+
+// ResponseSize is the size of control/encryptions/<name> without reading
+// it: a listing of the folder (ls, which looks up every name) costs no
+// store request per response.
+func (m *Manager) ResponseSize(name string) (int64, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, ok := m.responses[name]
-	return b, ok
+	r, ok := m.responses[name]
+	return r.size, ok
+}
+
+// Response returns the body of control/encryptions/<name>: ok false if
+// there is no such response, err if it could not be read from the task
+// store (a response not saved by this run is read when first asked for).
+func (m *Manager) Response(name string) (body []byte, ok bool, err error) {
+	m.mu.Lock()
+	r, ok := m.responses[name]
+	m.mu.Unlock()
+	if !ok || r.body != nil {
+		return r.body, ok, nil
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.StoreTimeout)
+	defer cancel()
+	b, err := m.readSys(ctx, responsesPrefix+name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, still := m.responses[name]
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+		if still && cur.body == nil {
+			delete(m.responses, name) // deleted by another mount meanwhile
+		}
+		return nil, false, nil
+	case err != nil:
+		return nil, true, fmt.Errorf("reading the response %s: %w", name, err)
+	case !still:
+		return nil, false, nil // removed here meanwhile
+	case cur.body != nil:
+		return cur.body, true, nil // saved here meanwhile
+	}
+	m.responses[name] = response{body: b, size: int64(len(b))}
+	return b, true, nil
 }
 
 // ResponseNames lists control/encryptions/.

@@ -148,9 +148,9 @@ func TestTwoManagers(t *testing.T) {
 			t.Fatal("outputs never appear on the second manager")
 		}
 	}
-	if _, ok := b.Response("a.json"); !ok {
+	if _, ok, _ := b.Response("a.json"); !ok {
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if _, ok := b.Response("a.json"); ok {
+			if _, ok, _ := b.Response("a.json"); ok {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -89,15 +89,32 @@ func (m *Manager) refresher() {
 // for every record whose ETag they hold. One LIST of the records (and, at
 // startup, of the shards) plus one GET per changed object: bounded work.
 func (m *Manager) sync(ctx context.Context, startup bool) error {
+	began := time.Now()
+	// At startup the shards are read while the records are listed: the
+	// two do not depend on each other, and each takes store round trips
+	// (a LIST page per 1,000 records; the shards, StartupReaders at once).
+	var idx map[string]*summary
+	var idxErr error
+	var idxTook time.Duration
+	idxDone := make(chan struct{})
+	if startup {
+		go func() {
+			defer close(idxDone)
+			t := time.Now()
+			idx, idxErr = m.readIndex(ctx)
+			idxTook = time.Since(t)
+		}()
+	} else {
+		close(idxDone)
+	}
 	objs, err := m.listAll(ctx, tasksPrefix)
+	listTook := time.Since(began)
+	<-idxDone
 	if err != nil {
 		return err
 	}
-	var idx map[string]*summary
-	if startup {
-		if idx, err = m.readIndex(ctx); err != nil {
-			return err
-		}
+	if idxErr != nil {
+		return idxErr
 	}
 	var changed []store.ObjectInfo
 	m.mu.Lock()
@@ -135,10 +152,18 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 		m.outs.load(all)
 	}
 	m.mu.Unlock()
+	readStart := time.Now()
 	m.readChanged(ctx, changed, startup)
 	m.mu.Lock()
 	clear(m.filesHint)
 	m.mu.Unlock()
+	if startup {
+		// Where a slow start goes (the records' listing, the shards, the
+		// records the shards did not stand for).
+		m.cfg.Log.Printf("task store read in %v: %d records listed in %v, %d index summaries in %v, %d records read in %v",
+			time.Since(began).Round(time.Millisecond), len(objs), listTook.Round(time.Millisecond), len(idx), idxTook.Round(time.Millisecond),
+			len(changed), time.Since(readStart).Round(time.Millisecond))
+	}
 	return m.syncResponses(ctx)
 }
 
@@ -460,7 +485,7 @@ func (m *Manager) adopt(nt *task, etag string, load bool) (isNew bool) {
 	return false
 }
 
-// syncResponses reads the changed control/encryptions/ responses and drops
+// syncResponses notes the changed control/encryptions/ responses and drops
 // the ones another mount deleted (only names once seen in a listing, so a
 // response this mount is saving right now is kept).
 func (m *Manager) syncResponses(ctx context.Context) error {
@@ -472,14 +497,13 @@ func (m *Manager) syncResponses(ctx context.Context) error {
 	for _, o := range objs {
 		listed[o.Key] = true
 	}
+	// New or changed ones are noted, not read: a catalogue made through
+	// control/encryptions has one per task, and reading 100,000 of them
+	// at each start would take minutes. Response reads one when it is
+	// first asked for.
 	for _, o := range m.unseen(objs) {
-		data, err := m.readSys(ctx, o.Key)
-		if err != nil {
-			m.cfg.Log.Printf("task store: skipping %s: %v", o.Key, err)
-			continue
-		}
 		m.mu.Lock()
-		m.responses[strings.TrimPrefix(o.Key, responsesPrefix)] = data
+		m.responses[strings.TrimPrefix(o.Key, responsesPrefix)] = response{size: o.Size}
 		m.seen[o.Key] = o.ETag
 		m.mu.Unlock()
 	}

@@ -98,20 +98,32 @@ func (e *encryptionsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscal
 }
 
 // content is what a name in control/encryptions holds now: a scratch
-// file's bytes or a response body.
-func (e *encryptionsNode) content(name string) (data []byte, scratch, ok bool) {
+// file's bytes or a response body (err: the task store did not give it).
+func (e *encryptionsNode) content(name string) (data []byte, scratch, ok bool, err error) {
 	e.mu.Lock()
 	d, isScratch := e.scratch[name]
 	e.mu.Unlock()
 	if isScratch {
-		return d, true, true
+		return d, true, true, nil
 	}
-	body, ok := e.opts.Manager.Response(name)
-	return body, false, ok
+	body, ok, err := e.opts.Manager.Response(name)
+	return body, false, ok, err
+}
+
+// size is what content's data would measure, without reading a response
+// from the task store.
+func (e *encryptionsNode) size(name string) (int64, bool) {
+	e.mu.Lock()
+	d, isScratch := e.scratch[name]
+	e.mu.Unlock()
+	if isScratch {
+		return int64(len(d)), true
+	}
+	return e.opts.Manager.ResponseSize(name)
 }
 
 func (e *encryptionsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if _, _, ok := e.content(name); !ok {
+	if _, ok := e.size(name); !ok {
 		return nil, syscall.ENOENT
 	}
 	return e.child(ctx, name, &out.Attr), 0
@@ -172,11 +184,15 @@ func (e *encryptionsNode) Rename(ctx context.Context, name string, newParent fus
 	if flags&^renameNoReplace != 0 {
 		return syscall.EINVAL
 	}
-	data, isScratch, ok := e.content(name)
+	data, isScratch, ok, err := e.content(name)
+	if err != nil {
+		e.opts.Log.Printf("control/encryptions/%s: %v", name, err)
+		return syscall.EIO
+	}
 	if !ok {
 		return syscall.ENOENT
 	}
-	if _, _, exists := e.content(newName); exists && flags&renameNoReplace != 0 {
+	if _, _, exists, _ := e.content(newName); exists && flags&renameNoReplace != 0 {
 		return syscall.EEXIST
 	}
 	if name == newName {
@@ -185,7 +201,7 @@ func (e *encryptionsNode) Rename(ctx context.Context, name string, newParent fus
 	e.dropScratch(newName)
 	switch {
 	case isScratch && isRequestName(newName):
-		if cur, ok := e.opts.Manager.Response(newName); ok && sameBody(cur, data) {
+		if cur, ok, _ := e.opts.Manager.Response(newName); ok && sameBody(cur, data) {
 			e.dropScratch(name) // sed -i that changed nothing: nothing to submit
 			return 0
 		}
@@ -280,9 +296,9 @@ func (r *requestNode) name() string {
 }
 
 func (r *requestNode) fillName(name string, a *fuse.Attr) {
-	data, _, _ := r.dir.content(name)
+	size, _ := r.dir.size(name)
 	setMode(a, syscall.S_IFREG|0o600)
-	a.Size = uint64(len(data))
+	a.Size = uint64(size)
 	a.Blocks = (a.Size + 511) / 512
 }
 
@@ -308,7 +324,7 @@ func (r *requestNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse
 		case *scratchHandle:
 			h.dir.truncateScratch(h.name, int(min(size, maxScratchSize)))
 		default:
-			if _, isScratch, _ := r.dir.content(r.name()); isScratch {
+			if _, isScratch, _, _ := r.dir.content(r.name()); isScratch {
 				r.dir.truncateScratch(r.name(), int(min(size, maxScratchSize)))
 			}
 		}
@@ -324,7 +340,11 @@ func (r *requestNode) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint
 
 func (r *requestNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	name := r.name()
-	data, isScratch, ok := r.dir.content(name)
+	data, isScratch, ok, err := r.dir.content(name)
+	if err != nil {
+		r.opts.Log.Printf("control/encryptions/%s: %v", name, err)
+		return nil, 0, syscall.EIO
+	}
 	if !ok {
 		return nil, 0, syscall.ENOENT
 	}
@@ -399,7 +419,7 @@ func (w *requestWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	w.mu.Lock()
 	data := w.buf
 	if !w.dirty {
-		data, _ = w.opts.Manager.Response(w.name)
+		data, _, _ = w.opts.Manager.Response(w.name)
 	}
 	w.mu.Unlock()
 	return (&bytesHandle{data: data}).Read(ctx, dest, off)
@@ -431,7 +451,7 @@ func (h *scratchHandle) Write(ctx context.Context, data []byte, off int64) (uint
 }
 
 func (h *scratchHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	data, _, _ := h.dir.content(h.name)
+	data, _, _, _ := h.dir.content(h.name)
 	return (&bytesHandle{data: data}).Read(ctx, dest, off)
 }
 

@@ -328,9 +328,14 @@ func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
 	}
 	lg.Info("mounted", "mountpoint", c.Mountpoint, "store", c.describe(), "system_bucket", c.SysBucket,
 		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region,
-		"allow_other", c.AllowOther, "others_see", c.OthersSee, "version", versionString())
+		"allow_other", c.AllowOther, "others_see", c.OthersSee, "version", versionString(),
+		"startup", time.Since(processStart).Round(time.Millisecond))
 	return m, nil
 }
+
+// processStart is when the process started (near enough: package
+// variables are set before main), for the mount's startup time.
+var processStart = time.Now()
 
 // openManager opens the master key (checked against the task store's
 // check value; a new one is announced loudly) and the task store, and
