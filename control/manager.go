@@ -46,7 +46,7 @@ type Manager struct {
 	mu        sync.Mutex
 	tasks     map[string]*task
 	responses map[string]response // request file name -> its 202/400 body
-	cancels   []byte            // what control/cancel reads back
+	cancels   []byte              // what control/cancel reads back
 	cancelFns map[string]context.CancelFunc
 	seen      map[string]string // responses and unreadable records: task-store key -> ETag last read
 	// catalog summarises every task of the store; tasks holds only

@@ -100,8 +100,7 @@ type planner struct {
 	wg          sync.WaitGroup
 
 	playlists map[string]bool   // every playlist read, by key
-	read      map[string][]byte // what readObject read, by key (the
-	// multidrm probe and the HLS planning read the same playlists)
+	read      map[string][]byte // what readObject read, by key (the multidrm probe and the HLS planning read the same playlists)
 	planned   map[string]bool   // media playlists planned, by key
 	outSrc    map[string]string // output name -> what it is made from
 	note      string            // for the task's description
