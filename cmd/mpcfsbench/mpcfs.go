@@ -181,7 +181,7 @@ func (b *bench) mpcfsRows(m *mpcfsMount) error {
 	}
 	for _, o := range outputs {
 		paths := joinAll(o.dir, o.segs)
-		r := &row{name: o.name, daemon: m.proc}
+		r := &row{name: o.name, daemon: m.proc, paths: paths}
 		m.proc.resetHWM()
 		if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
 			return err

@@ -84,6 +84,7 @@ func (b *bench) markdown() string {
 		fmt.Fprintf(&s, "\n**%s**\n", b.coldNote)
 	}
 	b.seqTable(&s)
+	b.warmTable(&s)
 	b.randTable(&s)
 	b.concTable(&s)
 	b.stylesTable(&s)
@@ -118,6 +119,38 @@ func (b *bench) seqTable(s *strings.Builder) {
 	for _, x := range b.report.seq {
 		c, w := median(x.cold), median(x.warm)
 		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.name, numSpread(x.cold), ratio(c, rc), numSpread(x.warm), ratio(w, rw), num(x.rss), x.cpu, x.cpuWarm, amp(x.cpu.s3), x.note)
+	}
+}
+
+// warmTable splits the warm passes of the rows that read files into their
+// per-file part (open and close, timed alone) and the rest (copying the
+// bytes out of the page cache), and sets each against the local page
+// cache and against its 4 KiB-page twin (smallPageTwin): the share of the
+// gap that the page cache's folio size explains.
+func (b *bench) warmTable(s *strings.Builder) {
+	local, twin := b.report.find(b.report.seq, "local file"), b.report.find(b.report.seq, smallPageTwin)
+	var rows []*row
+	for _, x := range b.report.seq {
+		if len(x.openUs) > 0 && len(x.warm) > 0 {
+			rows = append(rows, x)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	s.WriteString("\n## Warm reads: per file and per byte (docs/warm-reads.md)\n\n" +
+		"Warm = the set read again as many times as fit in -warm-min right after the cold pass. " +
+		"open+close = open(2) and close(2) of each file with its page cache warm, timed alone; its share is of the time a warm pass spends per file. " +
+		"The 4 KiB-page twin reads the local files from a page cache of 4 KiB folios, the only size a FUSE file's page cache has on this kernel.\n\n" +
+		"| row | warm MB/s | x local page cache | x 4 KiB-page twin | open+close us per file | open+close share of a warm pass |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, x := range rows {
+		w, us := median(x.warm), median(x.openUs)
+		share := "-"
+		if w > 0 && x.passBytes > 0 {
+			perFileUs := float64(x.passBytes) / float64(len(x.paths)) / w // bytes / (MB/s) = us
+			share = fmt.Sprintf("%.0f%%", 100*us/perFileUs)
+		}
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %.1f | %s |\n", x.name, numSpread(x.warm), ratio(w, warmOf(local)), ratio(w, warmOf(twin)), us, share)
 	}
 }
 
@@ -172,8 +205,8 @@ func (b *bench) targets(s *strings.Builder) {
 	check("CBC cold >= 1.5x s3fs cold", div(medianOf(cbc), medianOf(s3fs)), 1.5, false, "x")
 	check("CBC cold >= 0.8x raw S3 GET cold", div(medianOf(cbc), medianOf(raw)), 0.8, false, "x")
 	check("CTR cold >= 0.9x mpcfs plaintext cold", div(medianOf(ctr), medianOf(plain)), 0.9, false, "x")
-	check("CBC warm >= 0.8x local page cache", div(warmOf(cbc), warmOf(local)), 0.8, false, "x")
-	check("CTR warm >= 0.8x local page cache", div(warmOf(ctr), warmOf(local)), 0.8, false, "x")
+	check("CBC warm >= 0.9x local page cache", div(warmOf(cbc), warmOf(local)), 0.9, false, "x")
+	check("CTR warm >= 0.9x local page cache", div(warmOf(ctr), warmOf(local)), 0.9, false, "x")
 	cencRow := r.find(r.seq, "mpcfs CENC cenc")
 	check("CENC cenc cold >= 0.85x raw S3 GET cold", div(medianOf(cencRow), medianOf(raw)), 0.85, false, "x")
 	check("CENC cenc cold >= AES-128-CBC cold", div(medianOf(cencRow), medianOf(cbc)), 1, false, "x")
