@@ -68,8 +68,8 @@ func (b *bench) markdown() string {
 		host, cpuModel(), runtime.NumCPU(), strings.TrimSpace(readStr("/proc/sys/kernel/osrelease")), memTotal())
 	fmt.Fprintf(&s, "Media: %d MPEG-TS segments of %d s at ~%d Mb/s, %.0f MB, in MinIO on 127.0.0.1. "+
 		"Medians of %d runs; MB/s = 10^6 B/s; \"x raw\" = ratio to the raw S3 GET row of this run. "+
-		"Cold = after `echo 3 > /proc/sys/vm/drop_caches`; warm = the read right after.\n",
-		len(b.media.segs), b.cfg.SegSeconds, bitrateMbps, float64(b.media.bytes)/1e6, b.cfg.Runs)
+		"Cold = after `echo 3 > /proc/sys/vm/drop_caches`; warm = the reads right after (the set read again until %v have passed, at least once).\n",
+		len(b.media.segs), b.cfg.SegSeconds, bitrateMbps, float64(b.media.bytes)/1e6, b.cfg.Runs, b.cfg.WarmMin)
 	fmt.Fprintf(&s, "Load average (1/5/15 min) at start: %s; at the end: %s (other work on the machine makes figures noisy).\n",
 		b.loadStart, strings.Join(strings.Fields(readStr("/proc/loadavg"))[:3], " "))
 	if b.cfg.MpcfsEnv != "" {
