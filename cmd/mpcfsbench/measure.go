@@ -37,6 +37,24 @@ type row struct {
 	paths     []string
 	openUs    []float64
 	passBytes int64 // bytes of one pass over the set
+	// pairWith, if set, are local files read warm right after each run's
+	// warm passes of this row (pairedLocal, MB/s, one a run): a reference
+	// taken under the same load as the row's warm figure, for warmPaired.
+	pairWith    []string
+	pairedLocal []float64
+}
+
+// warmPaired is the median over runs of the row's warm MB/s over the
+// local files' warm MB/s measured right after it; 0 without pairWith.
+func (r *row) warmPaired() float64 {
+	if len(r.pairedLocal) == 0 || len(r.pairedLocal) != len(r.warm) {
+		return 0
+	}
+	ratios := make([]float64, len(r.warm))
+	for i := range r.warm {
+		ratios[i] = r.warm[i] / r.pairedLocal[i]
+	}
+	return median(ratios)
 }
 
 func median(xs []float64) float64 {
@@ -98,6 +116,13 @@ func (b *bench) seqRowsPass(r *row, fn func(cold bool) (int64, error)) error {
 				warmBytes += n
 			}
 		}
+		if r.pairWith != nil {
+			mbs, err := b.warmLocal(r.pairWith)
+			if err != nil {
+				return fmt.Errorf("%s: the local files read right after: %w", r.name, err)
+			}
+			r.pairedLocal = append(r.pairedLocal, mbs)
+		}
 		if r.paths != nil {
 			us, err := openCloseUs(r.paths)
 			if err != nil {
@@ -112,7 +137,29 @@ func (b *bench) seqRowsPass(r *row, fn func(cold bool) (int64, error)) error {
 	if r.paths != nil {
 		fmt.Fprintf(os.Stderr, "  %-34s open+close %6.1f us per file (runs: %s)\n", "", median(r.openUs), runList(r.openUs))
 	}
+	if r.pairWith != nil {
+		fmt.Fprintf(os.Stderr, "  %-34s local files warm right after: %s MB/s; warm x local, paired: %.2f\n", "", runList(r.pairedLocal), r.warmPaired())
+	}
 	return nil
+}
+
+// warmLocal reads paths once (filling their page cache, dropped at the
+// start of the run) and then times warm passes of them the way seqRows
+// does, in MB/s.
+func (b *bench) warmLocal(paths []string) (float64, error) {
+	if _, err := readFiles(paths); err != nil {
+		return 0, err
+	}
+	t := time.Now()
+	var n int64
+	for n == 0 || time.Since(t) < b.cfg.WarmMin {
+		k, err := readFiles(paths)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return float64(n) / 1e6 / time.Since(t).Seconds(), nil
 }
 
 // openCloseUs is the median time in microseconds of open(2) and close(2)
