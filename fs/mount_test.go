@@ -53,6 +53,7 @@ type mountOpts struct {
 	othersSee  string        // fs.OthersSeeOutputs (""), fs.OthersSeeAll
 	refresh    time.Duration // task-store refresh (0: the default tuning's)
 	masterKey  string        // share a master key with another fixture
+	debug      bool          // go-fuse logs every request to the fixture's log file
 	tune       func(*tuning.Tuning)
 }
 
@@ -98,7 +99,7 @@ func (f *fixture) mount() {
 		f.t.Fatal(err)
 	}
 	f.server, err = fs.Mount(f.mnt, fs.Options{Store: f.st, Manager: f.mgr, SysBucket: f.sys, Log: lg, AllowOther: f.opts.allowOther, OthersSee: f.opts.othersSee,
-		Tuning: tune})
+		Tuning: tune, Debug: f.opts.debug})
 	if err != nil {
 		f.mgr.Close()
 		f.t.Fatal(err)

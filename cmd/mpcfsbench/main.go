@@ -42,6 +42,7 @@ type config struct {
 	MpcfsEnv   string        // extra environment for the mpcfs daemon, e.g. "GOMEMLIMIT=64MiB"
 	Perf       string        // when set, perf-record the daemon's first cold pass into this folder
 	FuseRA     int           // experiment: read_ahead_kb of the mpcfs mount
+	WarmMin    time.Duration // a warm figure reads the set again until this long has passed
 	GoBench    bool
 	Peers      bool
 	Seq        bool // the 1 MiB sequential, random, concurrent and task-creation rows
@@ -75,6 +76,7 @@ func parseFlags() *config {
 	flag.StringVar(&c.Out, "out", "bench-out", "folder for bench-results.md")
 	flag.StringVar(&c.Repo, "repo", ".", "module root (for go test -bench ./crypto/)")
 	flag.StringVar(&c.MpcfsEnv, "mpcfs-env", "", "extra NAME=VALUE settings (space-separated) for the mpcfs daemon, e.g. GOMEMLIMIT=64MiB")
+	flag.DurationVar(&c.WarmMin, "warm-min", 300*time.Millisecond, "a warm figure reads the whole set as many times as fit in this (at least once): one warm pass of a small set is too short to time on a shared machine")
 	flag.IntVar(&c.FuseRA, "fuse-ra", 0, "experiment: set the mpcfs mount's read_ahead_kb (0 = leave the mount's own)")
 	flag.StringVar(&c.Perf, "perf", "", "folder for `perf record -g` profiles of each FUSE daemon's first cold pass (perf report -i FILE)")
 	flag.BoolVar(&c.GoBench, "gobench", true, "also run the crypto package's go benchmarks and openssl speed")

@@ -31,6 +31,30 @@ type row struct {
 	daemon     *proc  // the serving process, whose CPU time is counted
 	cpu        cpuUse // CPU seconds per GB read, cold passes
 	cpuWarm    cpuUse // the same for the warm passes
+	// paths, when the row reads files, are those files: after its runs
+	// the row also times open(2)+close(2) of each, the per-file part of a
+	// warm pass (openUs, microseconds per file, one figure per run).
+	paths     []string
+	openUs    []float64
+	passBytes int64 // bytes of one pass over the set
+	// pairWith, if set, are local files read warm right after each run's
+	// warm passes of this row (pairedLocal, MB/s, one a run): a reference
+	// taken under the same load as the row's warm figure, for warmPaired.
+	pairWith    []string
+	pairedLocal []float64
+}
+
+// warmPaired is the median over runs of the row's warm MB/s over the
+// local files' warm MB/s measured right after it; 0 without pairWith.
+func (r *row) warmPaired() float64 {
+	if len(r.pairedLocal) == 0 || len(r.pairedLocal) != len(r.warm) {
+		return 0
+	}
+	ratios := make([]float64, len(r.warm))
+	for i := range r.warm {
+		ratios[i] = r.warm[i] / r.pairedLocal[i]
+	}
+	return median(ratios)
 }
 
 func median(xs []float64) float64 {
@@ -48,6 +72,17 @@ func median(xs []float64) float64 {
 // seqRows measures fn cold (after dropping the page cache) then warm (the
 // read right after), runs times. fn returns the bytes it read.
 func (b *bench) seqRows(r *row, fn func() (int64, error)) error {
+	return b.seqRowsPass(r, func(bool) (int64, error) { return fn() })
+}
+
+// seqRowsPass is seqRows for a row whose reader differs between the cold
+// pass and the warm ones (fn is told which it is making).
+//
+// A warm pass of the whole media set lasts a few tens of milliseconds
+// with a small set: one descheduling of the reader on a shared machine
+// then moves the figure by half. So a warm figure is the bytes of as many
+// warm passes as fit in -warm-min (at least one) over their time.
+func (b *bench) seqRowsPass(r *row, fn func(cold bool) (int64, error)) error {
 	var coldBytes, warmBytes int64
 	var coldCPU, warmCPU cpuUse
 	for i := range b.cfg.Runs {
@@ -59,7 +94,12 @@ func (b *bench) seqRows(r *row, fn func() (int64, error)) error {
 				stopPerf = b.perf(r)
 			}
 			t := time.Now()
-			n, err := fn()
+			n, err := fn(pass == 0)
+			for pass == 1 && err == nil && time.Since(t) < b.cfg.WarmMin {
+				var more int64
+				more, err = fn(false)
+				n += more
+			}
 			if stopPerf != nil {
 				stopPerf()
 			}
@@ -68,6 +108,7 @@ func (b *bench) seqRows(r *row, fn func() (int64, error)) error {
 			}
 			*dst = append(*dst, float64(n)/1e6/time.Since(t).Seconds())
 			if pass == 0 {
+				r.passBytes = n
 				coldCPU = coldCPU.add(b.cpuNow(r.daemon).sub(c0))
 				coldBytes += n
 			} else {
@@ -75,11 +116,70 @@ func (b *bench) seqRows(r *row, fn func() (int64, error)) error {
 				warmBytes += n
 			}
 		}
+		if r.pairWith != nil {
+			mbs, err := b.warmLocal(r.pairWith)
+			if err != nil {
+				return fmt.Errorf("%s: the local files read right after: %w", r.name, err)
+			}
+			r.pairedLocal = append(r.pairedLocal, mbs)
+		}
+		if r.paths != nil {
+			us, err := openCloseUs(r.paths)
+			if err != nil {
+				return fmt.Errorf("%s: open and close: %w", r.name, err)
+			}
+			r.openUs = append(r.openUs, us)
+		}
 	}
 	r.cpu, r.cpuWarm = coldCPU.perGB(coldBytes), warmCPU.perGB(warmBytes)
 	fmt.Fprintf(os.Stderr, "  %-34s cold %8.0f MB/s  warm %8.0f MB/s  (runs: cold %s, warm %s; CPU s/GB daemon/MinIO/reader: cold %v, warm %v)\n",
 		r.name, median(r.cold), median(r.warm), runList(r.cold), runList(r.warm), r.cpu, r.cpuWarm)
+	if r.paths != nil {
+		fmt.Fprintf(os.Stderr, "  %-34s open+close %6.1f us per file (runs: %s)\n", "", median(r.openUs), runList(r.openUs))
+	}
+	if r.pairWith != nil {
+		fmt.Fprintf(os.Stderr, "  %-34s local files warm right after: %s MB/s; warm x local, paired: %.2f\n", "", runList(r.pairedLocal), r.warmPaired())
+	}
 	return nil
+}
+
+// warmLocal reads paths once (filling their page cache, dropped at the
+// start of the run) and then times warm passes of them the way seqRows
+// does, in MB/s.
+func (b *bench) warmLocal(paths []string) (float64, error) {
+	if _, err := readFiles(paths); err != nil {
+		return 0, err
+	}
+	t := time.Now()
+	var n int64
+	for n == 0 || time.Since(t) < b.cfg.WarmMin {
+		k, err := readFiles(paths)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return float64(n) / 1e6 / time.Since(t).Seconds(), nil
+}
+
+// openCloseUs is the median time in microseconds of open(2) and close(2)
+// of one of paths (their page cache warm: this is the per-file part of a
+// warm read, with no byte read), over a few passes over all of them.
+func openCloseUs(paths []string) (float64, error) {
+	const passes = 9
+	per := make([]float64, 0, passes)
+	for range passes {
+		t := time.Now()
+		for _, p := range paths {
+			f, err := os.Open(p)
+			if err != nil {
+				return 0, err
+			}
+			f.Close()
+		}
+		per = append(per, float64(time.Since(t).Microseconds())/float64(len(paths)))
+	}
+	return median(per), nil
 }
 
 // runList prints each run's figure, for the log: the spread is the noise.

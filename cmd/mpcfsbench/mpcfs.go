@@ -172,16 +172,17 @@ func (b *bench) mpcfsRows(m *mpcfsMount) error {
 	outputs := []struct {
 		name, dir string
 		segs      []string
+		src       mediaSet // the local files the output is made of: the warm figure's paired reference
 	}{
-		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix), b.media.segs},
-		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc"), b.media.segs},
-		{"mpcfs AES-128-CTR output", filepath.Join(m.dir, "buckets", outBucket, "ctr"), b.media.segs},
-		{"mpcfs CENC cenc output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cenc"), b.fmp4.segs},
-		{"mpcfs CENC cbcs output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cbcs"), b.fmp4.segs},
+		{"mpcfs plaintext passthrough", filepath.Join(m.dir, "buckets", mediaBucket, mediaPrefix), b.media.segs, b.media},
+		{"mpcfs AES-128-CBC output", filepath.Join(m.dir, "buckets", outBucket, "cbc"), b.media.segs, b.media},
+		{"mpcfs AES-128-CTR output", filepath.Join(m.dir, "buckets", outBucket, "ctr"), b.media.segs, b.media},
+		{"mpcfs CENC cenc output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cenc"), b.fmp4.segs, b.fmp4},
+		{"mpcfs CENC cbcs output (fMP4)", filepath.Join(m.dir, "buckets", outBucket, "cbcs"), b.fmp4.segs, b.fmp4},
 	}
 	for _, o := range outputs {
 		paths := joinAll(o.dir, o.segs)
-		r := &row{name: o.name, daemon: m.proc}
+		r := &row{name: o.name, daemon: m.proc, paths: paths, pairWith: o.src.localPaths()}
 		m.proc.resetHWM()
 		if err := b.seqRows(r, func() (int64, error) { return readFiles(paths) }); err != nil {
 			return err

@@ -69,8 +69,8 @@ func (b *bench) markdown() string {
 		host, cpuModel(), runtime.NumCPU(), strings.TrimSpace(readStr("/proc/sys/kernel/osrelease")), memTotal())
 	fmt.Fprintf(&s, "Media: %d MPEG-TS segments of %d s at ~%d Mb/s, %.0f MB, in MinIO on 127.0.0.1. "+
 		"Medians of %d runs; MB/s = 10^6 B/s; \"x raw\" = ratio to the raw S3 GET row of this run. "+
-		"Cold = after `echo 3 > /proc/sys/vm/drop_caches`; warm = the read right after.\n",
-		len(b.media.segs), b.cfg.SegSeconds, bitrateMbps, float64(b.media.bytes)/1e6, b.cfg.Runs)
+		"Cold = after `echo 3 > /proc/sys/vm/drop_caches`; warm = the reads right after (the set read again until %v have passed, at least once).\n",
+		len(b.media.segs), b.cfg.SegSeconds, bitrateMbps, float64(b.media.bytes)/1e6, b.cfg.Runs, b.cfg.WarmMin)
 	fmt.Fprintf(&s, "Load average (1/5/15 min) at start: %s; at the end: %s (other work on the machine makes figures noisy).\n",
 		b.loadStart, strings.Join(strings.Fields(readStr("/proc/loadavg"))[:3], " "))
 	if b.cfg.MpcfsEnv != "" {
@@ -85,6 +85,7 @@ func (b *bench) markdown() string {
 		fmt.Fprintf(&s, "\n**%s**\n", b.coldNote)
 	}
 	b.seqTable(&s)
+	b.warmTable(&s)
 	b.randTable(&s)
 	b.concTable(&s)
 	b.stylesTable(&s)
@@ -123,6 +124,43 @@ func (b *bench) seqTable(s *strings.Builder) {
 	}
 }
 
+// warmTable splits the warm passes of the rows that read files into their
+// per-file part (open and close, timed alone) and the rest (copying the
+// bytes out of the page cache), and sets each against the local page
+// cache and against its 4 KiB-page twin (smallPageTwin): the share of the
+// gap that the page cache's folio size explains.
+func (b *bench) warmTable(s *strings.Builder) {
+	local, twin := b.report.find(b.report.seq, "local file"), b.report.find(b.report.seq, smallPageTwin)
+	var rows []*row
+	for _, x := range b.report.seq {
+		if len(x.openUs) > 0 && len(x.warm) > 0 {
+			rows = append(rows, x)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	s.WriteString("\n## Warm reads: per file and per byte (docs/warm-reads.md)\n\n" +
+		"Warm = the set read again as many times as fit in -warm-min right after the cold pass. " +
+		"open+close = open(2) and close(2) of each file with its page cache warm, timed alone; its share is of the time a warm pass spends per file. " +
+		"The 4 KiB-page twin reads the local files from a page cache of 4 KiB folios, the only size a FUSE file's page cache has on this kernel. " +
+		"Paired = in each run, over the local files it is made of read warm right after it (same load; median over runs): the warm targets use it.\n\n" +
+		"| row | warm MB/s | x local page cache | x local, paired | x 4 KiB-page twin | open+close us per file | open+close share of a warm pass |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, x := range rows {
+		w, us := median(x.warm), median(x.openUs)
+		share := "-"
+		if w > 0 && x.passBytes > 0 {
+			perFileUs := float64(x.passBytes) / float64(len(x.paths)) / w // bytes / (MB/s) = us
+			share = fmt.Sprintf("%.0f%%", 100*us/perFileUs)
+		}
+		paired := "-"
+		if p := x.warmPaired(); p > 0 {
+			paired = fmt.Sprintf("%.2f", p)
+		}
+		fmt.Fprintf(s, "| %s | %s | %s | %s | %s | %.1f | %s |\n", x.name, numSpread(x.warm), ratio(w, warmOf(local)), paired, ratio(w, warmOf(twin)), us, share)
+	}
+}
+
 func (b *bench) randTable(s *strings.Builder) {
 	raw := b.report.find(b.report.random, rawName)
 	fmt.Fprintf(s, "\n## Random 64 KiB reads at random offsets (one reader, %v per run, cold)\n\n"+
@@ -146,6 +184,19 @@ func medianOf(x *row) float64 {
 		return 0
 	}
 	return median(x.cold)
+}
+
+// warmVsLocal is x's warm figure over the local page cache's: paired
+// within each run when x was (row.pairWith: the local files read right
+// after, under the same load), else the ratio of the two rows' medians.
+func warmVsLocal(x, local *row) float64 {
+	if x == nil {
+		return 0
+	}
+	if p := x.warmPaired(); p > 0 {
+		return p
+	}
+	return div(warmOf(x), warmOf(local))
 }
 
 func warmOf(x *row) float64 {
@@ -174,8 +225,8 @@ func (b *bench) targets(s *strings.Builder) {
 	check("CBC cold >= 1.5x s3fs cold", div(medianOf(cbc), medianOf(s3fs)), 1.5, false, "x")
 	check("CBC cold >= 0.8x raw S3 GET cold", div(medianOf(cbc), medianOf(raw)), 0.8, false, "x")
 	check("CTR cold >= 0.9x mpcfs plaintext cold", div(medianOf(ctr), medianOf(plain)), 0.9, false, "x")
-	check("CBC warm >= 0.8x local page cache", div(warmOf(cbc), warmOf(local)), 0.8, false, "x")
-	check("CTR warm >= 0.8x local page cache", div(warmOf(ctr), warmOf(local)), 0.8, false, "x")
+	check("CBC warm >= 0.9x local page cache", warmVsLocal(cbc, local), 0.9, false, "x")
+	check("CTR warm >= 0.9x local page cache", warmVsLocal(ctr, local), 0.9, false, "x")
 	cencRow := r.find(r.seq, "mpcfs CENC cenc")
 	check("CENC cenc cold >= 0.85x raw S3 GET cold", div(medianOf(cencRow), medianOf(raw)), 0.85, false, "x")
 	check("CENC cenc cold >= AES-128-CBC cold", div(medianOf(cencRow), medianOf(cbc)), 1, false, "x")

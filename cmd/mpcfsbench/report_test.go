@@ -51,7 +51,7 @@ func TestTargets(t *testing.T) {
 		rows(rawName, 1000, 1500),
 		rows("mpcfs plaintext passthrough", 900, 9000),
 		rows("mpcfs AES-128-CBC output", 850, 7000),
-		rows("mpcfs AES-128-CTR output", 800, 8500),
+		rows("mpcfs AES-128-CTR output", 800, 9500),
 		rows("s3fs mount", 500, 600),
 	}
 	b.report.conc = []*row{{name: "mpcfs AES-128-CBC output", cold: []float64{1}, rss: 120}}
@@ -62,10 +62,54 @@ func TestTargets(t *testing.T) {
 		"| CBC cold >= 1.5x s3fs cold | 1.70x | yes |",
 		"| CBC cold >= 0.8x raw S3 GET cold | 0.85x | yes |",
 		"| CTR cold >= 0.9x mpcfs plaintext cold | 0.89x | **no** |",
-		"| CBC warm >= 0.8x local page cache | 0.70x | **no** |",
-		"| CTR warm >= 0.8x local page cache | 0.85x | yes |",
+		"| CBC warm >= 0.9x local page cache | 0.70x | **no** |",
+		"| CTR warm >= 0.9x local page cache | 0.95x | yes |",
 		"| task creation (2 x 1,000 segments) < 1 s | 0.30 s | yes |",
 		"| mpcfs peak RSS with 16 readers < 100 MB | 120.00 MB | **no** |",
+	} {
+		if !strings.Contains(s.String(), want) {
+			t.Errorf("targets lack %q:\n%s", want, s.String())
+		}
+	}
+}
+
+// TestWarmTable checks the per-file / per-byte split of the warm passes
+// against hand-computed figures, and that the 4 KiB-page twin (listed
+// first here, as a negative control) is never taken for the local page
+// cache that the targets refer to.
+func TestWarmTable(t *testing.T) {
+	b := newBench(&config{Runs: 1, Readers: 16})
+	ten := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	b.report.seq = []*row{
+		{name: smallPageTwin, cold: []float64{900}, warm: []float64{4000}, paths: ten, openUs: []float64{2}, passBytes: 100e6},
+		{name: "local file (disk / page cache)", cold: []float64{1500}, warm: []float64{8000}, paths: ten, openUs: []float64{2}, passBytes: 100e6},
+		{name: rawName, cold: []float64{1000}, warm: []float64{1500}},
+		// 10 MB a file at 5000 MB/s: 2000 us a file, 50 of them opening.
+		{name: "mpcfs AES-128-CBC output", cold: []float64{850}, warm: []float64{5000}, paths: ten, openUs: []float64{50}, passBytes: 100e6},
+		// Paired: 4000/5000 and 6000/6000, median 0.90, where the medians
+		// of the rows give 5000/8000.
+		{name: "mpcfs AES-128-CTR output", cold: []float64{800, 800}, warm: []float64{4000, 6000}, paths: ten, openUs: []float64{40, 40},
+			passBytes: 100e6, pairWith: ten, pairedLocal: []float64{5000, 6000}},
+	}
+	var s strings.Builder
+	b.warmTable(&s)
+	for _, want := range []string{
+		"| mpcfs AES-128-CBC output | 5000 | 0.62 | - | 1.25 | 50.0 | 2% |",
+		"| local file (disk / page cache) | 8000 | 1.00 | - | 2.00 | 2.0 | 0% |",
+		"| mpcfs AES-128-CTR output | 5000 (4000-6000) | 0.62 | 0.90 | 1.25 | 40.0 | 2% |",
+	} {
+		if !strings.Contains(s.String(), want) {
+			t.Errorf("warm table lacks %q:\n%s", want, s.String())
+		}
+	}
+	if strings.Contains(s.String(), rawName) {
+		t.Errorf("warm table lists a row that reads no files:\n%s", s.String())
+	}
+	s.Reset()
+	b.targets(&s)
+	for _, want := range []string{
+		"| CBC warm >= 0.9x local page cache | 0.62x | **no** |", // not the twin's 1.25
+		"| CTR warm >= 0.9x local page cache | 0.90x | yes |",    // paired, not 0.62
 	} {
 		if !strings.Contains(s.String(), want) {
 			t.Errorf("targets lack %q:\n%s", want, s.String())
