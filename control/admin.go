@@ -93,13 +93,18 @@ func OpenMasterKey(ctx context.Context, st store.Store, sys, keyFile string) (Ma
 	if err != nil {
 		return MasterKeyResult{}, err
 	}
-	objs, err := taskObjects(ctx, st, sys)
+	// Whether the store holds tasks is one listing of one key: listing
+	// them all cost a start one LIST page per 1,000 tasks.
+	hasTasks, err := st.HasPrefix(ctx, sys, tasksPrefix)
+	if errors.Is(err, store.ErrNotExist) {
+		hasTasks, err = false, nil // no system bucket yet
+	}
 	if err != nil {
 		return MasterKeyResult{}, fmt.Errorf("listing the task store: %w", err)
 	}
 	var res MasterKeyResult
 	if !keywrap.Exists(keyFile) {
-		if cv != "" || len(objs) > 0 {
+		if cv != "" || hasTasks {
 			return res, fmt.Errorf("master key file %s does not exist, but the task store (bucket %q) holds tasks sealed with a master key: restore %s from its backup, or point --master-key-file at it", keyFile, sys, keyFile)
 		}
 		res.Master, err = keywrap.Create(keyFile)
@@ -116,6 +121,11 @@ func OpenMasterKey(ctx context.Context, st store.Store, sys, keyFile string) (Ma
 			return res, wrong
 		}
 		return res, nil
+	}
+	// A store from before check values (once): its first task's key.
+	objs, err := taskObjects(ctx, st, sys)
+	if err != nil {
+		return res, fmt.Errorf("listing the task store: %w", err)
 	}
 	if len(objs) > 0 {
 		data, err := readSysObject(ctx, st, sys, objs[0].Key)

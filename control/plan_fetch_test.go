@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -124,5 +125,28 @@ func TestPlanningBesidePROCESSING(t *testing.T) {
 	defer st.mu.Unlock()
 	if st.readsDuringPut == 0 {
 		t.Error("no planning read was sent while the PROCESSING record was being written")
+	}
+}
+
+// TestStartupListsRecordsInParts: a mount start lists the task records in
+// nine parts at once (by the ids' first digit), not page after page of
+// one listing, and still finds every task.
+func TestStartupListsRecordsInParts(t *testing.T) {
+	st := &roundTripStore{Store: taskStore(t), hold: 20 * time.Millisecond}
+	master := testMaster(t)
+	a, _ := newTestManager(t, st, master, -1)
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, createID(t, a, fmt.Sprintf("r%d.json", i)))
+	}
+	st.reset()
+	b, _ := newTestManager(t, st, master, -1)
+	if st.max < 9 {
+		t.Errorf("a start had at most %d store requests in flight, want the nine record listings at once", st.max)
+	}
+	for _, id := range ids {
+		if b.Status(id) == "" {
+			t.Errorf("task %s not found by the start", id)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +108,7 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 	} else {
 		close(idxDone)
 	}
-	objs, err := m.listAll(ctx, tasksPrefix)
+	objs, err := m.listRecords(ctx)
 	listTook := time.Since(began)
 	<-idxDone
 	if err != nil {
@@ -245,6 +246,29 @@ func (m *Manager) markSeen(o store.ObjectInfo) {
 	m.mu.Lock()
 	m.seen[o.Key] = o.ETag
 	m.mu.Unlock()
+}
+
+// listRecords lists the task records: nine listings at once, one per
+// first digit of the ids (tasks/1 ... tasks/9), so a start pays the pages
+// of the largest ninth, not of all (a LIST page holds 1,000 keys: 100
+// pages one after another at 100,000 tasks). Keys outside the nine are
+// not task records (recordID refuses them).
+func (m *Manager) listRecords(ctx context.Context) ([]store.ObjectInfo, error) {
+	parts := make([][]store.ObjectInfo, 9)
+	errs := make([]error, 9)
+	var wg sync.WaitGroup
+	for d := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[d], errs[d] = m.listAll(ctx, fmt.Sprintf("%s%d", tasksPrefix, d+1))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Concat(parts...), nil
 }
 
 // listAll lists the objects under prefix, one level deep.

@@ -332,6 +332,12 @@ func testList(t *testing.T, b backend) {
 		{"a/b/", []string{"a/b/c.txt", "a/b/d.txt"}, []string{"a/b/e/"}},
 		{"a/b/e/", []string{"a/b/e/f.txt"}, nil},
 		{"nothing/", nil, nil},
+		// A prefix ending inside a name, as S3 has it.
+		{"a/b/c", []string{"a/b/c.txt"}, nil},
+		{"a/b/e", nil, []string{"a/b/e/"}},
+		{"t", []string{"top.txt"}, nil},
+		{"a/x", []string{"a/x.txt"}, nil},
+		{"a/z", nil, nil},
 	}
 	for _, c := range cases {
 		l, err := b.st.List(ctx, "alpha", c.prefix)

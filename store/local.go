@@ -140,29 +140,34 @@ func (l *Local) BucketExists(ctx context.Context, bucket string) (bool, error) {
 	return st.IsDir(), nil
 }
 
-// List returns the direct children of prefix ("" or ending in "/"). Like S3,
-// a prefix with nothing under it is an empty listing; a missing bucket is
-// ErrNotExist.
+// List returns the direct children of prefix. Like S3, a prefix with
+// nothing under it is an empty listing, a missing bucket is ErrNotExist,
+// and a prefix may end inside a name ("tasks/1" lists the names of tasks/
+// that begin with "1": a large folder can be listed in parts at once).
 func (l *Local) List(ctx context.Context, bucket, prefix string) (Listing, error) {
-	dir, err := l.prefixDir(bucket, prefix)
+	folder, partial := prefix, ""
+	if i := strings.LastIndex(prefix, "/"); i < len(prefix)-1 {
+		folder, partial = prefix[:i+1], prefix[i+1:]
+	}
+	dir, err := l.prefixDir(bucket, folder)
 	if err != nil {
 		return Listing{}, err
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return l.listMissing(ctx, bucket, prefix, err)
+		return l.listMissing(ctx, bucket, folder, err)
 	}
 	var out Listing
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
+		if strings.HasPrefix(e.Name(), tmpPrefix) || !strings.HasPrefix(e.Name(), partial) {
 			continue
 		}
 		if isDir(dir, e) {
-			out.Prefixes = append(out.Prefixes, prefix+e.Name()+"/")
+			out.Prefixes = append(out.Prefixes, folder+e.Name()+"/")
 			continue
 		}
 		if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.Mode().IsRegular() {
-			out.Objects = append(out.Objects, objectInfo(prefix+e.Name(), info))
+			out.Objects = append(out.Objects, objectInfo(folder+e.Name(), info))
 		}
 	}
 	sort.Slice(out.Objects, func(i, j int) bool { return out.Objects[i].Key < out.Objects[j].Key })

@@ -39,9 +39,15 @@ func TestLocalTraversal(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"../", "a/../../", "/", "a"} {
+	for _, p := range []string{"../", "a/../../", "/", "a/../x", "../se"} {
 		if _, err := l.List(ctx, "b", p); err == nil || errors.Is(err, ErrNotExist) {
 			t.Errorf("List(b, %q) = %v, want a rejection", p, err)
+		}
+	}
+	// A prefix ending inside a name only filters the folder's names.
+	for _, p := range []string{"..", ".", "se"} {
+		if l, err := l.List(ctx, "b", p); err != nil || len(l.Objects)+len(l.Prefixes) != 0 {
+			t.Errorf("List(b, %q) = %+v, %v; want nothing", p, l, err)
 		}
 	}
 	for _, b := range []string{"", ".", "..", "a/b", `a\b`, "../b"} {

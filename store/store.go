@@ -72,7 +72,9 @@ type Store interface {
 	Buckets(ctx context.Context) ([]string, error)
 	// BucketExists reports whether the bucket exists.
 	BucketExists(ctx context.Context, bucket string) (bool, error)
-	// List returns the objects and sub-prefixes directly under prefix.
+	// List returns the objects and sub-prefixes directly under prefix
+	// (which, as in S3, may end inside a name: "a/b" lists a/b.ts and
+	// a/b/, not a/c.ts).
 	List(ctx context.Context, bucket, prefix string) (Listing, error)
 	// HasPrefix reports whether anything lies under prefix (which ends in
 	// "/"): one listing of at most one key, however large the folder.
