@@ -189,6 +189,14 @@ func (c *catalog) put(s *summary) {
 	(*sh)[s.ID] = s
 }
 
+func (c *catalog) remove(id string) {
+	sh := c.shards[shardOf(id)]
+	if _, ok := sh[id]; ok {
+		delete(sh, id)
+		c.n--
+	}
+}
+
 func (c *catalog) each(fn func(*summary)) {
 	for _, sh := range c.shards {
 		for _, s := range sh {

@@ -43,12 +43,16 @@ type Manager struct {
 	queue chan string
 	wg    sync.WaitGroup
 
-	mu        sync.Mutex
-	tasks     map[string]*task
-	responses map[string]response // request file name -> its 202/400 body
-	cancels   []byte              // what control/cancel reads back
-	cancelFns map[string]context.CancelFunc
-	seen      map[string]string // responses and unreadable records: task-store key -> ETag last read
+	mu    sync.Mutex
+	tasks map[string]*task
+	// reconciled is closed when the start's check of the index against
+	// the records has ended (startupErr: how); load may return before.
+	reconciled chan struct{}
+	startupErr error
+	responses  map[string]response // request file name -> its 202/400 body
+	cancels    []byte              // what control/cancel reads back
+	cancelFns  map[string]context.CancelFunc
+	seen       map[string]string // responses and unreadable records: task-store key -> ETag last read
 	// catalog summarises every task of the store; tasks holds only
 	// those loaded (being created, processed, canceled, or asked for).
 	catalog catalog
@@ -81,7 +85,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg.Log = log.New(io.Discard, "", 0)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16),
+	m := &Manager{cfg: cfg, ctx: ctx, stop: stop, queue: make(chan string, 1<<16), reconciled: make(chan struct{}),
 		tasks: map[string]*task{}, responses: map[string]response{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
 	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
 	m.outs.loadTask = m.loadServed

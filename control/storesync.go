@@ -27,16 +27,79 @@ var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
 // load reads the catalogue (the index shards, and the records they do not
 // stand for) and the responses from the task store. Tasks left WAITING or
 // PROCESSING by a previous run (or a killed daemon) are queued again.
+//
+// The shards are read first and their finished tasks served at once; the
+// check of the shards against the records (a LIST page per 1,000 records:
+// seconds at 100,000 on a cold store) then runs for at most
+// Tuning.StartupWait before the mount goes ahead, and goes on behind it.
+// Until it ends, the mount serves what the shards said (a record changed
+// since its shard was written shows its new state a few seconds later,
+// as a change made by another mount does), and tasks the shards do not
+// hold appear as their records are read.
 func (m *Manager) load() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 2*time.Minute)
-	defer cancel()
 	if err := m.ensureSysBucket(ctx); err != nil {
+		cancel()
 		return err
 	}
-	if err := m.sync(ctx, true); err != nil {
+	began := time.Now()
+	idx, err := m.readIndex(ctx)
+	if err != nil {
+		cancel()
 		return fmt.Errorf("reading the task store: %w", err)
 	}
-	return nil
+	served := m.serveIndex(idx)
+	idxTook := time.Since(began)
+	done := make(chan error, 1)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer cancel()
+		err := m.sync(ctx, &startupIndex{idx: idx, began: began, took: idxTook})
+		m.startupErr = err
+		close(m.reconciled)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("reading the task store: %w", err)
+		}
+		return nil
+	case <-time.After(m.cfg.Tuning.StartupWait):
+		m.cfg.Log.Printf("task store: serving the %d finished tasks of the index; checking them against the records goes on", served)
+		go func() {
+			if err := <-done; err != nil && m.ctx.Err() == nil {
+				m.cfg.Log.Printf("task store: checking the index against the records: %v (the next refresh lists them again)", err)
+			}
+		}()
+		return nil
+	}
+}
+
+// startupIndex is what a start read from the index shards, for its check
+// against the records.
+type startupIndex struct {
+	idx   map[string]*summary
+	began time.Time     // the start of the task store's reading
+	took  time.Duration // reading the shards
+}
+
+// serveIndex puts the index's finished tasks in the catalogue and serves
+// their outputs; it returns how many. Unfinished ones wait for their
+// records (they are queued again).
+func (m *Manager) serveIndex(idx map[string]*summary) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range idx {
+		if s.Status.Final() {
+			m.catalog.put(s)
+		}
+	}
+	var all []*summary
+	m.catalog.each(func(s *summary) { all = append(all, s) })
+	m.outs.load(all)
+	return len(all)
 }
 
 func (m *Manager) ensureSysBucket(ctx context.Context) error {
@@ -56,10 +119,18 @@ func (m *Manager) ensureSysBucket(ctx context.Context) error {
 // refresher re-reads the task store every cfg.Refresh until Close.
 func (m *Manager) refresher() {
 	defer m.wg.Done()
+	select { // the start's own check of the index goes first
+	case <-m.reconciled:
+	case <-m.ctx.Done():
+		return
+	}
 	tick := time.NewTicker(m.cfg.Tuning.Refresh)
 	defer tick.Stop()
 	failing := false // log when refreshing starts and stops failing, not every tick
 	lastFull := time.Now()
+	if m.startupErr != nil {
+		lastFull = time.Time{} // that check failed: list the records at the first tick
+	}
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -69,7 +140,7 @@ func (m *Manager) refresher() {
 			var err error
 			if time.Since(lastFull) >= m.cfg.Tuning.FullRefresh {
 				lastFull = time.Now()
-				err = m.sync(ctx, false)
+				err = m.sync(ctx, nil)
 			} else {
 				err = m.syncShards(ctx)
 			}
@@ -89,33 +160,17 @@ func (m *Manager) refresher() {
 // last read (by ETag) and merges them; at startup the index shards stand
 // for every record whose ETag they hold. One LIST of the records (and, at
 // startup, of the shards) plus one GET per changed object: bounded work.
-func (m *Manager) sync(ctx context.Context, startup bool) error {
-	began := time.Now()
-	// At startup the shards are read while the records are listed: the
-	// two do not depend on each other, and each takes store round trips
-	// (a LIST page per 1,000 records; the shards, StartupReaders at once).
+func (m *Manager) sync(ctx context.Context, si *startupIndex) error {
+	startup := si != nil
 	var idx map[string]*summary
-	var idxErr error
-	var idxTook time.Duration
-	idxDone := make(chan struct{})
 	if startup {
-		go func() {
-			defer close(idxDone)
-			t := time.Now()
-			idx, idxErr = m.readIndex(ctx)
-			idxTook = time.Since(t)
-		}()
-	} else {
-		close(idxDone)
+		idx = si.idx
 	}
+	listStart := time.Now()
 	objs, err := m.listRecords(ctx)
-	listTook := time.Since(began)
-	<-idxDone
+	listTook := time.Since(listStart)
 	if err != nil {
 		return err
-	}
-	if idxErr != nil {
-		return idxErr
 	}
 	var changed []store.ObjectInfo
 	m.mu.Lock()
@@ -142,17 +197,19 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 			}
 		}
 	}
+	var gone []withdrawn
 	if startup {
-		for id := range idx {
+		for id, s := range idx {
 			if !listed[id] {
 				m.index.markDirty(id) // its record is gone: drop it from its shard
+				if m.catalog.get(id) == s {
+					gone = append(gone, m.dropSummaryLocked(id)...) // served from the index meanwhile
+				}
 			}
 		}
-		var all []*summary
-		m.catalog.each(func(s *summary) { all = append(all, s) })
-		m.outs.load(all)
 	}
 	m.mu.Unlock()
+	m.outs.notify(gone)
 	readStart := time.Now()
 	m.readChanged(ctx, changed, startup)
 	m.mu.Lock()
@@ -161,8 +218,8 @@ func (m *Manager) sync(ctx context.Context, startup bool) error {
 	if startup {
 		// Where a slow start goes (the records' listing, the shards, the
 		// records the shards did not stand for).
-		m.cfg.Log.Printf("task store read in %v: %d records listed in %v, %d index summaries in %v, %d records read in %v",
-			time.Since(began).Round(time.Millisecond), len(objs), listTook.Round(time.Millisecond), len(idx), idxTook.Round(time.Millisecond),
+		m.cfg.Log.Printf("task store read in %v: %d index summaries in %v, then %d records listed in %v, %d records read in %v",
+			time.Since(si.began).Round(time.Millisecond), len(idx), si.took.Round(time.Millisecond), len(objs), listTook.Round(time.Millisecond),
 			len(changed), time.Since(readStart).Round(time.Millisecond))
 	}
 	return m.syncResponses(ctx)

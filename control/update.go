@@ -187,6 +187,17 @@ func (m *Manager) syncLocked(t *task) []withdrawn {
 	return m.setSummaryLocked(s, show)
 }
 
+// dropSummaryLocked forgets a task whose record is gone from the store,
+// and its outputs. Called with m.mu held.
+func (m *Manager) dropSummaryLocked(id string) []withdrawn {
+	prev := m.catalog.get(id)
+	if prev == nil {
+		return nil
+	}
+	m.catalog.remove(id)
+	return m.outs.set(prev, nil)
+}
+
 // setSummaryLocked replaces a task's summary and serves show's outputs
 // (nil: none). Called with m.mu held.
 func (m *Manager) setSummaryLocked(s, show *summary) []withdrawn {

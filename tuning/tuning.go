@@ -194,8 +194,15 @@ type Tuning struct {
 	// written, so a burst of changes writes each shard once.
 	IndexDelay time.Duration
 	// StartupReaders is how many task-store reads a mount start (index
-	// shards, changed records) makes at once.
+	// shards, changed records) makes at once: 1,000 shards on a store 20
+	// ms away take 2.5 s eight at a time, 0.6 s at 32.
 	StartupReaders int
+	// StartupWait bounds how long a start waits for its check of the
+	// index shards against the task records (their listing: a page per
+	// 1,000 records, seconds at 100,000 on a cold store) before it
+	// mounts anyway, serving what the shards said while the check goes
+	// on. 0: mount as soon as the shards are read.
+	StartupWait time.Duration
 
 	// ---- the daemon ----
 
@@ -245,7 +252,8 @@ func Default() Tuning {
 		Speculations:    8,
 		SpeculationHold: time.Second,
 		IndexDelay:      200 * time.Millisecond,
-		StartupReaders:  8,
+		StartupReaders:  32,
+		StartupWait:     time.Second,
 		MemoryLimit:     80 << 20,
 	}
 }
@@ -273,7 +281,7 @@ func (t Tuning) Validate() error {
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanReadsAtOnce >= 0, "PlanReadsAtOnce", "must be >= 0")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
-	check(t.IndexDelay >= 0, "IndexDelay", "must be >= 0")
+	check(t.IndexDelay >= 0 && t.StartupWait >= 0, "IndexDelay/StartupWait", "must be >= 0")
 	check(t.Speculations >= 0 && t.SpeculationHold > 0, "Speculations/SpeculationHold", "must be >= 0 and > 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
 	check(t.OriginStreams >= 0 && t.OriginQueueWait >= 0, "OriginStreams/OriginQueueWait", "must be >= 0")
