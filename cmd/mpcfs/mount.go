@@ -221,7 +221,7 @@ func runMount(args []string) error {
 		return err
 	}
 	defer closeLog()
-	setMemoryLimit(c.Tuning.MemoryLimit)
+	setMemoryLimit(c.Tuning.HeapLimit())
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
 	web, err := c.HTTP.listen(stdLogger(lg))
@@ -270,10 +270,11 @@ func runMount(args []string) error {
 	return nil
 }
 
-// setMemoryLimit sets the daemon's soft heap limit (Tuning.MemoryLimit)
-// unless GOMEMLIMIT is set. Read buffers are bounded (the crypto package
-// doc) but freed ones wait for the GC; with Go's default pacing many
-// readers let RSS grow well past what is live.
+// setMemoryLimit sets the daemon's soft heap limit (Tuning.HeapLimit:
+// MemoryLimit less the chunk buffers, which live outside the heap and
+// have their own bound, Tuning.BufferMemory) unless GOMEMLIMIT is set.
+// With Go's default pacing many requests let RSS grow well past what is
+// live.
 func setMemoryLimit(limit int64) {
 	if os.Getenv("GOMEMLIMIT") == "" && limit > 0 {
 		debug.SetMemoryLimit(limit)
@@ -419,6 +420,9 @@ func (m *mounted) serveUntilSignal(sig, early chan os.Signal) {
 		}
 	}
 	m.stopServices()
+	if b := crypto.Buffers(); b.Peak > 0 {
+		m.log.Info("chunk buffers", "peak_mb", b.Peak*b.Size>>20, "limit_mb", b.Limit*b.Size>>20, "waits", b.Waits)
+	}
 	if s := crypto.LaneStats(); s != [4]int64{} {
 		m.log.Info("CBC lane engine", "mb_1_2_3_4_lanes", fmt.Sprintf("%d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20))
 	}
