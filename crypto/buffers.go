@@ -91,6 +91,7 @@ type bufferPool struct {
 	inUse    int
 	peak     int
 	reclaim  bool // the reclaim goroutine runs
+	idleSoon bool // releaseIdle is scheduled
 
 	nWaiting atomic.Int32
 	waits    atomic.Int64
@@ -213,6 +214,32 @@ func (p *bufferPool) put(b *buffer) {
 	}
 	p.free = append(p.free, b)
 	p.dispatch()
+	if p.inUse == 0 && !p.idleSoon {
+		p.idleSoon = true
+		time.AfterFunc(idleUnmap, p.releaseIdle)
+	}
+}
+
+// idleUnmap is how long the buffers stay mapped after the last one came
+// back: a reader going from one file to the next keeps them, a mount
+// with nothing to read gives their memory back (and the heap its room,
+// OnBuffersMapped).
+const idleUnmap = time.Second
+
+// releaseIdle unmaps the free buffers if none is in use.
+func (p *bufferPool) releaseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idleSoon = false
+	if p.inUse > 0 || len(p.waiters) > 0 {
+		return
+	}
+	for _, b := range p.free {
+		unmapBuffer(b.b)
+		p.mapped--
+	}
+	clear(p.free)
+	p.free = p.free[:0]
 }
 
 // poke hands out buffers again after a waiter's class may have changed (a
@@ -339,12 +366,46 @@ func mapBuffer(size int) []byte {
 	if err != nil {
 		return make([]byte, size)
 	}
+	mappedChanged(int64(size))
 	return b
 }
 
+// unmapBuffer unmaps b (p.mu held; the hook takes no pool's lock).
 func unmapBuffer(b []byte) {
 	if unix.Munmap(b) != nil {
 		return // a heap fallback: the GC has it
+	}
+	mappedChanged(-int64(len(b)))
+}
+
+// The bytes of chunk buffers mapped now (all pools), and who is told.
+var (
+	buffersMapped atomic.Int64
+	mappedHook    struct {
+		sync.Mutex
+		fn func(mapped int64)
+	}
+)
+
+// OnBuffersMapped has fn called with the bytes of chunk buffers mapped
+// whenever they change (and once now): the daemon gives the Go heap what
+// they leave of Tuning.MemoryLimit. The buffers are mapped as readers
+// need them, at most Tuning.BufferMemory, and unmapped when none has been
+// in use for a while, so a mount that plans tasks and reads nothing
+// leaves the heap the whole of it.
+func OnBuffersMapped(fn func(mapped int64)) {
+	mappedHook.Lock()
+	mappedHook.fn = fn
+	mappedHook.Unlock()
+	mappedChanged(0)
+}
+
+func mappedChanged(delta int64) {
+	buffersMapped.Add(delta)
+	mappedHook.Lock()
+	defer mappedHook.Unlock()
+	if mappedHook.fn != nil {
+		mappedHook.fn(buffersMapped.Load()) // the latest, whatever the order of calls
 	}
 }
 

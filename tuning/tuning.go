@@ -184,10 +184,11 @@ type Tuning struct {
 	// ---- the daemon ----
 
 	// MemoryLimit is the daemon's memory target: the chunk buffers
-	// (BufferMemory) and the Go heap together. The heap's soft limit is
-	// what is left, MemoryLimit - BufferMemory (HeapLimit; GOMEMLIMIT
-	// overrides it): with Go's default pacing many requests let RSS grow
-	// well past what is live.
+	// (BufferMemory, mapped as readers need them) and the Go heap
+	// together. The heap's soft limit is what the buffers mapped at the
+	// time leave of it, at least HeapLimit (GOMEMLIMIT overrides it):
+	// with Go's default pacing many requests let RSS grow well past what
+	// is live.
 	MemoryLimit int64
 }
 
@@ -269,8 +270,8 @@ func (t Tuning) Validate() error {
 // held) and the replies written from them.
 const minSpareChunks = 8
 
-// HeapLimit is the Go heap's soft limit that keeps the heap and the chunk
-// buffers within MemoryLimit (0: none).
+// HeapLimit is the least the Go heap's soft limit gets: what MemoryLimit
+// leaves when all BufferMemory is mapped (0: no limit).
 func (t Tuning) HeapLimit() int64 {
 	if t.MemoryLimit <= 0 {
 		return 0

@@ -221,7 +221,7 @@ func runMount(args []string) error {
 		return err
 	}
 	defer closeLog()
-	setMemoryLimit(c.Tuning.HeapLimit())
+	setMemoryLimit(c.Tuning)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
 	web, err := c.HTTP.listen(stdLogger(lg))
@@ -270,15 +270,19 @@ func runMount(args []string) error {
 	return nil
 }
 
-// setMemoryLimit sets the daemon's soft heap limit (Tuning.HeapLimit:
-// MemoryLimit less the chunk buffers, which live outside the heap and
-// have their own bound, Tuning.BufferMemory) unless GOMEMLIMIT is set.
-// With Go's default pacing many requests let RSS grow well past what is
-// live.
-func setMemoryLimit(limit int64) {
-	if os.Getenv("GOMEMLIMIT") == "" && limit > 0 {
-		debug.SetMemoryLimit(limit)
+// setMemoryLimit keeps the Go heap and the chunk buffers together within
+// Tuning.MemoryLimit, unless GOMEMLIMIT is set: the buffers live outside
+// the heap (bounded by Tuning.BufferMemory, mapped as readers need them),
+// and the heap's soft limit is what those mapped leave, at least
+// Tuning.HeapLimit. With Go's default pacing many requests let RSS grow
+// well past what is live.
+func setMemoryLimit(t tuning.Tuning) {
+	if os.Getenv("GOMEMLIMIT") != "" || t.MemoryLimit <= 0 {
+		return
 	}
+	crypto.OnBuffersMapped(func(mapped int64) {
+		debug.SetMemoryLimit(max(t.MemoryLimit-mapped, t.HeapLimit()))
+	})
 }
 
 // mounted is a running mount.
