@@ -222,8 +222,7 @@ func (p *bufferPool) put(b *buffer) {
 
 // idleUnmap is how long the buffers stay mapped after the last one came
 // back: a reader going from one file to the next keeps them, a mount
-// with nothing to read gives their memory back (and the heap its room,
-// OnBuffersMapped).
+// with nothing to read gives their memory back.
 const idleUnmap = time.Second
 
 // releaseIdle unmaps the free buffers if none is in use.
@@ -360,9 +359,10 @@ func (p *bufferPool) retire() {
 }
 
 // mapBuffer maps size bytes outside the Go heap (on the heap if the
-// kernel refuses: still counted by the pool).
+// kernel refuses: still counted by the pool). The pages are populated at
+// once: one call instead of a page fault per page at the first fill.
 func mapBuffer(size int) []byte {
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE|unix.MAP_POPULATE)
 	if err != nil {
 		return make([]byte, size)
 	}
@@ -370,7 +370,7 @@ func mapBuffer(size int) []byte {
 	return b
 }
 
-// unmapBuffer unmaps b (p.mu held; the hook takes no pool's lock).
+// unmapBuffer unmaps b.
 func unmapBuffer(b []byte) {
 	if unix.Munmap(b) != nil {
 		return // a heap fallback: the GC has it
@@ -378,42 +378,17 @@ func unmapBuffer(b []byte) {
 	mappedChanged(-int64(len(b)))
 }
 
-// The bytes of chunk buffers mapped now (all pools), and who is told.
-var (
-	buffersMapped atomic.Int64
-	mappedHook    struct {
-		sync.Mutex
-		fn func(mapped int64)
-	}
-)
+// buffersMapped is the bytes of chunk buffers mapped now, all pools.
+var buffersMapped atomic.Int64
 
-// OnBuffersMapped has fn called with the bytes of chunk buffers mapped
-// whenever they change (and once now): the daemon gives the Go heap what
-// they leave of Tuning.MemoryLimit. The buffers are mapped as readers
-// need them, at most Tuning.BufferMemory, and unmapped when none has been
-// in use for a while, so a mount that plans tasks and reads nothing
-// leaves the heap the whole of it.
-func OnBuffersMapped(fn func(mapped int64)) {
-	mappedHook.Lock()
-	mappedHook.fn = fn
-	mappedHook.Unlock()
-	mappedChanged(0)
-}
-
-func mappedChanged(delta int64) {
-	buffersMapped.Add(delta)
-	mappedHook.Lock()
-	defer mappedHook.Unlock()
-	if mappedHook.fn != nil {
-		mappedHook.fn(buffersMapped.Load()) // the latest, whatever the order of calls
-	}
-}
+func mappedChanged(delta int64) { buffersMapped.Add(delta) }
 
 // BufferStats is what the chunk buffers hold and held.
 type BufferStats struct {
 	Limit, InUse, Peak int   // buffers
 	Size               int   // bytes each
 	Waits              int64 // gets that had to wait
+	Mapped             int64 // bytes mapped now, all pools
 }
 
 // Buffers returns the chunk buffers' figures for the tuning in force.
@@ -421,7 +396,7 @@ func Buffers() BufferStats {
 	p := tun().bufs
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return BufferStats{Limit: p.limit, InUse: p.inUse, Peak: p.peak, Size: p.size, Waits: p.waits.Load()}
+	return BufferStats{Limit: p.limit, InUse: p.inUse, Peak: p.peak, Size: p.size, Waits: p.waits.Load(), Mapped: buffersMapped.Load()}
 }
 
 // readers is every open Reader (warm ones too), for reclaimBuffers.

@@ -184,11 +184,12 @@ type Tuning struct {
 	// ---- the daemon ----
 
 	// MemoryLimit is the daemon's memory target: the chunk buffers
-	// (BufferMemory, mapped as readers need them) and the Go heap
-	// together. The heap's soft limit is what the buffers mapped at the
-	// time leave of it, at least HeapLimit (GOMEMLIMIT overrides it):
-	// with Go's default pacing many requests let RSS grow well past what
-	// is live.
+	// (BufferMemory) and the Go heap together. The heap's soft limit is
+	// what the buffers may take leaves of it (HeapLimit; GOMEMLIMIT
+	// overrides it): with Go's default pacing many requests let RSS grow
+	// well past what is live. Fixed, not following the buffers mapped at
+	// the time: a heap grown into their room while they were idle is not
+	// given back to the system as fast as readers map them again.
 	MemoryLimit int64
 }
 
@@ -203,7 +204,7 @@ func Default() Tuning {
 		IdleSkip:        256 << 10,
 		LateBehind:      4 << 20,
 		CheckpointEvery: 64 << 10,
-		BufferMemory:    40 << 20,
+		BufferMemory:    32 << 20,
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
 		WarmTTL:         30 * time.Second,
@@ -230,7 +231,7 @@ func Default() Tuning {
 		PlanCache:       256,
 		IndexDelay:      200 * time.Millisecond,
 		StartupReaders:  8,
-		MemoryLimit:     88 << 20,
+		MemoryLimit:     84 << 20,
 	}
 }
 
@@ -270,8 +271,8 @@ func (t Tuning) Validate() error {
 // held) and the replies written from them.
 const minSpareChunks = 8
 
-// HeapLimit is the least the Go heap's soft limit gets: what MemoryLimit
-// leaves when all BufferMemory is mapped (0: no limit).
+// HeapLimit is the Go heap's soft limit: what MemoryLimit leaves beside
+// BufferMemory (0: no limit).
 func (t Tuning) HeapLimit() int64 {
 	if t.MemoryLimit <= 0 {
 		return 0

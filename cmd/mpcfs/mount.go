@@ -272,17 +272,13 @@ func runMount(args []string) error {
 
 // setMemoryLimit keeps the Go heap and the chunk buffers together within
 // Tuning.MemoryLimit, unless GOMEMLIMIT is set: the buffers live outside
-// the heap (bounded by Tuning.BufferMemory, mapped as readers need them),
-// and the heap's soft limit is what those mapped leave, at least
-// Tuning.HeapLimit. With Go's default pacing many requests let RSS grow
-// well past what is live.
+// the heap with their own bound (Tuning.BufferMemory), and the heap's
+// soft limit is what they leave (Tuning.HeapLimit). With Go's default
+// pacing many requests let RSS grow well past what is live.
 func setMemoryLimit(t tuning.Tuning) {
-	if os.Getenv("GOMEMLIMIT") != "" || t.MemoryLimit <= 0 {
-		return
+	if os.Getenv("GOMEMLIMIT") == "" && t.HeapLimit() > 0 {
+		debug.SetMemoryLimit(t.HeapLimit())
 	}
-	crypto.OnBuffersMapped(func(mapped int64) {
-		debug.SetMemoryLimit(max(t.MemoryLimit-mapped, t.HeapLimit()))
-	})
 }
 
 // mounted is a running mount.
