@@ -340,8 +340,13 @@ func (p *bufferPool) runReclaim() {
 
 // reclaimPoll is how often runReclaim looks again while nothing can be
 // taken back: short against a reader's wait, long against the work of a
-// look (every open Reader).
-const reclaimPoll = 5 * time.Millisecond
+// look (every open Reader). reclaimGrace is how long a Reader waiting for
+// its next chunk waits for buffers to come back by themselves before it
+// lets go of the chunks it holds.
+const (
+	reclaimPoll  = 5 * time.Millisecond
+	reclaimGrace = 2 * reclaimPoll
+)
 
 // retire unmaps p's free buffers; the ones in use are unmapped as they
 // come back. SetTuning replaced p.
@@ -421,8 +426,10 @@ func (s *readerSet) remove(r *Reader) {
 
 // reclaimBuffers takes buffers back for a reader waiting for one: the
 // oldest warm stream is stopped, or if there is none, every Reader not in
-// a read lets its held chunks go (and its read-ahead, if it has not been
-// read for Tuning.WarmEvictAfter). It reports whether it let anything go.
+// a read and not read for Tuning.WarmEvictAfter lets its held chunks and
+// its read-ahead go (readers being read free theirs as they are served,
+// and let them go themselves if they wait: waitChunk). It reports whether
+// it let anything go.
 func reclaimBuffers() bool {
 	if evictOldestWarm() {
 		return true

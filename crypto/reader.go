@@ -291,7 +291,6 @@ func (r *Reader) Streaming() bool {
 // While it waits, the producer's buffer is one a reader needs; if buffers
 // are short, the held chunks (all behind pos) are let go.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
-	bufs := tun().bufs
 	p := r.prod
 	defer p.needy.Store(false)
 	for pos >= r.streamEnd() {
@@ -300,20 +299,9 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 		select {
 		case c, ok = <-p.ch:
 		default:
-			if !p.needy.Swap(true) {
-				bufs.poke() // its buffer, if it waits for one, is needed now
-			}
-			var press <-chan struct{}
-			if len(r.held) > 0 || r.pinned() {
-				press = bufs.pressureChan()
-			}
-			select {
-			case c, ok = <-p.ch:
-			case <-press:
-				r.letGoWaiting(0)
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
+			var err error
+			if c, ok, err = r.waitChunk(ctx, p); err != nil {
+				return err
 			}
 		}
 		p.needy.Store(false)
@@ -331,6 +319,36 @@ func (r *Reader) receive(ctx context.Context, pos int64) error {
 		r.rotate(&c)
 	}
 	return nil
+}
+
+// waitChunk waits for p's next chunk, whose buffer is now one a reader
+// needs. If buffers are short and stay so for reclaimGrace (most come
+// back in a moment, as other readers' replies end), r lets go of what it
+// holds: its held chunks (a late request for one is read aside) and the
+// Data being gathered (unpin).
+func (r *Reader) waitChunk(ctx context.Context, p *producer) (chunk, bool, error) {
+	bufs := tun().bufs
+	if !p.needy.Swap(true) {
+		bufs.poke() // its buffer, if it waits for one, is needed now
+	}
+	var press <-chan struct{}
+	if len(r.held) > 0 || r.pinned() {
+		press = bufs.pressureChan()
+	}
+	var grace <-chan time.Time
+	for {
+		select {
+		case c, ok := <-p.ch:
+			return c, ok, nil
+		case <-ctx.Done():
+			return chunk{}, false, ctx.Err()
+		case <-press:
+			press, grace = nil, time.After(reclaimGrace)
+		case <-grace:
+			grace = nil
+			r.letGoWaiting(0)
+		}
+	}
 }
 
 // seek produces the chunk holding pos from the checkpoint (CBC) or block
@@ -483,20 +501,19 @@ func (r *Reader) freeHeld(keep int) {
 	r.held = r.held[:keep]
 }
 
-// letGo gives up r's buffers when they are short and r is not being read
-// (the caller holds r.mu, got with TryLock): its held chunks, and its
-// read-ahead if it has not been read for idle. It reports whether it let
-// anything go.
+// letGo gives up r's buffers when they are short, if r has not been read
+// for idle (the caller holds r.mu, got with TryLock): its held chunks and
+// its read-ahead. It reports whether it let anything go.
 func (r *Reader) letGo(idle time.Duration) bool {
 	if r.closed || r.warm {
 		return false
 	}
-	freed := len(r.held) > 0
-	r.freeHeld(0)
-	if r.prod != nil && time.Since(time.Unix(0, r.lastRead.Load())) >= idle {
-		r.stop()
-		freed = true
+	if time.Since(time.Unix(0, r.lastRead.Load())) < idle {
+		return false
 	}
+	freed := len(r.held) > 0 || r.prod != nil
+	r.freeHeld(0)
+	r.stop()
 	return freed
 }
 

@@ -204,7 +204,7 @@ func Default() Tuning {
 		IdleSkip:        256 << 10,
 		LateBehind:      4 << 20,
 		CheckpointEvery: 64 << 10,
-		BufferMemory:    32 << 20,
+		BufferMemory:    40 << 20,
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
 		WarmTTL:         30 * time.Second,
@@ -231,7 +231,7 @@ func Default() Tuning {
 		PlanCache:       256,
 		IndexDelay:      200 * time.Millisecond,
 		StartupReaders:  8,
-		MemoryLimit:     84 << 20,
+		MemoryLimit:     88 << 20,
 	}
 }
 
