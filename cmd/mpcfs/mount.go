@@ -421,7 +421,8 @@ func (m *mounted) serveUntilSignal(sig, early chan os.Signal) {
 	}
 	m.stopServices()
 	if b := crypto.Buffers(); b.Peak > 0 {
-		m.log.Info("chunk buffers", "peak_mb", b.Peak*b.Size>>20, "limit_mb", b.Limit*b.Size>>20, "waits", b.Waits)
+		m.log.Info("chunk buffers", "peak_mb", b.Peak*b.Size>>20, "limit_mb", b.Limit*b.Size>>20, "waits", b.Waits,
+			"warm_evicted", crypto.WarmEvictions())
 	}
 	if s := crypto.LaneStats(); s != [4]int64{} {
 		m.log.Info("CBC lane engine", "mb_1_2_3_4_lanes", fmt.Sprintf("%d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20))
