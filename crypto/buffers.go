@@ -120,8 +120,9 @@ func getBuf() *buffer {
 }
 
 // get returns a buffer with one reference, waiting while the bound is
-// reached, until ctx ends. trim, if set, is called (once) when the wait is
-// under pressure: the caller lets go of what it holds and does not need.
+// reached, until ctx ends. trim, if set, is called (once) when the wait has
+// been under pressure for reclaimGrace: the caller lets go of what it
+// holds and does not need.
 func (p *bufferPool) get(ctx context.Context, class func() bufClass, trim func()) (*buffer, error) {
 	p.mu.Lock()
 	if len(p.waiters) == 0 && p.available() > p.needs(class()) {
@@ -139,13 +140,16 @@ func (p *bufferPool) get(ctx context.Context, class func() bufClass, trim func()
 	if trim == nil {
 		press = nil
 	}
+	var grace <-chan time.Time
 	for {
 		select {
 		case b := <-w.got:
 			return p.ready(b), nil
 		case <-press:
+			press, grace = nil, time.After(reclaimGrace)
+		case <-grace:
+			grace = nil
 			trim()
-			press = nil
 		case <-ctx.Done():
 			p.mu.Lock()
 			if p.dropWaiter(w) {
@@ -345,7 +349,7 @@ func (p *bufferPool) runReclaim() {
 // lets go of the chunks it holds.
 const (
 	reclaimPoll  = 5 * time.Millisecond
-	reclaimGrace = 2 * reclaimPoll
+	reclaimGrace = 4 * reclaimPoll
 )
 
 // retire unmaps p's free buffers; the ones in use are unmapped as they
