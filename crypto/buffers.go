@@ -23,18 +23,20 @@ import (
 //     after a seek, or a producer whose Reader waits in receive);
 //   - ahead: a stream's next chunk, made before its reader asks;
 //   - warm: a warm stream's chunk, made for a reader that has not come
-//     yet. Warm chunks never take the last bufReserve buffers.
+//     yet. Warm chunks never take the last 1/bufReserve of the buffers.
 //
 // A buffer freed goes straight to the most urgent waiter. While a needed
-// buffer waits with none free (pressure), buffers are taken back
-// from whoever holds them without needing them now: warm streams are
-// stopped (oldest first, their chunks freed), Readers between reads let
-// their held chunks go (a late request is then read aside) and, if they
-// have not read for Tuning.WarmEvictAfter, their read-ahead too; a Reader
-// waiting for its own next chunk lets its held chunks go (they are all
-// behind the chunk it waits for). What is left is bounded and ends by
-// itself: replies being written (the kernel copies them, an HTTP client
-// is bounded by the origin's write deadline) and chunks being made.
+// buffer waits with none free (pressure), buffers are taken back from
+// whoever holds them without needing them now (runReclaim): warm streams
+// are stopped, oldest first; Readers not read for Tuning.WarmEvictAfter
+// let their held chunks and read-ahead go. A Reader that waits lets go,
+// if the pressure lasts reclaimGrace, of its held chunks (all behind the
+// one it waits for: a late request is then read aside) and of the reply
+// it has gathered so far (copied to the heap: Reader.unpin), so requests
+// spanning several chunks cannot each hold some and wait for more. What
+// is left holds buffers for a bounded time and gives them back by itself:
+// replies being written (the kernel copies them; an HTTP client is
+// bounded by the origin's write deadline) and chunks being made.
 type bufClass int
 
 const (
