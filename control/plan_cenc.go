@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -294,8 +295,16 @@ func (p *planner) scanSegment(cp *cencPlan, j *segJob) {
 		j.terr = storeFailure(j.key, err)
 		return
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, j.info.Size+1))
+	// Read into one buffer of the listed size (and a byte more, to see a
+	// longer object): io.ReadAll would grow it by doubling, several times
+	// the segment in garbage for the GC, per segment.
+	data := make([]byte, j.info.Size+1)
+	n, err := io.ReadFull(rc, data)
 	rc.Close()
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil // shorter than listed: caught below
+	}
+	data = data[:n]
 	if err != nil {
 		j.terr = storeFailure(j.key, err)
 		return

@@ -75,5 +75,8 @@
 // ReadData hands out ciphertext as slices of the chunk buffers themselves
 // (the FUSE layer writes them to the kernel with one writev). Buffers are
 // reference counted, so a chunk let go while a reply is still being
-// written is recycled only when that reply is done.
+// written is recycled only when that reply is done. They live outside
+// the Go heap, all of them together within Tuning.BufferMemory; when it
+// is reached a chunk waits for a buffer, and buffers held without being
+// needed are taken back (buffers.go).
 package crypto

@@ -3,7 +3,6 @@ package crypto
 import (
 	"errors"
 	"io"
-	"sync"
 	"sync/atomic"
 )
 
@@ -14,42 +13,7 @@ import (
 // (Tuning.MaxHeldChunks at most, in order just one).
 const chunkQueue = 1
 
-// bufPool recycles chunk buffers: a sequential read allocates none.
-var bufPool = sync.Pool{New: func() any { return &buffer{} }}
-
-// buffer is a pooled chunk buffer. It is counted: the Reader holds one
-// reference while it holds the chunk, and each Data handed out (a FUSE
-// reply being written straight from it) holds one more, so a chunk the
-// Reader lets go is not reused while the kernel still copies it.
-type buffer struct {
-	b    []byte
-	refs atomic.Int32
-}
-
-// getBuf returns a buffer of Tuning.ChunkSize with one reference, the
-// caller's.
-func getBuf() *buffer {
-	b := bufPool.Get().(*buffer)
-	if size := tun().ChunkSize; len(b.b) != size { // new, or the tuning changed
-		b.b = make([]byte, size)
-	}
-	b.refs.Store(1)
-	return b
-}
-
-func (b *buffer) ref() { b.refs.Add(1) }
-
-// unref drops a reference; the last one returns the buffer to the pool.
-func (b *buffer) unref() {
-	switch n := b.refs.Add(-1); {
-	case n == 0:
-		bufPool.Put(b)
-	case n < 0:
-		panic("crypto: chunk buffer released twice")
-	}
-}
-
-// chunk is ciphertext at File offset off, in a pooled buffer.
+// chunk is ciphertext at File offset off, in a chunk buffer (buffers.go).
 type chunk struct {
 	off   int64
 	data  []byte
@@ -95,6 +59,23 @@ type producer struct {
 	// patient till then), or it is stopping: its chunks are encrypted at
 	// once, not held for company.
 	wanted atomic.Bool
+	// needy: its Reader waits for its next chunk now (receive), so a
+	// buffer for it is needed, not ahead.
+	needy atomic.Bool
+	class func() bufClass // bufClassOf, made once
+}
+
+// bufClassOf is what p's next buffer is for (buffers.go): a warm stream's
+// chunk until a reader adopts the stream, a chunk its reader waits for,
+// or one made ahead.
+func (p *producer) bufClassOf() bufClass {
+	switch {
+	case p.deep && !p.wanted.Load():
+		return classWarm
+	case p.needy.Load():
+		return classNeeded
+	}
+	return classAhead
 }
 
 // startProducer hands the cursor to a new producer goroutine. A deep one
@@ -107,6 +88,7 @@ func startProducer(c *cursor, deep bool) *producer {
 	if deep {
 		c.patient, c.wanted = true, &p.wanted
 	}
+	p.class = p.bufClassOf
 	go p.run()
 	return p
 }
@@ -122,7 +104,11 @@ func (p *producer) run() {
 		if !ok {
 			return
 		}
-		buf := getBuf()
+		buf, err := tun().bufs.get(p.c.ctx, p.class, nil)
+		if err != nil { // stopped while waiting for a buffer
+			p.release(ahead)
+			return
+		}
 		lanes := p.c.usesLanes()
 		if lanes {
 			producing.Add(1)
@@ -178,10 +164,11 @@ func (p *producer) release(ahead bool) {
 // want says the stream's chunks are wanted as made: a reader opened the
 // warm stream (it would otherwise wait for the encryption of a chunk held
 // for company), or it is stopping. A chunk waiting in the lane engine
-// goes at once.
+// goes at once, and a buffer it waits for is no longer a warm one.
 func (p *producer) want() {
 	if p.c.patient && !p.wanted.Swap(true) {
 		pokeLanes()
+		tun().bufs.poke()
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Reader reads a File for one open file handle. It keeps the stream of
@@ -19,11 +21,19 @@ type Reader struct {
 
 	mu     sync.Mutex
 	closed bool
-	held   []*chunk  // chunks made and not yet wholly served, and always the newest; oldest first
+	held   []*chunk  // chunks made and not yet wholly served, and the newest unless let go; oldest first
+	end    int64     // where the stream continues: the end of the newest chunk made
 	idle   *cursor   // the stream after a seek, at streamEnd, not yet read ahead
 	prod   *producer // the stream read ahead, at streamEnd
 	warm   bool      // prod was started by File.Warm and nothing read from it yet
 	open   bool      // counted in f.open (made by NewReader, not yet closed)
+	// pending is the Data a ReadData is gathering: if it must wait for a
+	// buffer when they are short, it lets go of the ones it has (unpin).
+	pending *Data
+
+	// lastRead is when a read last ended (UnixNano): a Reader not read
+	// for a while gives its buffers up when they are short (letGo).
+	lastRead atomic.Int64
 }
 
 // NewReader returns a Reader; Close it to stop its read-ahead and release
@@ -47,7 +57,10 @@ func (f *File) NewReader() *Reader {
 
 func (f *File) newReader() *Reader {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Reader{f: f, ctx: ctx, cancel: cancel}
+	r := &Reader{f: f, ctx: ctx, cancel: cancel}
+	r.lastRead.Store(time.Now().UnixNano())
+	readers.add(r)
+	return r
 }
 
 // Close stops the read-ahead, closes the source stream and frees the
@@ -60,12 +73,12 @@ func (r *Reader) Close() error {
 		r.f.open.Add(-1)
 		r.open = false
 	}
+	if !r.closed {
+		readers.remove(r)
+	}
 	r.closed = true
 	r.stop()
-	for _, c := range r.held {
-		c.free()
-	}
-	r.held = nil
+	r.freeHeld(0)
 	return nil
 }
 
@@ -122,10 +135,13 @@ func (r *Reader) ReadData(ctx context.Context, off int64, n int) (Data, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.lastRead.Store(time.Now().UnixNano())
 	if r.closed {
 		return d, fmt.Errorf("crypto: read after Close: %w", fs.ErrClosed)
 	}
 	end := min(off+int64(n), r.f.size)
+	r.pending = &d
+	defer func() { r.pending = nil }()
 	for pos := off; pos < end; {
 		c := r.find(pos)
 		if c == nil {
@@ -142,6 +158,34 @@ func (r *Reader) ReadData(ctx context.Context, off int64, n int) (Data, error) {
 	}
 	r.dropServed()
 	return d, nil
+}
+
+// unpin makes the Data being gathered hold copies instead of chunk
+// buffers, when it must wait for a buffer while they are short: a request
+// (up to a MiB, over several chunks) then holds none of them while it
+// waits, so requests waiting for each other's buffers cannot all stall.
+func (r *Reader) unpin() {
+	d := r.pending
+	if d == nil || len(d.bufs) == 0 {
+		return
+	}
+	flat := make([]byte, 0, d.Len())
+	for _, s := range d.Slices {
+		flat = append(flat, s...)
+	}
+	d.Release()
+	d.Slices = [][]byte{flat}
+}
+
+// pinned reports whether the Data being gathered holds chunk buffers.
+func (r *Reader) pinned() bool { return r.pending != nil && len(r.pending.bufs) > 0 }
+
+// letGoWaiting lets go of what r holds and does not need while it waits
+// for a buffer that is short: the held chunks but the first keep (ones
+// the waiting request made), and the Data being gathered (unpin).
+func (r *Reader) letGoWaiting(keep int) {
+	r.freeHeld(keep)
+	r.unpin()
 }
 
 // find returns the held chunk holding pos, if any.
@@ -244,27 +288,67 @@ func (r *Reader) Streaming() bool {
 }
 
 // receive takes chunks from the producer until the newest holds pos.
+// While it waits, the producer's buffer is one a reader needs; if buffers
+// are short, the held chunks (all behind pos) are let go.
 func (r *Reader) receive(ctx context.Context, pos int64) error {
+	p := r.prod
+	defer p.needy.Store(false)
 	for pos >= r.streamEnd() {
+		var c chunk
+		var ok bool
 		select {
-		case c, ok := <-r.prod.ch:
-			if !ok { // only at the end of the File, which pos is before
-				r.stop()
-				return errors.New("crypto: read-ahead ended before the requested offset")
-			}
-			r.prod.release(c.ahead)
-			if c.err != nil {
-				err := c.err
-				c.free()
-				r.stop()
+		case c, ok = <-p.ch:
+		default:
+			var err error
+			if c, ok, err = r.waitChunk(ctx, p); err != nil {
 				return err
 			}
-			r.rotate(&c)
-		case <-ctx.Done():
-			return ctx.Err()
 		}
+		p.needy.Store(false)
+		if !ok { // only at the end of the File, which pos is before
+			r.stop()
+			return errors.New("crypto: read-ahead ended before the requested offset")
+		}
+		p.release(c.ahead)
+		if c.err != nil {
+			err := c.err
+			c.free()
+			r.stop()
+			return err
+		}
+		r.rotate(&c)
 	}
 	return nil
+}
+
+// waitChunk waits for p's next chunk, whose buffer is now one a reader
+// needs. If buffers are short and stay so for reclaimGrace (most come
+// back in a moment, as other readers' replies end), r lets go of what it
+// holds: its held chunks (a late request for one is read aside) and the
+// Data being gathered (unpin).
+func (r *Reader) waitChunk(ctx context.Context, p *producer) (chunk, bool, error) {
+	bufs := tun().bufs
+	if !p.needy.Swap(true) {
+		bufs.poke() // its buffer, if it waits for one, is needed now
+	}
+	var press <-chan struct{}
+	if len(r.held) > 0 || r.pinned() {
+		press = bufs.pressureChan()
+	}
+	var grace <-chan time.Time
+	for {
+		select {
+		case c, ok := <-p.ch:
+			return c, ok, nil
+		case <-ctx.Done():
+			return chunk{}, false, ctx.Err()
+		case <-press:
+			press, grace = nil, time.After(reclaimGrace)
+		case <-grace:
+			grace = nil
+			r.letGoWaiting(0)
+		}
+	}
 }
 
 // seek produces the chunk holding pos from the checkpoint (CBC) or block
@@ -321,13 +405,26 @@ func (r *Reader) aside(ctx context.Context, pos, want int64) error {
 	// The request may span several chunks: they are made one after
 	// another from c's one window (a round trip each at real S3 latency
 	// otherwise), up to the request's end or a chunk already held.
+	made := 0
 	for end := pos + want; ; {
-		buf := getBuf()
+		// Short of buffers, the chunks held from before may go, and the
+		// read-ahead; the ones made here (the first made of r.held) are
+		// this request's. With some made, it ends here instead of waiting
+		// holding them: the caller serves them and asks again.
+		bufs := tun().bufs
+		if made > 0 && bufs.pressed() {
+			return nil
+		}
+		buf, err := bufs.get(ctx, needed, func() { r.letGoWaiting(made); r.stop() })
+		if err != nil {
+			return err
+		}
 		off, data, err := c.chunkAt(pos, end-pos, buf.b)
 		if err != nil {
 			buf.unref()
 			return err
 		}
+		made++
 		// Held as the oldest chunk: the newest stays the stream's end.
 		ch := &chunk{off: off, data: data, buf: buf, served: int(unasked(off, int64(len(data)), pos, end-pos))}
 		r.held = append([]*chunk{ch}, r.held...)
@@ -343,7 +440,12 @@ func (r *Reader) advance(ctx context.Context, c *cursor, pos, want int64) error 
 	// The stream outlives this request, but must not outlast its
 	// cancellation while the request waits on it.
 	unwatch := context.AfterFunc(ctx, c.cancel)
-	buf := getBuf()
+	buf, err := tun().bufs.get(ctx, needed, func() { r.letGoWaiting(0) })
+	if err != nil {
+		unwatch()
+		c.close()
+		return err
+	}
 	off, data, err := c.chunkAt(pos, want, buf.b)
 	kept := unwatch()
 	if err != nil {
@@ -375,15 +477,44 @@ func (r *Reader) rotate(c *chunk) {
 		r.held = append(r.held[:0], r.held[1:]...)
 	}
 	r.held = append(r.held, c)
+	r.end = c.end()
 }
 
 // streamEnd is where the stream continues: the end of the newest chunk
-// made (held until a newer one comes), 0 before the first.
-func (r *Reader) streamEnd() int64 {
-	if n := len(r.held); n > 0 {
-		return r.held[n-1].end()
+// made (held until a newer one comes, or let go when buffers are short),
+// 0 before the first.
+func (r *Reader) streamEnd() int64 { return r.end }
+
+// needed is the class of a buffer a reader waits for.
+func needed() bufClass { return classNeeded }
+
+// freeHeld lets go of the held chunks but the first keep. A late request
+// for one of them is then read aside; the stream goes on from r.end.
+func (r *Reader) freeHeld(keep int) {
+	if keep >= len(r.held) {
+		return
 	}
-	return 0
+	for _, c := range r.held[keep:] {
+		c.free()
+	}
+	clear(r.held[keep:])
+	r.held = r.held[:keep]
+}
+
+// letGo gives up r's buffers when they are short, if r has not been read
+// for idle (the caller holds r.mu, got with TryLock): its held chunks and
+// its read-ahead. It reports whether it let anything go.
+func (r *Reader) letGo(idle time.Duration) bool {
+	if r.closed || r.warm {
+		return false
+	}
+	if time.Since(time.Unix(0, r.lastRead.Load())) < idle {
+		return false
+	}
+	freed := len(r.held) > 0 || r.prod != nil
+	r.freeHeld(0)
+	r.stop()
+	return freed
 }
 
 // stop ends the stream: the producer or the idle cursor.

@@ -17,6 +17,8 @@ type settings struct {
 	// aheadTokens is the shared warm budget: a token per chunk made
 	// beyond a warm stream's own queue slot.
 	aheadTokens chan struct{}
+	// bufs holds the chunk buffers, at most Tuning.BufferMemory of them.
+	bufs *bufferPool
 }
 
 var current atomic.Pointer[settings]
@@ -38,7 +40,11 @@ func SetTuning(t tuning.Tuning) error {
 		return err
 	}
 	tokens := max(t.WarmBudget/int64(t.ChunkSize), 0)
-	current.Store(&settings{Tuning: t, aheadTokens: make(chan struct{}, tokens)})
+	old := current.Swap(&settings{Tuning: t, aheadTokens: make(chan struct{}, tokens),
+		bufs: newBufferPool(t.ChunkSize, t.BufferMemory)})
+	if old != nil {
+		old.bufs.retire()
+	}
 	return nil
 }
 

@@ -124,6 +124,26 @@ func evictWarm(f *File, minAge time.Duration) bool {
 	return true // stopped, or adopted meanwhile: a place is free either way
 }
 
+// evictOldestWarm stops the oldest warm stream, however long it has
+// waited: a reader needs its buffers (buffers.go). It reports whether
+// there was one.
+func evictOldestWarm() bool {
+	warmOrder.Lock()
+	var oldest *File
+	if len(warmOrder.files) > 0 {
+		oldest = warmOrder.files[0]
+	}
+	warmOrder.Unlock()
+	if oldest == nil {
+		return false
+	}
+	if r := oldest.takeWarm(); r != nil {
+		r.Close()
+		warmEvictions.Add(1)
+	}
+	return true
+}
+
 // warmEvictions counts warm streams stopped to make room for a newer one.
 var warmEvictions atomic.Int64
 

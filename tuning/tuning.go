@@ -62,6 +62,16 @@ type Tuning struct {
 	// running) rather than a seek back: the requests in flight (1 MiB
 	// each) plus what the producer has made ahead.
 	LateBehind int64
+	// BufferMemory bounds the bytes of all chunk buffers together: the
+	// chunks streams make and Readers hold, warm streams' chunks, and the
+	// replies still being written from them. They live outside the Go
+	// heap (so the GC never scans or paces on them) and are counted here
+	// instead of by MemoryLimit. When it is reached, a chunk waits for a
+	// buffer: warm streams yield first (they keep a quarter of it free
+	// and are stopped if a reader waits), then the chunks Readers hold
+	// for late requests. Rounded down to whole chunks; must hold
+	// WarmBudget and some to spare.
+	BufferMemory int64
 	// CheckpointEvery is the CBC checkpoint spacing: the most a read
 	// re-encrypts once its part has been read past that point. 16 bytes
 	// of memory per interval of each output read.
@@ -206,9 +216,13 @@ type Tuning struct {
 
 	// ---- the daemon ----
 
-	// MemoryLimit is the daemon's soft heap limit (GOMEMLIMIT overrides
-	// it): freed read buffers wait for the GC, and with Go's default
-	// pacing many readers let RSS grow well past what is live.
+	// MemoryLimit is the daemon's memory target: the chunk buffers
+	// (BufferMemory) and the Go heap together. The heap's soft limit is
+	// what the buffers may take leaves of it (HeapLimit; GOMEMLIMIT
+	// overrides it): with Go's default pacing many requests let RSS grow
+	// well past what is live. Fixed, not following the buffers mapped at
+	// the time: a heap grown into their room while they were idle is not
+	// given back to the system as fast as readers map them again.
 	MemoryLimit int64
 }
 
@@ -223,6 +237,7 @@ func Default() Tuning {
 		IdleSkip:        256 << 10,
 		LateBehind:      4 << 20,
 		CheckpointEvery: 64 << 10,
+		BufferMemory:    40 << 20,
 		WarmBudget:      24 << 20,
 		MaxWarmStreams:  8,
 		WarmTTL:         30 * time.Second,
@@ -254,7 +269,7 @@ func Default() Tuning {
 		IndexDelay:      200 * time.Millisecond,
 		StartupReaders:  32,
 		StartupWait:     time.Second,
-		MemoryLimit:     80 << 20,
+		MemoryLimit:     88 << 20,
 	}
 }
 
@@ -273,6 +288,9 @@ func (t Tuning) Validate() error {
 	check(t.SkipAhead >= 0 && t.IdleSkip >= 0 && t.LateBehind >= 0, "SkipAhead/IdleSkip/LateBehind", "must be >= 0")
 	check(t.CheckpointEvery >= 16 && t.CheckpointEvery%16 == 0, "CheckpointEvery", "must be a positive multiple of 16")
 	check(t.WarmBudget >= 0 && t.MaxWarmStreams >= 0, "WarmBudget/MaxWarmStreams", "must be >= 0")
+	check(t.ChunkSize <= 0 || t.BufferMemory >= t.WarmBudget+int64(minSpareChunks*t.ChunkSize), "BufferMemory",
+		fmt.Sprintf("must hold WarmBudget and %d chunks more", minSpareChunks))
+	check(t.MemoryLimit <= 0 || t.MemoryLimit > t.BufferMemory, "MemoryLimit", "must be more than BufferMemory (or 0: no limit)")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
 	check(t.WarmEvictAfter >= 0 && t.ListingTTL >= 0, "WarmEvictAfter/ListingTTL", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
@@ -286,6 +304,20 @@ func (t Tuning) Validate() error {
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
 	check(t.OriginStreams >= 0 && t.OriginQueueWait >= 0, "OriginStreams/OriginQueueWait", "must be >= 0")
 	return errors.Join(errs...)
+}
+
+// minSpareChunks is the least BufferMemory holds beyond WarmBudget, in
+// chunks: a few readers' own chunks (one being made, one queued, one
+// held) and the replies written from them.
+const minSpareChunks = 8
+
+// HeapLimit is the Go heap's soft limit: what MemoryLimit leaves beside
+// BufferMemory (0: no limit).
+func (t Tuning) HeapLimit() int64 {
+	if t.MemoryLimit <= 0 {
+		return 0
+	}
+	return t.MemoryLimit - t.BufferMemory
 }
 
 // OrDefault returns t, or Default() when t is the zero Tuning (a Config

@@ -25,6 +25,11 @@ func TestValidateNamesTheField(t *testing.T) {
 		"LaneSlice":       func(t *Tuning) { t.LaneSlice = 17 },
 		"LaneGateWait":    func(t *Tuning) { t.LaneGateWait = -1 },
 		"SpeculationHold": func(t *Tuning) { t.SpeculationHold = 0 },
+		"BufferMemory":    func(t *Tuning) { t.BufferMemory = t.WarmBudget },
+		"MemoryLimit":     func(t *Tuning) { t.MemoryLimit = t.BufferMemory },
+		"StartupWait":     func(t *Tuning) { t.StartupWait = -1 },
+		"ListingTTL":      func(t *Tuning) { t.ListingTTL = -1 },
+		"PlanReadsAtOnce": func(t *Tuning) { t.PlanReadsAtOnce = -1 },
 	} {
 		tu := Default()
 		breakIt(&tu)
@@ -43,5 +48,18 @@ func TestOrDefault(t *testing.T) {
 	custom.Workers = 7
 	if got := OrDefault(custom); got.Workers != 7 {
 		t.Fatalf("OrDefault replaced a set tuning")
+	}
+}
+
+// TestHeapLimit: the heap gets what the chunk buffers leave of
+// MemoryLimit, so that the two together stay within it.
+func TestHeapLimit(t *testing.T) {
+	tu := Default()
+	if got, want := tu.HeapLimit(), tu.MemoryLimit-tu.BufferMemory; got != want || got <= 0 {
+		t.Fatalf("HeapLimit() = %d, want MemoryLimit - BufferMemory = %d", got, want)
+	}
+	tu.MemoryLimit = 0
+	if got := tu.HeapLimit(); got != 0 {
+		t.Fatalf("HeapLimit() with no MemoryLimit = %d, want 0 (none)", got)
 	}
 }

@@ -221,7 +221,7 @@ func runMount(args []string) error {
 		return err
 	}
 	defer closeLog()
-	setMemoryLimit(c.Tuning.MemoryLimit)
+	setMemoryLimit(c.Tuning)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
 	web, err := c.HTTP.listen(stdLogger(lg))
@@ -270,13 +270,14 @@ func runMount(args []string) error {
 	return nil
 }
 
-// setMemoryLimit sets the daemon's soft heap limit (Tuning.MemoryLimit)
-// unless GOMEMLIMIT is set. Read buffers are bounded (the crypto package
-// doc) but freed ones wait for the GC; with Go's default pacing many
-// readers let RSS grow well past what is live.
-func setMemoryLimit(limit int64) {
-	if os.Getenv("GOMEMLIMIT") == "" && limit > 0 {
-		debug.SetMemoryLimit(limit)
+// setMemoryLimit keeps the Go heap and the chunk buffers together within
+// Tuning.MemoryLimit, unless GOMEMLIMIT is set: the buffers live outside
+// the heap with their own bound (Tuning.BufferMemory), and the heap's
+// soft limit is what they leave (Tuning.HeapLimit). With Go's default
+// pacing many requests let RSS grow well past what is live.
+func setMemoryLimit(t tuning.Tuning) {
+	if os.Getenv("GOMEMLIMIT") == "" && t.HeapLimit() > 0 {
+		debug.SetMemoryLimit(t.HeapLimit())
 	}
 }
 
@@ -444,6 +445,10 @@ func (m *mounted) serveUntilSignal(sig, early chan os.Signal) {
 		}
 	}
 	m.stopServices()
+	if b := crypto.Buffers(); b.Peak > 0 {
+		m.log.Info("chunk buffers", "peak_mb", b.Peak*b.Size>>20, "limit_mb", b.Limit*b.Size>>20, "waits", b.Waits,
+			"warm_evicted", crypto.WarmEvictions())
+	}
 	if s := crypto.LaneStats(); s != [4]int64{} {
 		m.log.Info("CBC lane engine", "mb_1_2_3_4_lanes", fmt.Sprintf("%d/%d/%d/%d", s[0]>>20, s[1]>>20, s[2]>>20, s[3]>>20))
 	}

@@ -188,7 +188,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(c.Tuning.MemoryLimit)
+	setMemoryLimit(c.Tuning)
 	slg, closeLog, err := newLogger(c.LogLevel, c.LogFormat, c.LogFile, false)
 	if err != nil {
 		return err

@@ -126,6 +126,9 @@ func (b *bench) stylesRows(m *mpcfsMount) error {
 func (b *bench) styleRuns(r *styleRow, daemon, extra *proc, fn func() (int64, error)) error {
 	var use cpuUse
 	var bytes int64
+	if daemon != nil {
+		daemon.resetHWM()
+	}
 	for i := range b.cfg.Runs {
 		b.dropCaches()
 		var stopPerf func()
@@ -148,8 +151,15 @@ func (b *bench) styleRuns(r *styleRow, daemon, extra *proc, fn func() (int64, er
 		bytes += n
 	}
 	r.cpu = use.perGB(bytes)
-	fmt.Fprintf(os.Stderr, "  %-38s %-18s cold %6.0f MB/s (runs: %s; CPU s/GB daemon/MinIO/reader %v)\n",
-		r.style, r.target, median(r.mbs), runList(r.mbs), r.cpu)
+	rss := ""
+	if daemon != nil {
+		// The daemon's peak over this style's runs (with the styles
+		// before it sharing the daemon, what they left resident counts).
+		rss = fmt.Sprintf("; daemon peak RSS %.0f MB", daemon.hwmMB())
+		r.note = strings.TrimPrefix(r.note+rss, "; ")
+	}
+	fmt.Fprintf(os.Stderr, "  %-38s %-18s cold %6.0f MB/s (runs: %s; CPU s/GB daemon/MinIO/reader %v%s)\n",
+		r.style, r.target, median(r.mbs), runList(r.mbs), r.cpu, rss)
 	return nil
 }
 
