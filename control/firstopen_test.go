@@ -254,24 +254,10 @@ type openBodies struct {
 
 func (s *openBodies) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
 	rc, err := s.Store.Open(ctx, bucket, key, off, n)
-	a, ok := rc.(store.Answer)
-	if err != nil || !ok {
+	if err != nil {
 		return rc, err
 	}
-	s.open.Add(1)
-	return &countedBody{ReadCloser: rc, Answer: a, open: &s.open}, nil
-}
-
-type countedBody struct {
-	io.ReadCloser
-	store.Answer
-	open *atomic.Int64
-	once sync.Once
-}
-
-func (b *countedBody) Close() error {
-	b.once.Do(func() { b.open.Add(-1) })
-	return b.ReadCloser.Close()
+	return testutil.Count(rc, &s.open), nil
 }
 
 // TestSpeculationNotWantedIsClosed: a first read that does not start at

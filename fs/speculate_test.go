@@ -71,10 +71,7 @@ func (l *latencyStore) get(bucket, key, how string, open func() (io.ReadCloser, 
 	l.events = append(l.events, getEvent{what, sent, time.Since(l.start)})
 	l.mu.Unlock()
 	if err == nil && bucket != l.sys && how == "(unconditional)" {
-		if a, ok := rc.(store.Answer); ok {
-			l.specOpen.Add(1)
-			rc = &countedBody{ReadCloser: rc, Answer: a, open: &l.specOpen}
-		}
+		rc = testutil.Count(rc, &l.specOpen)
 	}
 	return rc, err
 }
@@ -89,20 +86,6 @@ func (l *latencyStore) OpenMatch(ctx context.Context, bucket, key, etag string, 
 		how = "(unconditional)"
 	}
 	return l.get(bucket, key, how, func() (io.ReadCloser, error) { return l.Store.OpenMatch(ctx, bucket, key, etag, off, n) })
-}
-
-// countedBody counts itself closed once, and tells what the response
-// said (store.Answer) as the body it wraps does.
-type countedBody struct {
-	io.ReadCloser
-	store.Answer
-	open *atomic.Int64
-	once sync.Once
-}
-
-func (b *countedBody) Close() error {
-	b.once.Do(func() { b.open.Add(-1) })
-	return b.ReadCloser.Close()
 }
 
 // speculationSetup makes a CBC task on a mount over MinIO (through a

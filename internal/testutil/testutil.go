@@ -7,12 +7,16 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mpcfs/mpcfs/store"
 )
 
 // Need skips a test when a real part (a tool, /dev/fuse, root) is missing,
@@ -126,4 +130,31 @@ func (r *Requests) Take() []string {
 	seen := r.seen
 	r.seen = nil
 	return seen
+}
+
+// CountedBody is a store response body that counts itself closed once
+// (open goes down by one) and tells what the response said
+// (store.Answer) as the body it wraps does: the leak checks of the
+// speculative GETs count the bodies still open.
+type CountedBody struct {
+	io.ReadCloser
+	store.Answer
+	Open *atomic.Int64
+	once sync.Once
+}
+
+// Count wraps rc, counting it open; a body that tells nothing is
+// returned as it is.
+func Count(rc io.ReadCloser, open *atomic.Int64) io.ReadCloser {
+	a, ok := rc.(store.Answer)
+	if !ok {
+		return rc
+	}
+	open.Add(1)
+	return &CountedBody{ReadCloser: rc, Answer: a, Open: open}
+}
+
+func (b *CountedBody) Close() error {
+	b.once.Do(func() { b.Open.Add(-1) })
+	return b.ReadCloser.Close()
 }
