@@ -95,8 +95,8 @@ type planner struct {
 	// Reads started ahead of the serial planning (plan_fetch.go).
 	readsAtOnce int
 	sem         chan struct{}
-	gets        map[string]*pendingGet
-	lists       map[string]*pendingList
+	gets        map[string]*pending[[]byte]
+	lists       map[string]*pending[store.Listing]
 	wg          sync.WaitGroup
 
 	playlists map[string]bool   // every playlist read, by key
@@ -269,7 +269,7 @@ func (p *planner) readObjectOnce(key string) ([]byte, *taskError) {
 	if info.Size > maxPlaylistSize {
 		return nil, failf(CodeInputFormat, "playlist %q is %d bytes (limit %d)", key, info.Size, maxPlaylistSize)
 	}
-	if data, err, ok := p.takeGet(key); ok {
+	if data, ok, err := take(p.gets, key); ok {
 		if err != nil {
 			return nil, storeFailure(key, err)
 		}
@@ -316,7 +316,7 @@ func (p *planner) stat(key string) (store.ObjectInfo, *taskError) {
 	dir := dirOf(key)
 	if !p.listed[dir] {
 		p.listed[dir] = true
-		l, err, ok := p.takeList(dir)
+		l, ok, err := take(p.lists, dir)
 		if !ok {
 			l, err = p.st.List(p.ctx, p.bucket, dir)
 		}

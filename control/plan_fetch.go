@@ -16,18 +16,24 @@ import (
 // trip away, a 2-variant task then waits for two rounds of reads (the
 // master, then every variant) instead of five.
 
-// pendingGet is a playlist's GET under way.
-type pendingGet struct {
+// pending is a read under way (a playlist's bytes, a folder's listing):
+// val and err are set before done is closed.
+type pending[T any] struct {
 	done chan struct{}
-	data []byte
+	val  T
 	err  error
 }
 
-// pendingList is a folder's listing under way.
-type pendingList struct {
-	done chan struct{}
-	l    store.Listing
-	err  error
+// take waits for key's read if prefetch started it (ok false if not),
+// and forgets it.
+func take[T any](reads map[string]*pending[T], key string) (val T, ok bool, err error) {
+	r := reads[key]
+	if r == nil {
+		return val, false, nil
+	}
+	<-r.done
+	delete(reads, key)
+	return r.val, true, r.err
 }
 
 // dirOf is the folder of key: "" or ending in "/".
@@ -48,19 +54,19 @@ func (p *planner) prefetch(keys ...string) {
 	}
 	if p.sem == nil {
 		p.sem = make(chan struct{}, p.readsAtOnce)
-		p.gets = map[string]*pendingGet{}
-		p.lists = map[string]*pendingList{}
+		p.gets = map[string]*pending[[]byte]{}
+		p.lists = map[string]*pending[store.Listing]{}
 	}
 	for _, key := range keys {
 		if dir := dirOf(key); !p.listed[dir] && p.lists[dir] == nil {
-			l := &pendingList{done: make(chan struct{})}
+			l := &pending[store.Listing]{done: make(chan struct{})}
 			p.lists[dir] = l
-			p.async(func() { l.l, l.err = p.st.List(p.ctx, p.bucket, dir); close(l.done) })
+			p.async(func() { l.val, l.err = p.st.List(p.ctx, p.bucket, dir); close(l.done) })
 		}
 		if _, done := p.read[key]; !done && p.gets[key] == nil {
-			g := &pendingGet{done: make(chan struct{})}
+			g := &pending[[]byte]{done: make(chan struct{})}
 			p.gets[key] = g
-			p.async(func() { g.data, g.err = p.get(key); close(g.done) })
+			p.async(func() { g.val, g.err = p.get(key); close(g.done) })
 		}
 	}
 }
@@ -87,28 +93,4 @@ func (p *planner) get(key string) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(io.LimitReader(rc, maxPlaylistSize+1))
-}
-
-// takeList waits for dir's listing if prefetch started it; ok false if it
-// did not.
-func (p *planner) takeList(dir string) (l store.Listing, err error, ok bool) {
-	pl := p.lists[dir]
-	if pl == nil {
-		return l, nil, false
-	}
-	<-pl.done
-	delete(p.lists, dir)
-	return pl.l, pl.err, true
-}
-
-// takeGet waits for key's GET if prefetch started it; ok false if it did
-// not.
-func (p *planner) takeGet(key string) (data []byte, err error, ok bool) {
-	g := p.gets[key]
-	if g == nil {
-		return nil, nil, false
-	}
-	<-g.done
-	delete(p.gets, key)
-	return g.data, g.err, true
 }
