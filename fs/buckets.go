@@ -78,9 +78,11 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && len(b.opts.Manager.Outputs().Children(name, "")) == 0) {
 		return nil, syscall.ENOENT
 	}
-	if b.opts.Manager.Outputs().HasOutputs(name) {
-		// Outputs answer without the store (a frozen store must not
-		// block what the mount already holds).
+	if b.opts.Manager.Outputs().HasOutputs(name) || b.opts.Manager.BucketSeen(name) {
+		// Outputs and buckets seen answer without the store (a frozen
+		// store must not block what the mount already holds; the kernel
+		// asks again each EntryTTL, and twice when a store error fails
+		// its revalidation).
 		return newDir(ctx, &b.Inode, b.opts, name, "", out), 0
 	}
 	ctx, cancel := b.opts.metaContext(ctx)
