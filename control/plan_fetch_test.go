@@ -15,24 +15,31 @@ import (
 )
 
 // roundTripStore holds every request for a round trip and records how
-// many were in flight at once, and when the task record was written
-// relative to the reads of the input.
+// many were in flight at once. With processingGate set, the write of a
+// PROCESSING record waits (up to 5 s) until a read of the input has
+// started: it is let go at once if planning reads beside it, and only
+// after the wait if planning waits for it.
 type roundTripStore struct {
 	store.Store
 	hold time.Duration
 
 	mu             sync.Mutex
 	inFlight, max  int
-	readsDuringPut int // input reads started while a record write was in flight
-	putting        int
+	processingGate bool
+	inputRead      chan struct{} // closed at the first read of the input
+	readBeside     bool          // a PROCESSING write was let go by a read
 }
 
 func (s *roundTripStore) enter(read bool) func() {
 	s.mu.Lock()
 	s.inFlight++
 	s.max = max(s.max, s.inFlight)
-	if read && s.putting > 0 {
-		s.readsDuringPut++
+	if read && s.inputRead != nil {
+		select {
+		case <-s.inputRead:
+		default:
+			close(s.inputRead)
+		}
 	}
 	s.mu.Unlock()
 	time.Sleep(s.hold)
@@ -46,7 +53,10 @@ func (s *roundTripStore) enter(read bool) func() {
 func (s *roundTripStore) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.max, s.readsDuringPut = 0, 0
+	s.max = 0
+	if s.processingGate {
+		s.inputRead, s.readBeside = make(chan struct{}), false
+	}
 }
 
 func (s *roundTripStore) List(ctx context.Context, b, p string) (store.Listing, error) {
@@ -61,13 +71,17 @@ func (s *roundTripStore) Open(ctx context.Context, b, k string, off, n int64) (i
 
 func (s *roundTripStore) PutMatch(ctx context.Context, b, k string, data []byte, etag string) (string, error) {
 	s.mu.Lock()
-	s.putting++
+	gate := s.inputRead
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.putting--
-		s.mu.Unlock()
-	}()
+	if gate != nil && strings.Contains(string(data), `"status":"PROCESSING"`) {
+		select {
+		case <-gate:
+			s.mu.Lock()
+			s.readBeside = true
+			s.mu.Unlock()
+		case <-time.After(5 * time.Second):
+		}
+	}
 	time.Sleep(s.hold)
 	return s.Store.PutMatch(ctx, b, k, data, etag)
 }
@@ -119,14 +133,14 @@ func TestPlanReadsVariantsAtOnce(t *testing.T) {
 // PROCESSING record is being written, not after: a store round trip less
 // between a request and SUCCEEDED.
 func TestPlanningBesidePROCESSING(t *testing.T) {
-	st := &roundTripStore{Store: taskStore(t), hold: 30 * time.Millisecond}
+	st := &roundTripStore{Store: taskStore(t), processingGate: true}
 	m, _ := newTestManager(t, st, testMaster(t), -1)
 	st.reset()
 	id := createID(t, m, "a.json")
 	waitStatus(t, m, id, Succeeded)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.readsDuringPut == 0 {
+	if !st.readBeside {
 		t.Error("no planning read was sent while the PROCESSING record was being written")
 	}
 }
