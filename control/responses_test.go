@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mpcfs/mpcfs/store"
@@ -77,4 +78,58 @@ func TestResponsesReadWhenAsked(t *testing.T) {
 	if _, ok, err := b.Response("none.json"); ok || err != nil {
 		t.Errorf("a missing response: ok %v, %v", ok, err)
 	}
+}
+
+// failOnce fails the first GET of one key as an unreachable store does.
+type failOnce struct {
+	store.Store
+	key    string
+	failed atomic.Bool
+}
+
+func (s *failOnce) Open(ctx context.Context, b, k string, off, n int64) (io.ReadCloser, error) {
+	if k == s.key && s.failed.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("GET %s: %w", k, store.ErrUnavailable)
+	}
+	return s.Store.Open(ctx, b, k, off, n)
+}
+
+// TestRecordNotGivenIsReadAgain: a record the store did not give (down,
+// timed out) is read again at the next refresh; only a record that could
+// not be used (malformed) is left alone until it changes.
+func TestRecordNotGivenIsReadAgain(t *testing.T) {
+	base := taskStore(t)
+	master := testMaster(t)
+	a, _ := newTestManager(t, base, master, -1)
+	id := createID(t, a, "a.json")
+	waitStatus(t, a, id, Succeeded)
+	a.Close()
+	// No index: the record must be read (a store from before the index).
+	ctx := context.Background()
+	l, err := base.List(ctx, ".mpcfs", indexPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range l.Objects {
+		base.Delete(ctx, ".mpcfs", o.Key)
+	}
+	st := &failOnce{Store: base, key: recordKey(id)}
+	b, _ := newTestManager(t, st, master, -1)
+	<-b.reconciled
+	if got := b.Status(id); got != "" {
+		t.Fatalf("the record the store did not give: status %q, want unknown for now", got)
+	}
+	if err := b.sync(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Status(id); got != Succeeded {
+		t.Errorf("after the next refresh: status %q, want %s (the record read again)", got, Succeeded)
+	}
+}
+
+func (s *failOnce) OpenMatch(ctx context.Context, b, k, etag string, off, n int64) (io.ReadCloser, error) {
+	if k == s.key && s.failed.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("GET %s: %w", k, store.ErrUnavailable)
+	}
+	return s.Store.OpenMatch(ctx, b, k, etag, off, n)
 }

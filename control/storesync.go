@@ -38,14 +38,13 @@ var validID = regexp.MustCompile(`^[1-9][0-9]{15}$`)
 // hold appear as their records are read.
 func (m *Manager) load() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 2*time.Minute)
+	defer cancel()
 	if err := m.ensureSysBucket(ctx); err != nil {
-		cancel()
 		return err
 	}
 	began := time.Now()
 	idx, err := m.readIndex(ctx)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("reading the task store: %w", err)
 	}
 	served := m.serveIndex(idx)
@@ -54,6 +53,10 @@ func (m *Manager) load() error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		// Its own bound: a first start over a store from before the index
+		// reads every record once (100,000 took nearly two minutes on the
+		// bench's MinIO), each read bounded by StoreOpTimeout (syncTask).
+		ctx, cancel := context.WithTimeout(m.ctx, startupCheckLimit)
 		defer cancel()
 		err := m.sync(ctx, &startupIndex{idx: idx, began: began, took: idxTook})
 		m.startupErr = err
@@ -76,6 +79,10 @@ func (m *Manager) load() error {
 		return nil
 	}
 }
+
+// startupCheckLimit bounds a start's check of the index against the
+// records, which may go on behind the mount.
+const startupCheckLimit = 30 * time.Minute
 
 // startupIndex is what a start read from the index shards, for its check
 // against the records.
@@ -513,12 +520,16 @@ func (m *Manager) readVersion(ctx context.Context, key, etag string) ([]byte, st
 // syncTask reads one changed record and merges it; at startup an
 // unfinished task is loaded and queued again.
 func (m *Manager) syncTask(ctx context.Context, o store.ObjectInfo, startup bool) error {
-	nt, etag, err := m.readTask(ctx, o.Key, o.ETag)
+	rctx, cancel := context.WithTimeout(ctx, m.cfg.Tuning.StoreOpTimeout)
+	defer cancel()
+	nt, etag, err := m.readTask(rctx, o.Key, o.ETag)
 	if errors.Is(err, store.ErrChanged) {
 		return nil // written again since the listing: read at the next refresh
 	}
 	if err != nil {
-		m.markSeen(o) // do not re-read a bad record every refresh
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			m.markSeen(o) // do not re-read a bad record every refresh; one the store did not give is read again
+		}
 		return err
 	}
 	requeue := startup && !nt.rec.Status.Final() && nt.key != nil
