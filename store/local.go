@@ -159,14 +159,13 @@ func (l *Local) List(ctx context.Context, bucket, prefix string) (Listing, error
 	}
 	var out Listing
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) || !strings.HasPrefix(e.Name(), partial) {
+		if !strings.HasPrefix(e.Name(), partial) {
 			continue
 		}
-		if isDir(dir, e) {
+		switch sub, info := listed(dir, e); {
+		case sub:
 			out.Prefixes = append(out.Prefixes, folder+e.Name()+"/")
-			continue
-		}
-		if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.Mode().IsRegular() {
+		case info != nil:
 			out.Objects = append(out.Objects, objectInfo(folder+e.Name(), info))
 		}
 	}
@@ -195,13 +194,7 @@ func (l *Local) HasPrefix(ctx context.Context, bucket, prefix string) (bool, err
 	for {
 		entries, err := f.ReadDir(16)
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), tmpPrefix) {
-				continue
-			}
-			if isDir(dir, e) {
-				return true, nil
-			}
-			if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.Mode().IsRegular() {
+			if sub, info := listed(dir, e); sub || info != nil {
 				return true, nil
 			}
 		}
@@ -214,6 +207,22 @@ func (l *Local) HasPrefix(ctx context.Context, bucket, prefix string) (bool, err
 			return false, fmt.Errorf("listing %s/%s: %w", bucket, prefix, err)
 		}
 	}
+}
+
+// listed says what List shows of the folder entry e: a sub-folder, an
+// object (its file's info), or nothing (a temporary file, anything that
+// is neither a folder nor a regular file). HasPrefix asks the same.
+func listed(dir string, e fs.DirEntry) (folder bool, info os.FileInfo) {
+	if strings.HasPrefix(e.Name(), tmpPrefix) {
+		return false, nil
+	}
+	if isDir(dir, e) {
+		return true, nil
+	}
+	if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.Mode().IsRegular() {
+		return false, info
+	}
+	return false, nil
 }
 
 // prefixDir validates a List prefix and returns its folder.
