@@ -179,11 +179,6 @@ func (m *Manager) checkStore(p *Params) *APIError {
 	return nil
 }
 
-// BucketExists asks the store, remembering a bucket found for
-// Tuning.BucketCacheTTL: a create then costs two store round trips fewer,
-// and so does the mount's lookup of a bucket folder the kernel forgot. A
-// bucket deleted meanwhile is still caught, by planning's reads (and a
-// listing of a deleted bucket is empty).
 // BucketSeen reports whether this Manager ever saw the bucket exist: the
 // mount shows such a bucket's folder without asking the store again (a
 // frozen store must not make a folder the mount knows fail; a bucket
@@ -193,6 +188,9 @@ func (m *Manager) BucketSeen(name string) bool {
 	return ok
 }
 
+// BucketExists asks the store, remembering a bucket found for
+// Tuning.BucketCacheTTL: a create then costs two store round trips fewer.
+// A bucket deleted meanwhile is still caught, by planning's reads.
 func (m *Manager) BucketExists(ctx context.Context, name string) (bool, error) {
 	if at, ok := m.bucketsSeen.Load(name); ok && time.Since(at.(time.Time)) < m.cfg.Tuning.BucketCacheTTL {
 		return true, nil

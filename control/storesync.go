@@ -164,9 +164,10 @@ func (m *Manager) refresher() {
 }
 
 // sync reads the task records that changed in the store since they were
-// last read (by ETag) and merges them; at startup the index shards stand
-// for every record whose ETag they hold. One LIST of the records (and, at
-// startup, of the shards) plus one GET per changed object: bounded work.
+// last read (by ETag) and merges them; at startup (si) the index shards,
+// already served, stand for every record whose ETag they hold, and a
+// shard summary whose record is gone is withdrawn. One listing of the
+// records (in nine parts) plus one GET per changed object: bounded work.
 func (m *Manager) sync(ctx context.Context, si *startupIndex) error {
 	startup := si != nil
 	var idx map[string]*summary
@@ -189,11 +190,7 @@ func (m *Manager) sync(ctx context.Context, si *startupIndex) error {
 		}
 		listed[id] = true
 		if s := m.catalog.get(id); s != nil && s.ETag == o.ETag {
-			continue
-		}
-		if s := idx[id]; s != nil && s.ETag == o.ETag && s.Status.Final() {
-			m.catalog.put(s)
-			continue
+			continue // at startup: also every shard summary still current (serveIndex)
 		}
 		if m.seen[o.Key] != o.ETag {
 			changed = append(changed, o)
