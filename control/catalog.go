@@ -1,12 +1,15 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,13 +59,82 @@ type summary struct {
 	// plan says (Outputs.speculate). "" for summaries read from shards
 	// written before it was kept.
 	SrcDir string
-	// Files are a SUCCEEDED task's outputs, in plan order.
-	Files *fileList
+	// Outline is a SUCCEEDED task's outputs in brief: the names are not
+	// kept (docs/scale.md).
+	Outline outline
+}
+
+// outline is what the catalogue keeps of a SUCCEEDED task's outputs:
+// how many can be opened and the folders they lie in, not their names.
+// Names and sizes are loaded with the task's plan when first needed
+// (Outputs.files): a title of 43 outputs held 2.5 KB of names, sizes and
+// inode numbers in every mount, 250 MB at 100,000 tasks, and a title of
+// 3,600 segments 100 KB. The folders answer, without the names, whether
+// a path below the output folder is a folder of the task, which is what
+// walking down to an output (and the checks between tasks) asks.
+type outline struct {
+	Outs int32 // outputs that can be opened (kinds 'p' and 's')
+	// Dirs are the folders below the output folder that hold outputs,
+	// each relative to it and ending in "/", sorted, each followed by a
+	// NUL byte (no servable name holds one). "" for outputs all at the top.
+	Dirs string
+}
+
+// hasDir reports whether dir ("" or ending in "/", relative to the
+// output folder) holds some output: "" holds them all.
+func (ol *outline) hasDir(dir string) bool {
+	if dir == "" {
+		return ol.Outs > 0
+	}
+	for rest := ol.Dirs; rest != ""; {
+		d, after, _ := strings.Cut(rest, "\x00")
+		if d == dir {
+			return true
+		}
+		rest = after
+	}
+	return false
+}
+
+// eachDir calls fn with each of the outline's folders.
+func (ol *outline) eachDir(fn func(dir string)) {
+	for rest := ol.Dirs; rest != ""; {
+		d, after, _ := strings.Cut(rest, "\x00")
+		fn(d)
+		rest = after
+	}
+}
+
+// outlineOf outlines a file list.
+func outlineOf(fl *fileList) outline {
+	var ol outline
+	dirs := map[string]bool{}
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] == 'x' {
+			continue
+		}
+		ol.Outs++
+		name := fl.name(i)
+		for j := strings.LastIndexByte(name, '/'); j > 0; j = strings.LastIndexByte(name[:j], '/') {
+			if dirs[name[:j+1]] {
+				break // its parents are in too
+			}
+			dirs[name[:j+1]] = true
+		}
+	}
+	sorted := slices.Sorted(maps.Keys(dirs))
+	var b strings.Builder
+	for _, d := range sorted {
+		b.WriteString(d)
+		b.WriteByte(0)
+	}
+	ol.Dirs = b.String()
+	return ol
 }
 
 // fileList holds a plan's output files without their content: names,
-// exact sizes and inode numbers, in the plan's order, packed (a mount
-// keeps one per SUCCEEDED task, 100,000 of them).
+// exact sizes and inode numbers, in the plan's order, packed. Lists are
+// loaded when first needed and kept in a bounded cache (Outputs.files).
 type fileList struct {
 	names string   // every name, back to back
 	ends  []uint32 // where each name ends in names
@@ -72,6 +144,9 @@ type fileList struct {
 	// name that could never be opened (a record saved before names were
 	// checked): not served.
 	kinds string
+	// sorted holds, for lists of more than scanFiles files, the indices
+	// of the served files sorted by name (smaller lists are scanned).
+	sorted []int32
 }
 
 type fileMeta struct {
@@ -89,7 +164,47 @@ func (fl *fileList) name(i int) string {
 	return fl.names[start:fl.ends[i]]
 }
 
-// filesOf summarises a plan's output files.
+// scanFiles is the most files a task's names are scanned for rather than
+// searched.
+const scanFiles = 32
+
+// find returns the index of the served file named rel, or -1.
+func (fl *fileList) find(rel string) int {
+	if p := fl.sorted; p != nil {
+		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
+		if k < len(p) && fl.name(int(p[k])) == rel {
+			return int(p[k])
+		}
+		return -1
+	}
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] != 'x' && fl.name(i) == rel {
+			return i
+		}
+	}
+	return -1
+}
+
+// under calls fn with the served names that start with rel (sorted only
+// for lists of many files), until fn returns false.
+func (fl *fileList) under(rel string, fn func(name string) bool) {
+	if p := fl.sorted; p != nil {
+		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
+		for ; k < len(p) && strings.HasPrefix(fl.name(int(p[k])), rel); k++ {
+			if !fn(fl.name(int(p[k]))) {
+				return
+			}
+		}
+		return
+	}
+	for i := 0; i < fl.len(); i++ {
+		if fl.kinds[i] != 'x' && strings.HasPrefix(fl.name(i), rel) && !fn(fl.name(i)) {
+			return
+		}
+	}
+}
+
+// filesOf lists a plan's output files.
 func filesOf(id, object string, plan *Plan) *fileList {
 	n := len(plan.Files)
 	fl := &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
@@ -111,17 +226,25 @@ func filesOf(id, object string, plan *Plan) *fileList {
 		fl.meta[i] = fileMeta{f.Size, inoOf(id, f)}
 	}
 	fl.names, fl.kinds = names.String(), string(kinds)
+	if n > scanFiles {
+		for i := 0; i < n; i++ {
+			if fl.kinds[i] != 'x' {
+				fl.sorted = append(fl.sorted, int32(i))
+			}
+		}
+		slices.SortFunc(fl.sorted, func(a, b int32) int { return strings.Compare(fl.name(int(a)), fl.name(int(b))) })
+	}
 	return fl
 }
 
-// summarize makes the summary of a record (ETag etag); files are its
+// summarize makes the summary of a record (ETag etag); ol outlines its
 // outputs when it is SUCCEEDED.
-func summarize(rec *record, etag string, files *fileList) *summary {
+func summarize(rec *record, etag string, ol *outline) *summary {
 	s := &summary{ID: rec.TaskID, ETag: etag, Status: rec.Status, CreateTime: rec.CreateTime,
 		EndTime: rec.EndTime, Created: rec.Created, OutBucket: rec.Output.Bucket, OutObject: rec.Output.Object,
 		SrcDir: srcDirOf(rec.Input)}
-	if rec.Status == Succeeded {
-		s.Files = files
+	if rec.Status == Succeeded && ol != nil {
+		s.Outline = *ol
 	}
 	return s
 }
@@ -205,18 +328,22 @@ func (c *catalog) each(fn func(*summary)) {
 	}
 }
 
-// A shard is stored as text: the line "mpcfs-index 3", then tokens each
+// A shard is stored as text: the line "mpcfs-index 4", then tokens each
 // ended by a NUL byte (no task id, ETag, bucket or servable name holds
 // one): for each task its id, record ETag, status, create_time,
-// end_time, created_unix_nano, output bucket and folder, SrcDir, number
-// of files, then for each file its kind byte and name, size and inode
-// (hex). Shards of version 2 (no SrcDir) are still read.
-// Decoding makes no string of its own: every field is a substring of the
-// shard, which keeps a mount start over 100,000 tasks short and compact.
-const shardHeader = "mpcfs-index 3\n"
+// end_time, created_unix_nano, output bucket and folder, SrcDir, the
+// number of outputs that can be opened, the number of folders and each
+// folder (outline). Shards of versions 2 (no SrcDir) and 3 (every
+// output's name, size and inode instead of the outline) are still read.
+// Decoding copies each task's strings into one string of its own, so a
+// mount start over 100,000 tasks is short and compact.
+const shardHeader = "mpcfs-index 4\n"
 
-// shardHeaderV2 heads shards written before SrcDir was kept.
-const shardHeaderV2 = "mpcfs-index 2\n"
+// Headers of shards written by older versions, which listed every file.
+const (
+	shardHeaderV3 = "mpcfs-index 3\n"
+	shardHeaderV2 = "mpcfs-index 2\n"
+)
 
 // encodeShard writes a shard. A task with a NUL byte in a field is left
 // out: it is read from its record at the next start.
@@ -226,16 +353,10 @@ func encodeShard(tasks []*summary) []byte {
 	var tok []string
 	for _, s := range tasks {
 		tok = append(tok[:0], s.ID, s.ETag, string(s.Status), s.CreateTime, s.EndTime,
-			strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject, s.SrcDir)
-		fl := s.Files
-		if fl == nil {
-			tok = append(tok, "0")
-		} else {
-			tok = append(tok, strconv.Itoa(fl.len()))
-			for i := 0; i < fl.len(); i++ {
-				tok = append(tok, string(fl.kinds[i])+fl.name(i), strconv.FormatInt(fl.meta[i].size, 10), strconv.FormatUint(fl.meta[i].ino, 16))
-			}
-		}
+			strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject, s.SrcDir, strconv.Itoa(int(s.Outline.Outs)))
+		n := strings.Count(s.Outline.Dirs, "\x00")
+		tok = append(tok, strconv.Itoa(n))
+		s.Outline.eachDir(func(d string) { tok = append(tok, d) })
 		if slices.ContainsFunc(tok, func(t string) bool { return strings.IndexByte(t, 0) >= 0 }) {
 			continue
 		}
@@ -247,15 +368,16 @@ func encodeShard(tasks []*summary) []byte {
 	return []byte(b.String())
 }
 
-// decodeShard reads a shard written by encodeShard. Each task's strings
-// are copied into one string of its own (the shard is not kept).
+// decodeShard reads a shard written by encodeShard (or an older version).
 func decodeShard(data []byte) ([]*summary, error) {
-	str, ok := strings.CutPrefix(string(data), shardHeader)
-	hasSrcDir := ok
-	if !ok {
-		str, ok = strings.CutPrefix(string(data), shardHeaderV2)
+	var str string
+	text, version := string(data), 0
+	for v, h := range [...]string{2: shardHeaderV2, 3: shardHeaderV3, 4: shardHeader} {
+		if rest, ok := strings.CutPrefix(text, h); ok && h != "" {
+			str, version = rest, v
+		}
 	}
-	if !ok {
+	if version == 0 {
 		return nil, errors.New("not an index shard of this version")
 	}
 	next := func() (string, bool) {
@@ -272,9 +394,9 @@ func decodeShard(data []byte) ([]*summary, error) {
 	var out []*summary
 	var blob strings.Builder
 	for str != "" {
-		var f [10]string // f[8] SrcDir (version 3), f[9] the number of files
+		var f [9]string // f[8] SrcDir (from version 3)
 		for i := range f {
-			if i == 8 && !hasSrcDir {
+			if i == 8 && version < 3 {
 				continue
 			}
 			t, ok := next()
@@ -283,10 +405,18 @@ func decodeShard(data []byte) ([]*summary, error) {
 			}
 			f[i] = t
 		}
-		created, err1 := strconv.ParseInt(f[5], 10, 64)
-		n, err2 := strconv.Atoi(f[9])
-		if err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles {
+		created, err := strconv.ParseInt(f[5], 10, 64)
+		if err != nil {
 			return nil, bad
+		}
+		var ol outline
+		if version == 4 {
+			ol, err = decodeOutline(next)
+		} else {
+			ol, err = outlineOfFiles(next)
+		}
+		if err != nil {
+			return nil, err
 		}
 		status := knownStatus(f[2])
 		bucket, ok := buckets[f[6]]
@@ -294,62 +424,81 @@ func decodeShard(data []byte) ([]*summary, error) {
 			bucket = strings.Clone(f[6])
 			buckets[bucket] = bucket
 		}
-		var fl *fileList
-		names := make([]string, n)
-		kinds := make([]byte, n)
-		if n > 0 || status == Succeeded {
-			fl = &fileList{ends: make([]uint32, n), meta: make([]fileMeta, n)}
-			for i := 0; i < n; i++ {
-				name, ok1 := next()
-				size, ok2 := next()
-				ino, ok3 := next()
-				if !ok1 || !ok2 || !ok3 || name == "" {
-					return nil, bad
-				}
-				var err1, err2 error
-				kinds[i], names[i] = name[0], name[1:]
-				fl.meta[i].size, err1 = strconv.ParseInt(size, 10, 64)
-				fl.meta[i].ino, err2 = strconv.ParseUint(ino, 16, 64)
-				if err1 != nil || err2 != nil {
-					return nil, bad
-				}
-			}
-		}
-		// One string holds the task's id, ETag, times, folder, names and
-		// kinds; every field is a piece of it.
+		// One string holds the task's id, ETag, times, folders and
+		// outline; every field is a piece of it.
 		blob.Reset()
-		fields := [...]string{f[0], f[1], f[3], f[4], f[7], f[8]}
-		size := len(kinds)
+		fields := [...]string{f[0], f[1], f[3], f[4], f[7], f[8], ol.Dirs}
+		size := 0
 		for _, x := range fields {
-			size += len(x)
-		}
-		for _, x := range names {
 			size += len(x)
 		}
 		blob.Grow(size)
 		for _, x := range fields {
 			blob.WriteString(x)
 		}
-		for _, x := range names {
-			blob.WriteString(x)
-		}
-		blob.Write(kinds)
 		all := blob.String()
 		cut := func(k int) string { x := all[:k]; all = all[k:]; return x }
 		s := &summary{ID: cut(len(f[0])), ETag: cut(len(f[1])), Status: status, CreateTime: cut(len(f[3])),
 			EndTime: cut(len(f[4])), Created: created, OutBucket: bucket, OutObject: cut(len(f[7])), SrcDir: cut(len(f[8]))}
-		if fl != nil {
-			end := 0
-			for i, x := range names {
-				end += len(x)
-				fl.ends[i] = uint32(end)
-			}
-			fl.names, fl.kinds = all[:end], all[end:]
-			s.Files = fl
-		}
+		s.Outline = outline{Outs: ol.Outs, Dirs: all}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// decodeOutline reads an outline's tokens (version 4). Its Dirs point
+// into the shard: decodeShard copies them.
+func decodeOutline(next func() (string, bool)) (outline, error) {
+	bad := errors.New("malformed index shard")
+	outs, ok1 := next()
+	nd, ok2 := next()
+	n, err1 := strconv.Atoi(outs)
+	d, err2 := strconv.Atoi(nd)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles || d < 0 || d > n {
+		return outline{}, bad
+	}
+	var b strings.Builder
+	for range d {
+		dir, ok := next()
+		if !ok || !strings.HasSuffix(dir, "/") {
+			return outline{}, bad
+		}
+		b.WriteString(dir)
+		b.WriteByte(0)
+	}
+	return outline{Outs: int32(n), Dirs: b.String()}, nil
+}
+
+// outlineOfFiles outlines the file tokens of a shard of version 2 or 3:
+// their number, then each file's kind byte and name, size and inode.
+func outlineOfFiles(next func() (string, bool)) (outline, error) {
+	bad := errors.New("malformed index shard")
+	t, ok := next()
+	n, err := strconv.Atoi(t)
+	if !ok || err != nil || n < 0 || n > maxOutputFiles {
+		return outline{}, bad
+	}
+	fl := &fileList{ends: make([]uint32, 0, n)}
+	var names, kinds strings.Builder
+	for range n {
+		name, ok1 := next()
+		size, ok2 := next()
+		ino, ok3 := next()
+		if !ok1 || !ok2 || !ok3 || name == "" {
+			return outline{}, bad
+		}
+		if _, err := strconv.ParseInt(size, 10, 64); err != nil {
+			return outline{}, bad
+		}
+		if _, err := strconv.ParseUint(ino, 16, 64); err != nil {
+			return outline{}, bad
+		}
+		kinds.WriteByte(name[0])
+		names.WriteString(name[1:])
+		fl.ends = append(fl.ends, uint32(names.Len()))
+	}
+	fl.names, fl.kinds = names.String(), kinds.String()
+	return outlineOf(fl), nil
 }
 
 // knownStatus returns the Status constant spelt s (no copy of it kept).
@@ -376,9 +525,12 @@ func (x *indexState) init() {
 }
 
 // markDirty records that a task's summary changed and wakes the writer.
-func (x *indexState) markDirty(id string) {
+func (x *indexState) markDirty(id string) { x.markShard(shardOf(id)) }
+
+// markShard records that shard n is to be written and wakes the writer.
+func (x *indexState) markShard(n int) {
 	x.mu.Lock()
-	x.dirty[shardOf(id)] = true
+	x.dirty[n] = true
 	x.mu.Unlock()
 	select {
 	case x.kick <- struct{}{}:
@@ -386,15 +538,16 @@ func (x *indexState) markDirty(id string) {
 	}
 }
 
-// readIndex reads every index shard: the summaries by task id. Shards
-// that cannot be read or parsed are logged and skipped (their tasks are
-// read from the records).
-func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
+// readIndex reads every index shard: the summaries by task id, and the
+// shards written by an older version. Shards that cannot be read or
+// parsed are logged and skipped (their tasks are read from the records).
+func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, []int, error) {
 	objs, err := m.listAll(ctx, indexPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := map[string]*summary{}
+	var old []int
 	var mu sync.Mutex
 	work := make(chan store.ObjectInfo)
 	var wg sync.WaitGroup
@@ -403,7 +556,7 @@ func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
 		go func() {
 			defer wg.Done()
 			for o := range work {
-				n, sh, etag, err := m.readShard(ctx, o)
+				n, sh, etag, isOld, err := m.readShard(ctx, o)
 				if err != nil {
 					m.cfg.Log.Printf("task store: ignoring index shard %s: %v", o.Key, err)
 					continue
@@ -412,6 +565,9 @@ func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
 				m.index.etags[n] = etag
 				m.index.mu.Unlock()
 				mu.Lock()
+				if isOld {
+					old = append(old, n)
+				}
 				for _, s := range sh {
 					if shardOf(s.ID) == n {
 						out[s.ID] = s
@@ -426,7 +582,7 @@ func (m *Manager) readIndex(ctx context.Context) (map[string]*summary, error) {
 	}
 	close(work)
 	wg.Wait()
-	return out, ctx.Err()
+	return out, old, ctx.Err()
 }
 
 // catchUp reads the current record of each task whose summary in sums
@@ -444,21 +600,21 @@ func (m *Manager) catchUp(ctx context.Context, sums []*summary) {
 	m.readChanged(ctx, stale, false)
 }
 
-// readShard reads one shard object.
-func (m *Manager) readShard(ctx context.Context, o store.ObjectInfo) (int, []*summary, string, error) {
+// readShard reads one shard object; isOld tells a shard written by an
+// older version.
+func (m *Manager) readShard(ctx context.Context, o store.ObjectInfo) (n int, sums []*summary, etag string, isOld bool, err error) {
 	n, ok := shardNumber(o.Key)
 	if !ok {
-		return 0, nil, "", errors.New("not an index shard name")
+		return 0, nil, "", false, errors.New("not an index shard name")
 	}
 	data, etag, err := m.readVersion(ctx, o.Key, o.ETag)
 	if err != nil {
-		return 0, nil, "", err
+		return 0, nil, "", false, err
 	}
-	sh, err := decodeShard(data)
-	if err != nil {
-		return 0, nil, "", err
+	if sums, err = decodeShard(data); err != nil {
+		return 0, nil, "", false, err
 	}
-	return n, sh, etag, nil
+	return n, sums, etag, !bytes.HasPrefix(data, []byte(shardHeader)), nil
 }
 
 // indexWriter writes changed shards, a moment after a change so that a
@@ -537,7 +693,7 @@ func (m *Manager) writeShard(ctx context.Context, n int) error {
 		case serr != nil:
 			return serr
 		default:
-			_, stored, got, rerr := m.readShard(ctx, info)
+			_, stored, got, _, rerr := m.readShard(ctx, info)
 			if rerr != nil && !errors.Is(rerr, store.ErrChanged) {
 				// Unreadable: replace it with ours.
 				m.cfg.Log.Printf("task store: replacing index shard %s: %v", shardKey(n), rerr)

@@ -121,7 +121,8 @@ func makeTask(st *store.Local, dir, sys string, master *keywrap.Master, key []by
 	if err != nil {
 		return err
 	}
-	s := summarize(&rec, info.ETag, filesOf(id, object, plan))
+	ol := outlineOf(filesOf(id, object, plan))
+	s := summarize(&rec, info.ETag, &ol)
 	mu.Lock()
 	shards[shardOf(id)] = append(shards[shardOf(id)], s)
 	mu.Unlock()

@@ -29,15 +29,16 @@ type sysReadStore struct {
 
 	mu                         sync.Mutex
 	stats, gets, inFlight, max int
-	// srcBeside counts source GETs sent while task-store GETs were in
-	// flight (not waiting for their answers).
+	answered                   int // task-store GETs that returned
+	// srcBeside counts source GETs sent before any task-store GET since
+	// the reset returned (not waiting for their answers).
 	srcBeside int
 }
 
 func (s *sysReadStore) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats, s.gets, s.inFlight, s.max, s.srcBeside = 0, 0, 0, 0, 0
+	s.stats, s.gets, s.inFlight, s.max, s.answered, s.srcBeside = 0, 0, 0, 0, 0, 0
 }
 
 func (s *sysReadStore) counts() (stats, gets, maxInFlight int) {
@@ -58,7 +59,7 @@ func (s *sysReadStore) Stat(ctx context.Context, bucket, key string) (store.Obje
 func (s *sysReadStore) get(bucket string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if bucket != s.sys {
 		s.mu.Lock()
-		if s.inFlight > 0 {
+		if s.answered == 0 {
 			s.srcBeside++
 		}
 		s.mu.Unlock()
@@ -73,6 +74,7 @@ func (s *sysReadStore) get(bucket string, open func() (io.ReadCloser, error)) (i
 	rc, err := open()
 	s.mu.Lock()
 	s.inFlight--
+	s.answered++
 	s.mu.Unlock()
 	return rc, err
 }
@@ -85,27 +87,23 @@ func (s *sysReadStore) OpenMatch(ctx context.Context, bucket, key, etag string, 
 	return s.get(bucket, func() (io.ReadCloser, error) { return s.Store.OpenMatch(ctx, bucket, key, etag, off, n) })
 }
 
-// openFirstSegment opens the first segment output under bucket/folder/
-// and reads its first bytes.
-func openFirstSegment(t *testing.T, x *Outputs, bucket, folder string) {
+// openFirstSegment looks up, opens and reads the first bytes of the
+// segment output bucket/key, as `cat` on a mount does (no listing first).
+func openFirstSegment(t *testing.T, x *Outputs, bucket, key string) {
 	t.Helper()
-	for _, name := range x.Children(bucket, folder) {
-		o := x.Lookup(bucket, folder+name)
-		if o == nil || o.IsPlaylist() || strings.HasSuffix(name, "/") {
-			continue
-		}
-		f, err := x.Open(o)
-		if err != nil {
-			t.Fatalf("opening %s: %v", o.Key, err)
-		}
-		r := f.NewReader()
-		defer r.Close()
-		if _, err := r.ReadAt(context.Background(), make([]byte, 16), 0); err != nil {
-			t.Fatalf("reading %s: %v", o.Key, err)
-		}
-		return
+	o := x.Lookup(bucket, key)
+	if o == nil || o.IsPlaylist() {
+		t.Fatalf("%s/%s: %+v, want a segment output", bucket, key, o)
 	}
-	t.Fatalf("no segment output under %s/%s", bucket, folder)
+	f, err := x.Open(o)
+	if err != nil {
+		t.Fatalf("opening %s: %v", o.Key, err)
+	}
+	r := f.NewReader()
+	defer r.Close()
+	if _, err := r.ReadAt(context.Background(), make([]byte, 16), 0); err != nil {
+		t.Fatalf("reading %s: %v", o.Key, err)
+	}
 }
 
 // TestFirstOpenTaskStoreReads: the first byte of an output waits for as
@@ -122,14 +120,14 @@ func TestFirstOpenTaskStoreReads(t *testing.T) {
 	waitStatus(t, a, id, Succeeded)
 
 	st.reset()
-	openFirstSegment(t, a.Outputs(), "public", "out/")
+	openFirstSegment(t, a.Outputs(), "public", "out/a.ts")
 	if stats, gets, _ := st.counts(); stats+gets != 0 {
 		t.Errorf("first open on the mount that ran the task: %d task-store HEADs and %d GETs, want none (it has the plan)", stats, gets)
 	}
 
 	b, _ := newTestManager(t, st, master, -1)
 	st.reset()
-	openFirstSegment(t, b.Outputs(), "public", "out/")
+	openFirstSegment(t, b.Outputs(), "public", "out/a.ts")
 	stats, gets, maxInFlight := st.counts()
 	if stats != 0 {
 		t.Errorf("first open on another mount: %d task-store HEADs, want 0 (a GET gives the record)", stats)
@@ -141,7 +139,7 @@ func TestFirstOpenTaskStoreReads(t *testing.T) {
 	beside := st.srcBeside
 	st.mu.Unlock()
 	if beside != 1 {
-		t.Errorf("first open on another mount: %d source GETs sent while the record and plan were on their way, want 1 (the segment's, speculative)", beside)
+		t.Errorf("first open on another mount: %d source GETs sent before the record and plan arrived, want 1 (the segment's, speculative)", beside)
 	}
 	if started, used, _ := b.Outputs().SpeculationCounts(); started != 1 || used != 1 {
 		t.Errorf("first open on another mount: speculations started %d, used %d; want 1, 1", started, used)

@@ -58,7 +58,7 @@ type Manager struct {
 	catalog catalog
 	index   indexState
 	// filesHint holds, during a start, the summaries of SUCCEEDED tasks
-	// in the index that are older than their record: their output files.
+	// in the index that are older than their record: their outlines.
 	filesHint map[string]*summary
 
 	outs *Outputs
@@ -89,6 +89,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		tasks: map[string]*task{}, responses: map[string]response{}, cancelFns: map[string]context.CancelFunc{}, seen: map[string]string{}, filesHint: map[string]*summary{}}
 	m.outs = newOutputs(cfg.Store, cfg.Log, cfg.Tuning)
 	m.outs.loadTask = m.loadServed
+	m.outs.readPlan = m.readPlan
 	m.outs.saveStale = m.saveStaleByID
 	m.index.init()
 	if err := m.load(); err != nil {
@@ -391,7 +392,9 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 	rec := t.rec
 	m.mu.Unlock()
 	if terr == nil {
-		terr = m.outs.clash(&rec, plan)
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Tuning.LookupTimeout)
+		terr = m.outs.clash(ctx, &rec, plan)
+		cancel()
 	}
 	if terr == nil {
 		// The plan is saved before the record says SUCCEEDED: whoever
@@ -399,8 +402,11 @@ func (m *Manager) finish(t *task, plan *Plan, terr *taskError) {
 		if err := m.putPlan(id, plan); err != nil {
 			terr = failf(CodeOperationFailed, "saving the plan: %v", err)
 		} else {
+			files := filesOf(id, rec.Output.Object, plan)
+			ol := outlineOf(files)
+			m.outs.keepFiles(id, files) // this mount's lookups read no plan back
 			m.mu.Lock()
-			t.files = filesOf(id, rec.Output.Object, plan) // shown once the record says SUCCEEDED
+			t.outline = &ol // shown once the record says SUCCEEDED
 			m.mu.Unlock()
 		}
 	}

@@ -23,45 +23,52 @@ import (
 )
 
 // Outputs serves the output files of SUCCEEDED tasks: it owns the output
-// index (names, sizes, inodes, from the catalogue's summaries), the plans
-// loaded on first open (a bounded LRU), the crypto.File of each open
-// output (shared by its readers), warm-ahead of the next segments and the
-// detection of sources changed since their task ran. The Manager tells it
-// which tasks are served (set); the FUSE layer and the HTTP origin ask it
-// for outputs (Manager.Outputs).
+// index (the served tasks by output folder, from the catalogue's
+// summaries), their file lists and plans loaded when first needed (each a
+// bounded LRU), the crypto.File of each open output (shared by its
+// readers), warm-ahead of the next segments and the detection of sources
+// changed since their task ran. The Manager tells it which tasks are
+// served (set); the FUSE layer and the HTTP origin ask it for outputs
+// (Manager.Outputs).
 type Outputs struct {
 	st  store.Store
 	log *log.Logger
 	tun tuning.Tuning
 	// loadTask reads a SUCCEEDED task's record and plan, for serving.
 	loadTask func(ctx context.Context, id string) (*servedTask, error)
+	// readPlan reads a task's plan alone: its file list when its record
+	// cannot be served (a key this master key does not open).
+	readPlan func(ctx context.Context, id string) (*Plan, error)
 	// saveStale saves a note on a task whose source changed.
 	saveStale func(id, note string)
 
-	mu sync.RWMutex // the index: roots, perms
+	mu sync.RWMutex // the index: roots
 	// roots are the served tasks sorted by their output folder's key
 	// (bucket/folder/), newest first within one key. One sorted slice
 	// answers lookups, folder listings and "is this a folder" by binary
 	// search, for a few bytes per task.
 	roots []*summary
-	// perms holds, for tasks with many files, their served files'
-	// indices sorted by name (smaller ones are scanned).
-	perms map[*summary][]int32
+
+	lmu     sync.Mutex // lists, loading
+	lists   listCache
+	loading map[string]*listLoad
 
 	fmu        sync.Mutex
-	files      map[uint64]*crypto.File // by inode
+	files      map[uint64]openOutput // by inode
 	plans      planCache
 	stale      map[string]map[string]bool // task id -> sources reported changed
 	onWithdraw func(bucket, key string)
 	// specs are the source GETs started ahead of their plan, by the
-	// output's inode (speculate.go).
-	specs                                 map[uint64]*speculation
+	// output's bucket/key (speculate.go).
+	specs                                 map[string]*speculation
 	specsStarted, specsUsed, specsDropped atomic.Int64
 }
 
-// scanFiles is the most files a task's names are scanned for rather than
-// searched.
-const scanFiles = 32
+// openOutput is the shared state of an opened segment output.
+type openOutput struct {
+	f    *crypto.File
+	task string
+}
 
 // Output is one output file of a SUCCEEDED task, as the FUSE layer and
 // the HTTP origin see it. Values are made per lookup: compare Ino, not
@@ -75,13 +82,14 @@ type Output struct {
 	// ETags, so the kernel page cache kept across opens is never stale.
 	Ino uint64
 
-	task *summary
-	i    int // in the task's plan
+	task  *summary
+	files *fileList
+	i     int // in the task's plan
 }
 
 // IsPlaylist reports whether the output is served from memory (a
 // playlist, an MPD, a protected init segment): read it with Playlist.
-func (o *Output) IsPlaylist() bool { return o.task.Files.kinds[o.i] == 'p' }
+func (o *Output) IsPlaylist() bool { return o.files.kinds[o.i] == 'p' }
 
 // Next is the segment after o in its task's plan (playlist order), which a
 // player reads next; nil for the last and for playlists.
@@ -89,19 +97,19 @@ func (o *Output) Next() *Output {
 	if o.IsPlaylist() {
 		return nil
 	}
-	fl := o.task.Files
+	fl := o.files
 	for j := o.i + 1; j < fl.len(); j++ {
 		if fl.kinds[j] == 's' {
-			return outputOf(o.task, j)
+			return outputOf(o.task, fl, j)
 		}
 	}
 	return nil
 }
 
-func outputOf(s *summary, i int) *Output {
-	m := s.Files.meta[i]
-	return &Output{TaskID: s.ID, Bucket: s.OutBucket, Key: s.OutObject + "/" + s.Files.name(i),
-		Size: m.size, Ino: m.ino, task: s, i: i}
+func outputOf(s *summary, fl *fileList, i int) *Output {
+	m := fl.meta[i]
+	return &Output{TaskID: s.ID, Bucket: s.OutBucket, Key: s.OutObject + "/" + fl.name(i),
+		Size: m.size, Ino: m.ino, task: s, files: fl, i: i}
 }
 
 // rootKey is the key the index sorts a task by: bucket/folder/.
@@ -130,63 +138,36 @@ func (x *Outputs) search(k string) int {
 	return sort.Search(len(x.roots), func(i int) bool { return cmpRoot(x.roots[i], k) >= 0 })
 }
 
-// find returns the index of s's served file named rel, or -1.
-func (x *Outputs) find(s *summary, rel string) int {
-	fl := s.Files
-	if p := x.perms[s]; p != nil {
-		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
-		if k < len(p) && fl.name(int(p[k])) == rel {
-			return int(p[k])
-		}
-		return -1
-	}
-	for i := 0; i < fl.len(); i++ {
-		if fl.kinds[i] != 'x' && fl.name(i) == rel {
-			return i
-		}
-	}
-	return -1
-}
-
-// under calls fn with s's served names that start with rel (sorted only
-// for tasks with many files), until fn returns false.
-func (x *Outputs) under(s *summary, rel string, fn func(name string) bool) {
-	fl := s.Files
-	if p := x.perms[s]; p != nil {
-		k := sort.Search(len(p), func(j int) bool { return fl.name(int(p[j])) >= rel })
-		for ; k < len(p) && strings.HasPrefix(fl.name(int(p[k])), rel); k++ {
-			if !fn(fl.name(int(p[k]))) {
-				return
-			}
-		}
-		return
-	}
-	for i := 0; i < fl.len(); i++ {
-		if fl.kinds[i] != 'x' && strings.HasPrefix(fl.name(i), rel) && !fn(fl.name(i)) {
-			return
-		}
-	}
-}
-
 func newOutputs(st store.Store, lg *log.Logger, tun tuning.Tuning) *Outputs {
-	return &Outputs{st: st, log: lg, tun: tun, perms: map[*summary][]int32{},
-		files: map[uint64]*crypto.File{}, plans: newPlanCache(tun.PlanCache),
-		stale: map[string]map[string]bool{}, specs: map[uint64]*speculation{}}
+	return &Outputs{st: st, log: lg, tun: tun, lists: newListCache(tun.FileListCache), loading: map[string]*listLoad{},
+		files: map[uint64]openOutput{}, plans: newPlanCache(tun.PlanCache),
+		stale: map[string]map[string]bool{}, specs: map[string]*speculation{}}
 }
 
 // served reports whether a summary's outputs are served: a SUCCEEDED
 // task with at least one name that can be opened.
 func served(s *summary) bool {
-	return s != nil && s.Status == Succeeded && s.Files != nil && strings.ContainsAny(s.Files.kinds, "ps")
+	return s != nil && s.Status == Succeeded && s.Outline.Outs > 0
 }
 
-// withdrawn is an output that went away or changed content.
+// sameOutputs reports whether two summaries of one task serve the same
+// outputs (a SUCCEEDED task's never change: only its description or
+// ETag did).
+func sameOutputs(a, b *summary) bool {
+	return a.ID == b.ID && a.OutBucket == b.OutBucket && a.OutObject == b.OutObject && a.Outline == b.Outline &&
+		a.CreateTime == b.CreateTime && a.Created == b.Created
+}
+
+// withdrawn is a path whose outputs went away or changed content: an
+// output folder, everything below it included.
 type withdrawn struct{ bucket, key string }
 
 // set makes the index serve s's outputs (s nil or not served: none) in
 // place of prev's, the summary of the same task it was given before. It
-// returns the outputs withdrawn or replaced, for notify. Callers may hold
-// Manager.mu (Outputs never calls the Manager while locked).
+// returns the output folders withdrawn or changed, for notify: prev's,
+// and s's if other tasks' outputs lie in, above or below it (s may now
+// win some of their names). Callers may hold Manager.mu (Outputs never
+// calls the Manager while locked).
 func (x *Outputs) set(prev, s *summary) []withdrawn {
 	x.mu.Lock()
 	at := x.indexOf(prev)
@@ -194,65 +175,50 @@ func (x *Outputs) set(prev, s *summary) []withdrawn {
 		x.mu.Unlock()
 		return nil
 	}
-	if at >= 0 && served(s) && prev.Files == s.Files && prev.CreateTime == s.CreateTime && prev.Created == s.Created {
-		x.roots[at] = s // same outputs: only the times or the description changed
-		if p, ok := x.perms[prev]; ok {
-			delete(x.perms, prev)
-			x.perms[s] = p
-		}
+	if at >= 0 && served(s) && sameOutputs(prev, s) {
+		x.roots[at] = s // same outputs: only the record's ETag or description changed
 		x.mu.Unlock()
 		return nil
 	}
-	before := map[string]uint64{}
-	keys := func(t *summary) {
-		for i := 0; i < t.Files.len(); i++ {
-			if t.Files.kinds[i] == 'x' {
-				continue
-			}
-			key := t.OutObject + "/" + t.Files.name(i)
-			if _, ok := before[key]; !ok {
-				before[key] = 0
-				if o := x.lookupLocked(t.OutBucket, key); o != nil {
-					before[key] = o.Ino
-				}
-			}
-		}
-	}
+	var gone []withdrawn
 	if at >= 0 {
-		keys(prev)
 		x.roots = slices.Delete(x.roots, at, at+1)
-		delete(x.perms, prev)
+		gone = append(gone, withdrawn{prev.OutBucket, prev.OutObject})
 	}
 	if served(s) {
-		keys(s)
+		if x.sharedLocked(s) && (at < 0 || prev.OutBucket != s.OutBucket || prev.OutObject != s.OutObject) {
+			gone = append(gone, withdrawn{s.OutBucket, s.OutObject})
+		}
 		x.addLocked(s)
 	}
-	bucket := ""
-	if s != nil {
-		bucket = s.OutBucket
-	} else if prev != nil {
-		bucket = prev.OutBucket
-	}
-	var gone []withdrawn
-	var goneInos []uint64
-	for key, ino := range before {
-		if ino == 0 {
-			continue
-		}
-		if now := x.lookupLocked(bucket, key); now == nil || now.Ino != ino {
-			gone = append(gone, withdrawn{bucket, key})
-			goneInos = append(goneInos, ino)
-		}
-	}
 	x.mu.Unlock()
-	x.prune(goneInos)
-	if at >= 0 && !served(s) {
-		x.fmu.Lock()
-		x.plans.drop(prev.ID)
-		delete(x.stale, prev.ID)
-		x.fmu.Unlock()
+	if at >= 0 {
+		x.prune(prev)
+		if !served(s) {
+			x.fmu.Lock()
+			x.plans.drop(prev.ID)
+			delete(x.stale, prev.ID)
+			x.fmu.Unlock()
+			x.lmu.Lock()
+			x.lists.drop(prev.ID)
+			x.lmu.Unlock()
+		}
 	}
 	return gone
+}
+
+// sharedLocked reports whether another served task's output folder is
+// s's, above it or below it (s not yet in roots).
+func (x *Outputs) sharedLocked(s *summary) bool {
+	for root := s.OutObject; root != "." && root != "/"; root = path.Dir(root) {
+		k := s.OutBucket + "/" + root + "/"
+		if i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0 {
+			return true
+		}
+	}
+	k := rootKey(s)
+	i := x.search(k)
+	return i < len(x.roots) && x.roots[i].OutBucket == s.OutBucket && strings.HasPrefix(x.roots[i].OutObject+"/", s.OutObject+"/")
 }
 
 // indexOf returns where s is in roots, or -1.
@@ -296,7 +262,6 @@ func (x *Outputs) load(sums []*summary) {
 	x.roots = make([]*summary, 0, len(ks)+len(ks)/8)
 	for _, k := range ks {
 		x.roots = append(x.roots, k.s)
-		x.addPerm(k.s)
 	}
 }
 
@@ -307,28 +272,12 @@ func (x *Outputs) addLocked(s *summary) {
 		return c > 0 || (c == 0 && s.newer(x.roots[i]))
 	})
 	x.roots = slices.Insert(x.roots, i, s)
-	x.addPerm(s)
-}
-
-// addPerm sorts the names of a task with many files.
-func (x *Outputs) addPerm(s *summary) {
-	fl := s.Files
-	if fl.len() <= scanFiles {
-		return
-	}
-	var p []int32
-	for i := 0; i < fl.len(); i++ {
-		if fl.kinds[i] != 'x' {
-			p = append(p, int32(i))
-		}
-	}
-	slices.SortFunc(p, func(a, b int32) int { return strings.Compare(fl.name(int(a)), fl.name(int(b))) })
-	x.perms[s] = p
 }
 
 // OnWithdraw registers fn to be told of every output path that went away
-// or changed content (a task canceled or replaced), so the FUSE layer can
-// drop the kernel's cached names at once. fn must not call the Manager.
+// or changed content (a task canceled or replaced: its output folder), so
+// the FUSE layer can drop the kernel's cached names at once. fn must not
+// call the Manager.
 func (x *Outputs) OnWithdraw(fn func(bucket, key string)) {
 	x.fmu.Lock()
 	defer x.fmu.Unlock()
@@ -359,17 +308,21 @@ func inoOf(taskID string, f *OutFile) uint64 {
 	return h.Sum64() | 1<<63 // keep clear of small inode numbers
 }
 
-// prune drops shared crypto state of outputs no longer served.
-func (x *Outputs) prune(inos []uint64) {
+// prune drops the shared crypto state and the speculations of a task's
+// outputs, no longer served (or replaced).
+func (x *Outputs) prune(s *summary) {
 	var gone []*crypto.File
 	var specs []*speculation
+	below := rootKey(s)
 	x.fmu.Lock()
-	for _, ino := range inos {
-		if f := x.files[ino]; f != nil {
-			gone = append(gone, f)
+	for ino, of := range x.files {
+		if of.task == s.ID {
+			gone = append(gone, of.f)
 			delete(x.files, ino)
 		}
-		if sp := x.specs[ino]; sp != nil {
+	}
+	for k, sp := range x.specs {
+		if strings.HasPrefix(k, below) {
 			specs = append(specs, sp)
 		}
 	}
@@ -384,26 +337,210 @@ func (x *Outputs) prune(inos []uint64) {
 	}
 }
 
-// Lookup returns the output at bucket/key, or nil. Of two tasks writing
-// one path, the newer wins.
-func (x *Outputs) Lookup(bucket, key string) *Output {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return x.lookupLocked(bucket, key)
+// A task's file list (names, sizes, inodes of its outputs) is not in the
+// catalogue: it is loaded from the task's plan when a walk of the index
+// first needs it (a lookup of one of its outputs, a listing of one of its
+// folders), and kept in a cache bounded by Tuning.FileListCache files.
+// The catalogue's outline (outputs count, folders) answers the rest
+// without it: whether a path is a folder of a task, whether a task may
+// hold a name at all.
+
+// view is one walk of the index under its read lock. files returns a
+// task's file list if loaded, and otherwise notes the task: walk loads
+// the lists it lacked and walks again.
+type view struct {
+	x       *Outputs
+	pass    int
+	got     map[string]*fileList // loaded for this walk
+	missing []*summary
 }
 
-func (x *Outputs) lookupLocked(bucket, key string) *Output {
+func (v *view) files(s *summary) *fileList {
+	if fl := v.got[s.ID]; fl != nil {
+		return fl
+	}
+	v.x.lmu.Lock()
+	fl := v.x.lists.get(s.ID)
+	v.x.lmu.Unlock()
+	if fl == nil && !slices.Contains(v.missing, s) {
+		v.missing = append(v.missing, s)
+	}
+	return fl
+}
+
+// maxWalks bounds the walks of one question: each loads every list the
+// one before lacked, so two suffice unless tasks change meanwhile.
+const maxWalks = 4
+
+// walk runs fn under the index's read lock until it ran with every file
+// list it asked for. fn must start afresh each time.
+func (x *Outputs) walk(ctx context.Context, fn func(v *view)) error {
+	v := &view{x: x, got: map[string]*fileList{}}
+	for v.pass = 1; ; v.pass++ {
+		v.missing = v.missing[:0]
+		x.mu.RLock()
+		fn(v)
+		x.mu.RUnlock()
+		if len(v.missing) == 0 {
+			return nil
+		}
+		if v.pass == maxWalks {
+			return fmt.Errorf("the outputs of task %s changed while being looked up", v.missing[0].ID)
+		}
+		lists := make([]*fileList, len(v.missing))
+		errs := make([]error, len(v.missing))
+		var wg sync.WaitGroup
+		for i, s := range v.missing {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lists[i], errs[i] = x.filesOf(ctx, s)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		for i, s := range v.missing {
+			v.got[s.ID] = lists[i]
+		}
+	}
+}
+
+// listLoad is one load of a file list that others may wait for.
+type listLoad struct {
+	done chan struct{}
+	fl   *fileList
+	err  error
+}
+
+// filesOf returns a task's file list, loading it once however many ask
+// at the same time. The load is bounded by Tuning.LookupTimeout, not by
+// the asker's ctx (another may be waiting for it).
+func (x *Outputs) filesOf(ctx context.Context, s *summary) (*fileList, error) {
+	x.lmu.Lock()
+	if fl := x.lists.get(s.ID); fl != nil {
+		x.lmu.Unlock()
+		return fl, nil
+	}
+	ld := x.loading[s.ID]
+	if ld == nil {
+		ld = &listLoad{done: make(chan struct{})}
+		x.loading[s.ID] = ld
+		go func() {
+			lctx, cancel := context.WithTimeout(context.Background(), x.tun.LookupTimeout)
+			defer cancel()
+			fl, err := x.readFiles(lctx, s)
+			x.lmu.Lock()
+			delete(x.loading, s.ID)
+			if err == nil {
+				x.lists.put(s.ID, fl)
+			}
+			ld.fl, ld.err = fl, err
+			x.lmu.Unlock()
+			close(ld.done)
+		}()
+	}
+	x.lmu.Unlock()
+	select {
+	case <-ld.done:
+		return ld.fl, ld.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readFiles lists a task's outputs from its plan: the one held for
+// serving, or else the task is loaded for serving (record and plan at
+// once: the open that follows a lookup then reads nothing), or, if it
+// cannot be served, its plan alone (its names are still shown). A plan
+// that is gone (the task canceled meanwhile) lists nothing.
+func (x *Outputs) readFiles(ctx context.Context, s *summary) (*fileList, error) {
+	x.fmu.Lock()
+	st := x.plans.get(s.ID)
+	x.fmu.Unlock()
+	if st != nil {
+		return filesOf(s.ID, s.OutObject, st.plan), nil
+	}
+	st, err := x.loadTask(ctx, s.ID)
+	if err == nil {
+		x.fmu.Lock()
+		x.plans.put(st)
+		x.fmu.Unlock()
+		return filesOf(s.ID, s.OutObject, st.plan), nil
+	}
+	if x.readPlan == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	plan, perr := x.readPlan(ctx, s.ID)
+	switch {
+	case errors.Is(perr, store.ErrNotExist):
+		return &fileList{}, nil
+	case perr != nil:
+		return nil, err
+	}
+	return filesOf(s.ID, s.OutObject, plan), nil
+}
+
+// LoadedLists is how many tasks' file lists are held (for tests).
+func (x *Outputs) LoadedLists() int {
+	x.lmu.Lock()
+	defer x.lmu.Unlock()
+	return x.lists.order.Len()
+}
+
+// Find returns the output at bucket/key, or nil. Of two tasks writing one
+// path, the newer wins. It may load a task's file list: an error is then
+// the store's (the path may be an output).
+func (x *Outputs) Find(ctx context.Context, bucket, key string) (*Output, error) {
+	var o *Output
+	err := x.walk(ctx, func(v *view) {
+		o = x.lookupIn(v, bucket, key)
+		if v.pass == 1 && len(v.missing) > 0 {
+			// The source's GET need not wait for the list either.
+			x.speculateAt(v.missing[0], bucket, key)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Lookup is Find bounded by Tuning.LookupTimeout, nil on an error
+// (logged): for callers that can only act on "there" or "not there".
+func (x *Outputs) Lookup(bucket, key string) *Output {
+	ctx, cancel := context.WithTimeout(context.Background(), x.tun.LookupTimeout)
+	defer cancel()
+	o, err := x.Find(ctx, bucket, key)
+	if err != nil {
+		x.log.Printf("looking up output %s/%s: %v", bucket, key, err)
+	}
+	return o
+}
+
+// lookupIn finds bucket/key in one walk.
+func (x *Outputs) lookupIn(v *view, bucket, key string) *Output {
 	var best *summary
+	var bfl *fileList
 	bi := -1
-	for root := path.Dir(key); root != "."; root = path.Dir(root) {
+	for root := path.Dir(key); root != "." && root != "/"; root = path.Dir(root) {
+		rel := key[len(root)+1:]
 		k := bucket + "/" + root + "/"
 		for i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0; i++ {
 			s := x.roots[i]
 			if best != nil && !s.newer(best) {
 				break // newest first: the rest are older still
 			}
-			if j := x.find(s, key[len(root)+1:]); j >= 0 {
-				best, bi = s, j
+			if !mayHold(s, rel) {
+				continue
+			}
+			fl := v.files(s)
+			if fl == nil {
+				continue // loaded before the next walk
+			}
+			if j := fl.find(rel); j >= 0 {
+				best, bfl, bi = s, fl, j
 				break
 			}
 		}
@@ -411,36 +548,53 @@ func (x *Outputs) lookupLocked(bucket, key string) *Output {
 	if best == nil {
 		return nil
 	}
-	return outputOf(best, bi)
+	return outputOf(best, bfl, bi)
+}
+
+// mayHold reports whether s may have an output file named rel (relative
+// to its output folder), by its outline: rel's folder holds outputs of
+// s, and rel is not itself one of those folders.
+func mayHold(s *summary, rel string) bool {
+	return s.Outline.hasDir(rel[:strings.LastIndexByte(rel, '/')+1]) && !s.Outline.hasDir(rel+"/")
 }
 
 // Children lists the outputs directly under a folder of a bucket (prefix
-// "" or ending in "/"): names, folders ending in "/".
-func (x *Outputs) Children(bucket, prefix string) []string {
-	x.mu.RLock()
-	set := map[string]bool{}
-	x.foldersBelow(bucket, prefix, "", func(child, id string) bool {
-		set[child] = true
-		return true
-	})
-	x.eachRootAbove(bucket, prefix, func(s *summary, rel string) bool {
-		x.under(s, rel, func(name string) bool {
-			child, _, deeper := strings.Cut(name[len(rel):], "/")
-			if deeper {
-				child += "/"
-			}
+// "" or ending in "/"): names, folders ending in "/". It may load the file
+// lists of the tasks with outputs in that folder.
+func (x *Outputs) Children(ctx context.Context, bucket, prefix string) ([]string, error) {
+	var set map[string]bool
+	err := x.walk(ctx, func(v *view) {
+		set = map[string]bool{}
+		x.foldersBelow(bucket, prefix, "", func(child, id string) bool {
 			set[child] = true
 			return true
 		})
-		return true
+		x.eachRootAbove(bucket, prefix, func(s *summary, rel string) bool {
+			if !s.Outline.hasDir(rel) {
+				return true
+			}
+			if fl := v.files(s); fl != nil {
+				fl.under(rel, func(name string) bool {
+					child, _, deeper := strings.Cut(name[len(rel):], "/")
+					if deeper {
+						child += "/"
+					}
+					set[child] = true
+					return true
+				})
+			}
+			return true
+		})
 	})
-	x.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
 	names := make([]string, 0, len(set))
 	for n := range set {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return names
+	return names, nil
 }
 
 // foldersBelow calls fn with each folder directly under bucket/prefix
@@ -482,7 +636,7 @@ func (x *Outputs) eachRootAbove(bucket, prefix string, fn func(s *summary, rel s
 	if prefix == "" {
 		return
 	}
-	for root := strings.TrimSuffix(prefix, "/"); root != "."; root = path.Dir(root) {
+	for root := strings.TrimSuffix(prefix, "/"); root != "." && root != "/"; root = path.Dir(root) {
 		rel := prefix[len(root)+1:]
 		k := bucket + "/" + root + "/"
 		for i := x.search(k); i < len(x.roots) && cmpRoot(x.roots[i], k) == 0; i++ {
@@ -501,7 +655,8 @@ func (x *Outputs) HasOutputs(bucket string) bool {
 	return i < len(x.roots) && x.roots[i].OutBucket == bucket
 }
 
-// IsDir reports whether some output lies under bucket/prefix/.
+// IsDir reports whether some output lies under bucket/prefix/ (from the
+// outlines: no file list is loaded).
 func (x *Outputs) IsDir(bucket, prefix string) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -520,11 +675,8 @@ func (x *Outputs) ownerBelow(bucket, prefix, except string) string {
 		return owner
 	}
 	x.eachRootAbove(bucket, prefix, func(s *summary, rel string) bool {
-		if s.ID != except {
-			x.under(s, rel, func(string) bool {
-				owner = s.ID
-				return false
-			})
+		if s.ID != except && s.Outline.hasDir(rel) {
+			owner = s.ID
 		}
 		return owner == ""
 	})
@@ -546,23 +698,74 @@ func (x *Outputs) ModTime(o *Output) time.Time {
 // task's outputs use its path the other way round: a folder of this task
 // is an output file of another, or an output file of this task is a folder
 // of another's outputs. (The same path as a file in both is fine: the
-// newer task wins.)
-func (x *Outputs) clash(rec *record, plan *Plan) *taskError {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
+// newer task wins.) It may load other tasks' file lists.
+func (x *Outputs) clash(ctx context.Context, rec *record, plan *Plan) *taskError {
 	bucket, id := rec.Output.Bucket, rec.TaskID
-	for _, f := range plan.Files {
-		key := rec.Output.Object + "/" + f.Name
-		if other := x.ownerBelow(bucket, key+"/", id); other != "" {
-			return failf(CodeBadRequest, "output %q is a folder of task %s's outputs: choose another output.object", bucket+"/"+key, other)
-		}
-		for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
-			if o := x.lookupLocked(bucket, dir); o != nil && o.TaskID != id {
-				return failf(CodeBadRequest, "output folder %q is an output file of task %s: choose another output.object", bucket+"/"+dir, o.TaskID)
+	var terr *taskError
+	err := x.walk(ctx, func(v *view) {
+		terr = nil
+		dirs := map[string]bool{}
+		for _, f := range plan.Files {
+			key := rec.Output.Object + "/" + f.Name
+			if other := x.ownerBelow(bucket, key+"/", id); other != "" {
+				terr = failf(CodeBadRequest, "output %q is a folder of task %s's outputs: choose another output.object", bucket+"/"+key, other)
+				return
+			}
+			for dir := path.Dir(key); dir != "." && dir != "/" && !dirs[dir]; dir = path.Dir(dir) {
+				dirs[dir] = true
+				if o := x.lookupIn(v, bucket, dir); o != nil && o.TaskID != id {
+					terr = failf(CodeBadRequest, "output folder %q is an output file of task %s: choose another output.object", bucket+"/"+dir, o.TaskID)
+					return
+				}
 			}
 		}
+	})
+	if err != nil {
+		return failf(CodeOperationFailed, "checking the outputs against other tasks': %v", err)
+	}
+	return terr
+}
+
+// listCache keeps the most recently used file lists, bounded by their
+// files in all (the newest is kept whatever its size). Guarded by lmu.
+type listCache struct {
+	max, files int
+	order      *list.List // of *cachedList, most recent first
+	byID       map[string]*list.Element
+}
+
+type cachedList struct {
+	id string
+	fl *fileList
+}
+
+func newListCache(max int) listCache {
+	return listCache{max: max, order: list.New(), byID: map[string]*list.Element{}}
+}
+
+func (c *listCache) get(id string) *fileList {
+	if e := c.byID[id]; e != nil {
+		c.order.MoveToFront(e)
+		return e.Value.(*cachedList).fl
 	}
 	return nil
+}
+
+func (c *listCache) put(id string, fl *fileList) {
+	c.drop(id)
+	c.byID[id] = c.order.PushFront(&cachedList{id, fl})
+	c.files += fl.len()
+	for c.files > c.max && c.order.Len() > 1 {
+		c.drop(c.order.Back().Value.(*cachedList).id)
+	}
+}
+
+func (c *listCache) drop(id string) {
+	if e := c.byID[id]; e != nil {
+		c.order.Remove(e)
+		delete(c.byID, id)
+		c.files -= e.Value.(*cachedList).fl.len()
+	}
 }
 
 // servedTask is what serving a task's outputs needs: its record, clear
@@ -670,30 +873,31 @@ func (x *Outputs) Playlist(o *Output) ([]byte, error) {
 // Open returns the shared random-access view of a segment output.
 func (x *Outputs) Open(o *Output) (*crypto.File, error) {
 	x.fmu.Lock()
-	f := x.files[o.Ino]
+	of := x.files[o.Ino]
 	x.fmu.Unlock()
-	if f != nil {
-		return f, nil
+	if of.f != nil {
+		return of.f, nil
 	}
 	// The source's GET need not wait for the plan (speculate.go).
 	x.speculate(o)
-	st, of, err := x.served(o)
+	var f *crypto.File
+	st, out, err := x.served(o)
 	if err == nil {
 		var parts []crypto.Part
-		if parts, err = x.parts(st, of, o); err == nil {
+		if parts, err = x.parts(st, out, o); err == nil {
 			f, err = crypto.NewFile(parts)
 		}
 	}
-	x.settle(o, of, err)
+	x.settle(o, out, err)
 	if err != nil {
 		return nil, err
 	}
 	x.fmu.Lock()
 	defer x.fmu.Unlock()
-	if prev := x.files[o.Ino]; prev != nil {
-		return prev, nil // another opener was first: share its checkpoints
+	if prev := x.files[o.Ino]; prev.f != nil {
+		return prev.f, nil // another opener was first: share its checkpoints
 	}
-	x.files[o.Ino] = f
+	x.files[o.Ino] = openOutput{f, o.TaskID}
 	return f, nil
 }
 
@@ -709,11 +913,11 @@ func (x *Outputs) parts(st *servedTask, f *OutFile, o *Output) ([]crypto.Part, e
 		src := f.Parts[0]
 		src.Off = 0
 		cfg := &cenc.Config{Scheme: info.Scheme, Key: st.key, ConstantIV: info.ConstantIV}
-		return cenc.Parts(l, x.source(o.Ino, id, bucket, src), cfg)
+		return cenc.Parts(l, x.source(o, id, bucket, src), cfg)
 	}
 	parts := make([]crypto.Part, len(f.Parts))
 	for i, p := range f.Parts {
-		parts[i] = crypto.Part{Src: x.source(o.Ino, id, bucket, p), PlainSize: p.Len}
+		parts[i] = crypto.Part{Src: x.source(o, id, bucket, p), PlainSize: p.Len}
 		if p.Encrypt {
 			parts[i].Alg, parts[i].Key, parts[i].IV = st.rec.Algorithm, st.key, p.IV
 		}
@@ -743,9 +947,10 @@ func (x *Outputs) WarmNext(o *Output) {
 // from that version, so bytes of another one must never be encrypted. The
 // file's first read may take the GET its open started (takeSpec, which
 // holds it to the same condition).
-func (x *Outputs) source(ino uint64, id, bucket string, p OutPart) crypto.RangeSource {
+func (x *Outputs) source(o *Output, id, bucket string, p OutPart) crypto.RangeSource {
+	spec := specKey(o.Bucket, o.Key)
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-		if rc := x.takeSpec(ctx, ino, bucket, p, off, n); rc != nil {
+		if rc := x.takeSpec(ctx, spec, bucket, p, off, n); rc != nil {
 			return rc, nil
 		}
 		rc, err := x.st.OpenMatch(ctx, bucket, p.Key, p.ETag, p.Off+off, n)
@@ -786,4 +991,11 @@ func (x *Outputs) noteStale(id, src string, deleted bool) {
 	if x.saveStale != nil {
 		go x.saveStale(id, fmt.Sprintf("; source %s was %s after the task ran: outputs made from it fail with EIO, create the task again", src, what))
 	}
+}
+
+// keepFiles caches the file list of a task this mount planned.
+func (x *Outputs) keepFiles(id string, fl *fileList) {
+	x.lmu.Lock()
+	defer x.lmu.Unlock()
+	x.lists.put(id, fl)
 }

@@ -2,11 +2,13 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/mpcfs/mpcfs/store"
@@ -18,32 +20,76 @@ func servedPlan(id string, created int64, object string, plan *Plan) (*summary, 
 	rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: "20261125090000",
 		Input: Location{Bucket: "media"}, Output: Location{Bucket: "public", Object: object}},
 		Algorithm: "AES-128-CBC", Created: created}
-	return summarize(&rec, "etag", filesOf(id, object, plan)), &servedTask{rec: rec, key: make([]byte, 16), plan: plan}
+	ol := outlineOf(filesOf(id, object, plan))
+	return summarize(&rec, "etag", &ol), &servedTask{rec: rec, key: make([]byte, 16), plan: plan}
 }
 
-// testOutputs is an Outputs over st whose tasks are served from tasks.
-func testOutputs(st store.Store, tasks map[string]*servedTask) *Outputs {
-	x := newOutputs(st, log.New(io.Discard, "", 0), tuning.Default())
-	x.loadTask = func(ctx context.Context, id string) (*servedTask, error) { return tasks[id], nil }
-	return x
+// testIndex is an Outputs over st serving the tasks given to serve: their
+// file lists and plans are loaded from there, as from a task store.
+type testIndex struct {
+	*Outputs
+	mu    sync.Mutex
+	tasks map[string]*servedTask
+	loads int   // of tasks, for their lists or plans
+	fail  error // what loading a task gives, if set
+}
+
+func testOutputs(st store.Store) *testIndex {
+	tun := tuning.Default()
+	if st == nil {
+		tun.Speculations = 0 // no store to GET sources from
+	}
+	ti := &testIndex{Outputs: newOutputs(st, log.New(io.Discard, "", 0), tun), tasks: map[string]*servedTask{}}
+	ti.loadTask = func(ctx context.Context, id string) (*servedTask, error) {
+		ti.mu.Lock()
+		defer ti.mu.Unlock()
+		ti.loads++
+		if ti.fail != nil {
+			return nil, ti.fail
+		}
+		if st := ti.tasks[id]; st != nil {
+			return st, nil
+		}
+		return nil, fmt.Errorf("task %s: %w", id, store.ErrNotExist)
+	}
+	return ti
+}
+
+// serve makes a SUCCEEDED task of plan and serves its outputs.
+func (ti *testIndex) serve(id string, created int64, object string, plan *Plan) *summary {
+	s, st := servedPlan(id, created, object, plan)
+	ti.mu.Lock()
+	ti.tasks[id] = st
+	ti.mu.Unlock()
+	ti.set(nil, s)
+	return s
+}
+
+// children is Children for a test.
+func (ti *testIndex) children(t *testing.T, bucket, prefix string) []string {
+	t.Helper()
+	names, err := ti.Children(context.Background(), bucket, prefix)
+	if err != nil {
+		t.Fatalf("children of %s/%s: %v", bucket, prefix, err)
+	}
+	return names
 }
 
 // TestNewerTaskWinsWithinASecond: CreateTime has whole seconds only, so two
 // tasks writing one output path in the same second are ordered by their
 // creation instant, never by their random ids.
 func TestNewerTaskWinsWithinASecond(t *testing.T) {
-	x := testOutputs(nil, nil)
+	x := testOutputs(nil)
 	plan := &Plan{Files: []OutFile{{Name: "index.m3u8", Playlist: []byte("#EXTM3U\n")}}}
-	older, _ := servedPlan("9000000000000000", 1, "out", plan) // older, but the larger id
-	newer, _ := servedPlan("1000000000000000", 2, "out", plan)
-	x.set(nil, newer)
-	x.set(nil, older)
+	newer := x.serve("1000000000000000", 2, "out", plan)
+	x.serve("9000000000000000", 1, "out", plan) // older, but the larger id
 	if o := x.Lookup("public", "out/index.m3u8"); o == nil || o.TaskID != "1000000000000000" {
 		t.Fatalf("output served by %+v, want the newer task 1000000000000000", o)
 	}
-	// Withdrawing the newer serves the older one again, and says so.
-	if gone := x.set(newer, nil); len(gone) != 1 || gone[0].key != "out/index.m3u8" {
-		t.Errorf("withdrawn %v, want out/index.m3u8", gone)
+	// Withdrawing the newer serves the older one again, and says so (its
+	// output folder: the kernel forgets what it held below it).
+	if gone := x.set(newer, nil); len(gone) != 1 || gone[0].key != "out" {
+		t.Errorf("withdrawn %v, want out", gone)
 	}
 	if o := x.Lookup("public", "out/index.m3u8"); o == nil || o.TaskID != "9000000000000000" {
 		t.Fatalf("after a withdraw, output served by %+v, want 9000000000000000", o)
@@ -54,12 +100,11 @@ func TestNewerTaskWinsWithinASecond(t *testing.T) {
 // plan (playlist order), skipping playlists, so a reader of one can warm
 // the next; the last links nowhere.
 func TestNextSegment(t *testing.T) {
-	x := testOutputs(nil, nil)
+	x := testOutputs(nil)
 	seg := func(name string) OutFile {
 		return OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: 100}}, Size: 100}
 	}
-	s, _ := servedPlan("1", 0, "out", &Plan{Files: []OutFile{seg("a.ts"), seg("b.ts"), {Name: "index.m3u8", Playlist: []byte("#EXTM3U\n")}, seg("c.ts")}})
-	x.set(nil, s)
+	x.serve("1", 0, "out", &Plan{Files: []OutFile{seg("a.ts"), seg("b.ts"), {Name: "index.m3u8", Playlist: []byte("#EXTM3U\n")}, seg("c.ts")}})
 	for _, c := range []struct{ from, next string }{{"a.ts", "out/b.ts"}, {"b.ts", "out/c.ts"}, {"c.ts", ""}, {"index.m3u8", ""}} {
 		o := x.Lookup("public", "out/"+c.from)
 		got := ""
@@ -76,7 +121,7 @@ func TestNextSegment(t *testing.T) {
 // folders and the names below them, nested tasks included; names that
 // could never be opened are not served.
 func TestOutputFolders(t *testing.T) {
-	x := testOutputs(nil, nil)
+	x := testOutputs(nil)
 	pl := func(names ...string) *Plan {
 		p := &Plan{}
 		for _, n := range names {
@@ -84,16 +129,14 @@ func TestOutputFolders(t *testing.T) {
 		}
 		return p
 	}
-	a, _ := servedPlan("1", 1, "vod/a", pl("master.m3u8", "v1/index.m3u8", "v2/index.m3u8", "p//q"))
-	b, _ := servedPlan("2", 2, "vod/a/v1/extra", pl("x.m3u8"))
-	x.set(nil, a)
-	x.set(nil, b)
+	a := x.serve("1", 1, "vod/a", pl("master.m3u8", "v1/index.m3u8", "v2/index.m3u8", "p//q"))
+	b := x.serve("2", 2, "vod/a/v1/extra", pl("x.m3u8"))
 	for _, c := range []struct {
 		prefix string
 		want   []string
 	}{{"", []string{"vod/"}}, {"vod/", []string{"a/"}}, {"vod/a/", []string{"master.m3u8", "v1/", "v2/"}},
 		{"vod/a/v1/", []string{"extra/", "index.m3u8"}}, {"vod/a/v1/extra/", []string{"x.m3u8"}}, {"vod/b/", []string{}}} {
-		got := x.Children("public", c.prefix)
+		got := x.children(t, "public", c.prefix)
 		if len(got) != len(c.want) || (len(got) > 0 && !equalStrings(got, c.want)) {
 			t.Errorf("children of %q: %q, want %q", c.prefix, got, c.want)
 		}
@@ -147,9 +190,8 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, served := servedPlan("1", 0, "out", &Plan{Files: files})
-	x := testOutputs(st, map[string]*servedTask{"1": served})
-	x.set(nil, s)
+	x := testOutputs(st)
+	s := x.serve("1", 0, "out", &Plan{Files: files})
 	a := x.Lookup("public", "out/a.ts")
 	x.WarmNext(a)
 	var warm []interface{ Warming() bool }
@@ -181,39 +223,106 @@ func TestWithdrawStopsWarm(t *testing.T) {
 // names searched; folders of many tasks list each folder once; folders
 // whose names sort around "/" ("a-b", "a.b") are told apart.
 func TestSearchedNames(t *testing.T) {
-	x := testOutputs(nil, nil)
+	x := testOutputs(nil)
 	big := &Plan{}
 	for i := 0; i < 3*scanFiles; i++ {
 		big.Files = append(big.Files, OutFile{Name: fmt.Sprintf("v%d/s%03d.ts", i%3, i), Size: int64(i), Parts: []OutPart{{Key: "in", Len: int64(i)}}})
 	}
-	s, _ := servedPlan("1", 1, "big", big)
-	x.set(nil, s)
+	x.serve("1", 1, "big", big)
 	for i := 0; i < 3*scanFiles; i++ {
 		o := x.Lookup("public", fmt.Sprintf("big/v%d/s%03d.ts", i%3, i))
 		if o == nil || o.Size != int64(i) {
 			t.Fatalf("file %d: %+v", i, o)
 		}
 	}
-	if got := x.Children("public", "big/"); !equalStrings(got, []string{"v0/", "v1/", "v2/"}) {
+	if got := x.children(t, "public", "big/"); !equalStrings(got, []string{"v0/", "v1/", "v2/"}) {
 		t.Errorf("children of big/: %q", got)
 	}
 	if x.Lookup("public", "big/v0/s001.ts") != nil {
 		t.Error("a name of another folder is found")
 	}
 	for i, name := range []string{"a", "a-b", "a.b", "a/x", "a/y/z", "ab"} {
-		s, _ := servedPlan(fmt.Sprint(10+i), int64(10+i), "cat/"+name, &Plan{Files: []OutFile{{Name: "m.m3u8", Playlist: []byte("#EXTM3U\n")}}})
-		x.set(nil, s)
+		x.serve(fmt.Sprint(10+i), int64(10+i), "cat/"+name, &Plan{Files: []OutFile{{Name: "m.m3u8", Playlist: []byte("#EXTM3U\n")}}})
 	}
-	if got := x.Children("public", "cat/"); !equalStrings(got, []string{"a-b/", "a.b/", "a/", "ab/"}) {
+	if got := x.children(t, "public", "cat/"); !equalStrings(got, []string{"a-b/", "a.b/", "a/", "ab/"}) {
 		t.Errorf("children of cat/: %q", got)
 	}
-	if got := x.Children("public", "cat/a/"); !equalStrings(got, []string{"m.m3u8", "x/", "y/"}) {
+	if got := x.children(t, "public", "cat/a/"); !equalStrings(got, []string{"m.m3u8", "x/", "y/"}) {
 		t.Errorf("children of cat/a/: %q", got)
 	}
-	if got := x.Children("public", ""); !equalStrings(got, []string{"big/", "cat/"}) {
+	if got := x.children(t, "public", ""); !equalStrings(got, []string{"big/", "cat/"}) {
 		t.Errorf("children of the bucket: %q", got)
 	}
 	if !x.IsDir("public", "cat/a/y") || x.IsDir("public", "cat/a/q") || x.IsDir("public", "cat/a-") {
 		t.Error("IsDir is wrong")
+	}
+}
+
+func (ti *testIndex) loaded() int {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return ti.loads
+}
+
+// TestFileListsLoadedWhenNeeded: the catalogue holds no output names. A
+// task's file list is loaded (with its record and plan) when a lookup
+// of one of its outputs or a listing of one of its folders first needs
+// it, once however many ask at once, and kept within
+// Tuning.FileListCache files; questions its outline answers (is this a
+// folder of the task, can this folder hold its outputs) load nothing.
+// A list the store cannot give fails the lookup: it is not "no such
+// output".
+func TestFileListsLoadedWhenNeeded(t *testing.T) {
+	x := testOutputs(nil)
+	seg := func(name string) OutFile {
+		return OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: 100}}, Size: 100}
+	}
+	plan := func() *Plan {
+		return &Plan{Files: []OutFile{{Name: "master.m3u8", Playlist: []byte("#EXTM3U\n")}, seg("v1/a.ts"), seg("v1/b.ts")}}
+	}
+	x.serve("1", 1, "vod/t1", plan())
+	x.serve("2", 2, "vod/t2", plan())
+	x.serve("3", 3, "vod/t3", plan())
+	if !x.IsDir("public", "vod/t1/v1") || x.IsDir("public", "vod/t1/v2") || x.Lookup("public", "vod/t1/v1") != nil ||
+		x.Lookup("public", "vod/t1/v2/a.ts") != nil || x.Lookup("public", "vod/a.ts") != nil {
+		t.Fatal("folders of a task told wrong from its outline")
+	}
+	if n := x.loaded(); n != 0 || x.LoadedLists() != 0 {
+		t.Fatalf("questions the outline answers loaded %d tasks (%d lists), want none", n, x.LoadedLists())
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if o := x.Lookup("public", "vod/t1/v1/b.ts"); o == nil || o.Size != 100 || o.TaskID != "1" {
+				t.Errorf("vod/t1/v1/b.ts: %+v", o)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := x.children(t, "public", "vod/t1/"); !equalStrings(got, []string{"master.m3u8", "v1/"}) {
+		t.Errorf("children of vod/t1/: %q", got)
+	}
+	if n := x.loaded(); n != 1 {
+		t.Errorf("16 lookups at once and a listing of one task loaded it %d times, want once", n)
+	}
+	// The cache holds 5 files: one list of 3 at a time (and one plan, from
+	// which a list is made again without a read).
+	x.lists.max, x.plans.max = 5, 1
+	x.Lookup("public", "vod/t2/v1/a.ts")
+	x.Lookup("public", "vod/t3/v1/a.ts")
+	if x.LoadedLists() != 1 {
+		t.Errorf("%d lists held within 5 files, want 1", x.LoadedLists())
+	}
+	before := x.loaded()
+	if x.Lookup("public", "vod/t2/master.m3u8") == nil || x.loaded() != before+1 {
+		t.Errorf("a list dropped from the cache was not loaded again (%d loads, want %d)", x.loaded(), before+1)
+	}
+	x.mu.Lock()
+	x.fail = fmt.Errorf("store down: %w", store.ErrUnavailable)
+	x.mu.Unlock()
+	if o, err := x.Find(context.Background(), "public", "vod/t1/v1/a.ts"); err == nil || !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a list the store cannot give: %+v, %v; want the store's error", o, err)
 	}
 }

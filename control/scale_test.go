@@ -163,16 +163,31 @@ func measureStartup(tb testing.TB, st store.Store, master *keywrap.Master, n int
 		}
 	}
 	f.lookup = time.Since(t0) / time.Duration(rounds*len(keys))
-	_, object, plan := CatalogueTask(n / 2)
-	o := m.Outputs().Lookup("public", object+"/master.m3u8")
+	// A task none of whose outputs was looked up yet: its first lookup
+	// reads its record and plan (its file list is not in the catalogue),
+	// and its first open reads nothing more.
+	listed := func(i int) bool {
+		id, _, _ := CatalogueTask(i)
+		x := m.Outputs()
+		x.lmu.Lock()
+		defer x.lmu.Unlock()
+		return x.lists.byID[id] != nil
+	}
+	i := n / 2
+	for j := 1; listed(i); j++ {
+		i = (n/2 + j) % n
+	}
+	_, object, plan := CatalogueTask(i)
+	before := cs.gets.Load()
 	t0 = time.Now()
+	o := m.Outputs().Lookup("public", object+"/master.m3u8")
 	data, err := m.Outputs().Playlist(o)
 	f.playlistFirst = time.Since(t0)
 	if err != nil || string(data) != string(plan.Files[0].Playlist) {
-		tb.Fatalf("master playlist of task %d: %q, %v", n/2, data, err)
+		tb.Fatalf("master playlist of task %d: %q, %v", i, data, err)
 	}
-	if m.Outputs().LoadedPlans() != 1 {
-		tb.Fatalf("%d plans loaded after one open, want 1", m.Outputs().LoadedPlans())
+	if got := cs.gets.Load() - before; got != 2 {
+		tb.Fatalf("the first lookup and open of an output read %d task-store objects, want 2 (its task's record and plan)", got)
 	}
 	return f, m
 }
@@ -363,14 +378,22 @@ func TestRefreshByShards(t *testing.T) {
 
 // TestShardRoundTrip: a shard decodes to the summaries it was made from;
 // a task with a NUL byte in a field is left out (read from its record
-// instead); a cut or foreign shard is refused.
+// instead); a cut or foreign shard is refused; shards of versions 2 and 3
+// (every file listed) decode to the same outlines.
 func TestShardRoundTrip(t *testing.T) {
 	var sums []*summary
+	var lists []*fileList
 	for i := 0; i < 5; i++ {
 		id, object, plan := CatalogueTask(i)
 		rec := record{TaskView: TaskView{TaskID: id, Status: Succeeded, CreateTime: "20260101000000", EndTime: "20260101000001",
 			Input: Location{Bucket: "media", Object: fmt.Sprintf("in/%d/master.m3u8", i)}, Output: Location{Bucket: "public", Object: object}}, Created: int64(i)}
-		sums = append(sums, summarize(&rec, fmt.Sprintf("etag-%d", i), filesOf(id, object, plan)))
+		fl := filesOf(id, object, plan)
+		ol := outlineOf(fl)
+		sums = append(sums, summarize(&rec, fmt.Sprintf("etag-%d", i), &ol))
+		lists = append(lists, fl)
+	}
+	if ol := sums[0].Outline; ol.Outs != 7 || ol.Dirs != "v1/\x00v2/\x00" {
+		t.Fatalf("outline of a catalogue task: %+v, want 7 outputs in v1/ and v2/", ol)
 	}
 	waiting := &summary{ID: "1000000000000099", ETag: "w", Status: Waiting, CreateTime: "20260101000000", OutBucket: "public", OutObject: "w"}
 	bad := &summary{ID: "1000000000000098", ETag: "a\x00b", Status: Failed, OutBucket: "public", OutObject: "x"}
@@ -382,33 +405,53 @@ func TestShardRoundTrip(t *testing.T) {
 	if len(got) != len(sums)+1 {
 		t.Fatalf("%d summaries decoded, want %d (the one with a NUL left out)", len(got), len(sums)+1)
 	}
+	same := func(g, s *summary) bool {
+		return g.ID == s.ID && g.ETag == s.ETag && g.Status == s.Status && g.EndTime == s.EndTime && g.Created == s.Created &&
+			g.OutObject == s.OutObject && g.Outline == s.Outline
+	}
 	for i, s := range sums {
-		g := got[i]
-		if g.ID != s.ID || g.ETag != s.ETag || g.Status != s.Status || g.EndTime != s.EndTime || g.Created != s.Created || g.OutObject != s.OutObject ||
-			g.SrcDir != s.SrcDir || g.SrcDir != fmt.Sprintf("media/in/%d/", i) || g.Files.len() != s.Files.len() || g.Files.kinds != s.Files.kinds {
+		if g := got[i]; !same(g, s) || g.SrcDir != s.SrcDir || g.SrcDir != fmt.Sprintf("media/in/%d/", i) {
 			t.Fatalf("summary %d: %+v, want %+v", i, g, s)
 		}
-		for j := 0; j < s.Files.len(); j++ {
-			if g.Files.name(j) != s.Files.name(j) || g.Files.meta[j] != s.Files.meta[j] {
-				t.Fatalf("summary %d file %d: %q %+v, want %q %+v", i, j, g.Files.name(j), g.Files.meta[j], s.Files.name(j), s.Files.meta[j])
-			}
-		}
 	}
-	if w := got[len(got)-1]; w.Status != Waiting || w.Files != nil {
+	if w := got[len(got)-1]; w.Status != Waiting || w.Outline != (outline{}) {
 		t.Errorf("a WAITING task decodes as %+v", w)
 	}
-	// A shard written before SrcDir was kept (version 2: the same tokens
-	// without it) still decodes, with no SrcDir.
-	v2 := strings.Replace(string(encodeShard(sums[:1])), shardHeader, shardHeaderV2, 1)
+	// Shards written before outlines (version 3: every file's kind and
+	// name, size and inode) and before SrcDir (version 2) still decode.
+	v3 := encodeShardV3(sums, lists)
+	if old, err := decodeShard(v3); err != nil || len(old) != len(sums) || !same(old[0], sums[0]) || old[0].SrcDir != sums[0].SrcDir {
+		t.Errorf("a version 3 shard: %v, %+v", err, old)
+	}
+	v2 := strings.Replace(string(encodeShardV3(sums[:1], lists[:1])), shardHeaderV3, shardHeaderV2, 1)
 	v2 = strings.Replace(v2, "\x00"+sums[0].SrcDir+"\x00", "\x00", 1)
-	if old, err := decodeShard([]byte(v2)); err != nil || len(old) != 1 || old[0].SrcDir != "" || old[0].Files.len() != sums[0].Files.len() || old[0].OutObject != sums[0].OutObject {
+	if old, err := decodeShard([]byte(v2)); err != nil || len(old) != 1 || old[0].SrcDir != "" || !same(old[0], sums[0]) {
 		t.Errorf("a version 2 shard: %v, %+v", err, old)
 	}
-	for _, broken := range [][]byte{data[:len(data)-3], []byte("mpcfs-index 1\n"), append([]byte(shardHeader), "x\x00y\x00"...)} {
+	for _, broken := range [][]byte{data[:len(data)-3], v3[:len(v3)-3], []byte("mpcfs-index 1\n"), append([]byte(shardHeader), "x\x00y\x00"...)} {
 		if _, err := decodeShard(broken); err == nil {
 			t.Errorf("a broken shard (%q...) decodes", broken[:min(len(broken), 20)])
 		}
 	}
+}
+
+// encodeShardV3 writes a shard as versions before outlines did.
+func encodeShardV3(sums []*summary, lists []*fileList) []byte {
+	var b strings.Builder
+	b.WriteString(shardHeaderV3)
+	for i, s := range sums {
+		tok := []string{s.ID, s.ETag, string(s.Status), s.CreateTime, s.EndTime, strconv.FormatInt(s.Created, 10), s.OutBucket, s.OutObject, s.SrcDir}
+		fl := lists[i]
+		tok = append(tok, strconv.Itoa(fl.len()))
+		for j := 0; j < fl.len(); j++ {
+			tok = append(tok, string(fl.kinds[j])+fl.name(j), strconv.FormatInt(fl.meta[j].size, 10), strconv.FormatUint(fl.meta[j].ino, 16))
+		}
+		for _, t := range tok {
+			b.WriteString(t)
+			b.WriteByte(0)
+		}
+	}
+	return []byte(b.String())
 }
 
 // TestRekeyReadsNoPlan: after mpcfs rekey rewrote every record, the next
@@ -431,11 +474,14 @@ func TestRekeyReadsNoPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
+		<-m.reconciled
+		started := &countingStore{}
+		started.planGets.Store(cs.planGets.Load())
 		_, object, _ := CatalogueTask(7)
 		if o := m.Outputs().Lookup("public", object+"/v1/seg1.ts"); o == nil {
 			t.Fatal("an output is not served after the rekey")
 		}
-		return cs
+		return started
 	}
 	// IndexDelay holds the shards back until Close: the second start
 	// below finds them as the rekey left them.
@@ -480,4 +526,75 @@ func TestListTasksUsesIndex(t *testing.T) {
 	if _, reads := list(TaskFilter{IDs: []string{id}}); reads != n {
 		t.Errorf("without the index: %d reads, want every record (%d): the check cannot fail", reads, n)
 	}
+}
+
+// TestOldShardsRewritten: shards written by an older version (every file
+// listed) are served as they are and written again in this version once
+// the start's check is done; a start over current shards writes none
+// (the control).
+func TestOldShardsRewritten(t *testing.T) {
+	const n = 60
+	master := testMaster(t)
+	dir, st := catalogueStore(t, master, n, CatalogueOptions{})
+	// Rewrite every shard as version 3 from the same tasks.
+	shards := map[int][]int{}
+	for i := range n {
+		id, _, _ := CatalogueTask(i)
+		shards[shardOf(id)] = append(shards[shardOf(id)], i)
+	}
+	path := func(k int) string { return filepath.Join(dir, ".mpcfs", shardKey(k)) }
+	for k := range shards {
+		cur, err := decodeShard(mustRead(t, path(k)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lists []*fileList
+		for _, s := range cur {
+			i, _ := strconv.Atoi(s.ID)
+			_, object, plan := CatalogueTask(i - 1e15)
+			lists = append(lists, filesOf(s.ID, object, plan))
+		}
+		if err := os.WriteFile(path(k), encodeShardV3(cur, lists), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func() {
+		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
+			Log: log.New(io.Discard, "", 0), Tuning: tuningWith(func(t *tuning.Tuning) { t.Refresh = -1 })})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-m.reconciled
+		_, object, _ := CatalogueTask(n - 1)
+		if m.Outputs().Lookup("public", object+"/v1/seg1.ts") == nil {
+			t.Fatal("an output of a version 3 shard's task is not served")
+		}
+		m.Close() // writes what is due
+	}
+	start()
+	for k := range shards {
+		if data := mustRead(t, path(k)); !strings.HasPrefix(string(data), shardHeader) {
+			t.Fatalf("shard %d still starts %q after a start", k, data[:14])
+		}
+	}
+	mtimes := map[int]time.Time{}
+	for k := range shards {
+		fi, _ := os.Stat(path(k))
+		mtimes[k] = fi.ModTime()
+	}
+	start()
+	for k := range shards {
+		if fi, _ := os.Stat(path(k)); !fi.ModTime().Equal(mtimes[k]) {
+			t.Errorf("a start over current shards wrote shard %d again", k)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"io"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -24,13 +25,20 @@ import (
 // of a changed source is never served). Anything else is closed and the
 // read goes on as without it.
 //
-// Bounds: only Open speculates (lookups, listings and stat never do), only
-// when the task's plan is not loaded, at most Tuning.Speculations at once,
-// and a speculation not taken by its file's first source read within
-// Tuning.SpeculationHold after the open is closed.
+// The task's file list is not in the catalogue either (docs/scale.md): a
+// lookup of an output whose list is not loaded loads it with the record
+// and plan, and speculates there already, so the lookup, the open and the
+// first read wait one round trip in all, not three.
+//
+// Bounds: only a lookup that loads its task's list and an Open speculate
+// (listings and stat of loaded tasks never do), only when the task's plan
+// is not loaded, never for a playlist or MPD name, at most
+// Tuning.Speculations at once, and a speculation not taken by its file's
+// first source read within Tuning.SpeculationHold after its start, or after
+// the open, is closed.
 type speculation struct {
 	bucket, key string
-	ino         uint64
+	output      string             // the output's bucket/key (specKey)
 	cancel      context.CancelFunc // aborts the GET, or the body once taken
 
 	mu      sync.Mutex
@@ -41,29 +49,46 @@ type speculation struct {
 	hold    *time.Timer
 }
 
-// speculate starts the GET of o's most likely source, unless o's task's
-// plan is loaded, its source is unknown, another speculation for o is
+// specKey names the speculation for an output.
+func specKey(bucket, key string) string { return bucket + "/" + key }
+
+// speculate starts the GET of o's most likely source (speculateAt).
+func (x *Outputs) speculate(o *Output) {
+	if !o.IsPlaylist() {
+		x.speculateAt(o.task, o.Bucket, o.Key)
+	}
+}
+
+// speculateAt starts the GET of the most likely source of task s's output
+// bucket/key, unless s's plan is loaded, its source is unknown, the name
+// is a playlist's or MPD's, another speculation for the output is
 // waiting or the bound is reached. The GET reads the first source window
 // (Tuning.MaxWindow, cut by the store to the object's end), as a
 // sequential first read asks for.
-func (x *Outputs) speculate(o *Output) {
-	if x.tun.Speculations <= 0 || o.task.SrcDir == "" || o.IsPlaylist() {
+func (x *Outputs) speculateAt(s *summary, bucket, key string) {
+	if x.tun.Speculations <= 0 || s.SrcDir == "" || !strings.HasPrefix(key, s.OutObject+"/") {
 		return
 	}
-	bucket, dir, ok := strings.Cut(o.task.SrcDir, "/")
-	if !ok || bucket == "" {
+	switch strings.ToLower(path.Ext(key)) {
+	case ".m3u8", ".mpd":
 		return
 	}
-	rel := strings.TrimPrefix(o.Key, o.task.OutObject+"/")
+	srcBucket, dir, ok := strings.Cut(s.SrcDir, "/")
+	if !ok || srcBucket == "" {
+		return
+	}
+	rel := key[len(s.OutObject)+1:]
 	ctx, cancel := context.WithCancel(context.Background())
-	sp := &speculation{bucket: bucket, key: dir + rel, ino: o.Ino, cancel: cancel, arrived: make(chan struct{})}
+	out := specKey(bucket, key)
+	sp := &speculation{bucket: srcBucket, key: dir + rel, output: out, cancel: cancel, arrived: make(chan struct{})}
 	x.fmu.Lock()
-	if x.plans.byID[o.TaskID] != nil || x.specs[o.Ino] != nil || len(x.specs) >= x.tun.Speculations {
+	if x.plans.byID[s.ID] != nil || x.specs[out] != nil || len(x.specs) >= x.tun.Speculations {
 		x.fmu.Unlock()
 		cancel()
 		return
 	}
-	x.specs[o.Ino] = sp
+	x.specs[out] = sp
+	sp.hold = time.AfterFunc(x.tun.SpeculationHold, func() { x.dropSpec(sp) })
 	x.fmu.Unlock()
 	x.specsStarted.Add(1)
 	go func() {
@@ -82,10 +107,10 @@ func (x *Outputs) speculate(o *Output) {
 // settle is called when o's Open is done (err: it failed). A speculation
 // the plan rules out (another object, or a part that does not start at
 // the object's start) is closed now; one that may serve waits
-// SpeculationHold for the file's first read.
+// SpeculationHold again for the file's first read.
 func (x *Outputs) settle(o *Output, f *OutFile, err error) {
 	x.fmu.Lock()
-	sp := x.specs[o.Ino]
+	sp := x.specs[specKey(o.Bucket, o.Key)]
 	x.fmu.Unlock()
 	if sp == nil {
 		return
@@ -95,8 +120,8 @@ func (x *Outputs) settle(o *Output, f *OutFile, err error) {
 		return
 	}
 	sp.mu.Lock()
-	if !sp.dropped && sp.hold == nil {
-		sp.hold = time.AfterFunc(x.tun.SpeculationHold, func() { x.dropSpec(sp) })
+	if !sp.dropped {
+		sp.hold.Reset(x.tun.SpeculationHold)
 	}
 	sp.mu.Unlock()
 }
@@ -105,8 +130,8 @@ func (x *Outputs) settle(o *Output, f *OutFile, err error) {
 // response closed (now, or as it arrives).
 func (x *Outputs) dropSpec(sp *speculation) {
 	x.fmu.Lock()
-	if x.specs[sp.ino] == sp {
-		delete(x.specs, sp.ino)
+	if x.specs[sp.output] == sp {
+		delete(x.specs, sp.output)
 	}
 	x.fmu.Unlock()
 	sp.mu.Lock()
@@ -128,17 +153,18 @@ func (x *Outputs) dropSpec(sp *speculation) {
 	metrics.SpeculativeGets.WithLabelValues("dropped").Inc()
 }
 
-// takeSpec is the first source read of output ino (bytes [off, off+n) of
+// takeSpec is the first source read of the output named out (specKey;
+// bytes [off, off+n) of
 // bucket/p.Key as planned): it returns the speculation's response for
 // those bytes if the speculation was for them and the response is of the
 // planned version, or nil (the caller GETs as usual). Either way the
 // speculation is over. The response is waited for (it was asked before
 // any GET the caller could make now) and stays bound to ctx.
-func (x *Outputs) takeSpec(ctx context.Context, ino uint64, bucket string, p OutPart, off, n int64) io.ReadCloser {
+func (x *Outputs) takeSpec(ctx context.Context, out, bucket string, p OutPart, off, n int64) io.ReadCloser {
 	x.fmu.Lock()
-	sp := x.specs[ino]
+	sp := x.specs[out]
 	if sp != nil {
-		delete(x.specs, ino)
+		delete(x.specs, out)
 	}
 	x.fmu.Unlock()
 	if sp == nil {

@@ -43,7 +43,7 @@ func (m *Manager) load() error {
 		return err
 	}
 	began := time.Now()
-	idx, err := m.readIndex(ctx)
+	idx, old, err := m.readIndex(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the task store: %w", err)
 	}
@@ -59,6 +59,14 @@ func (m *Manager) load() error {
 		ctx, cancel := context.WithTimeout(m.ctx, startupCheckLimit)
 		defer cancel()
 		err := m.sync(ctx, &startupIndex{idx: idx, began: began, took: idxTook})
+		if err == nil {
+			// Shards of an older version are written again in this one
+			// (now that the catalogue holds every task), so the next start
+			// decodes outlines rather than every file.
+			for _, n := range old {
+				m.index.markShard(n)
+			}
+		}
 		m.startupErr = err
 		close(m.reconciled)
 		done <- err
@@ -194,7 +202,7 @@ func (m *Manager) sync(ctx context.Context, si *startupIndex) error {
 		}
 		if m.seen[o.Key] != o.ETag {
 			changed = append(changed, o)
-			if s := idx[id]; s != nil && s.Status == Succeeded && s.Files != nil {
+			if s := idx[id]; s != nil && s.Status == Succeeded {
 				// A plan never changes once its task SUCCEEDED: a record
 				// rewritten since (mpcfs rekey, a note) needs no plan read.
 				m.filesHint[id] = s
@@ -249,7 +257,7 @@ func (m *Manager) syncShards(ctx context.Context) error {
 		if !ok || known == o.ETag {
 			continue
 		}
-		_, sums, etag, err := m.readShard(ctx, o)
+		_, sums, etag, _, err := m.readShard(ctx, o)
 		if err != nil {
 			if !errors.Is(err, store.ErrChanged) {
 				m.cfg.Log.Printf("task store: ignoring index shard %s: %v", o.Key, err)
@@ -355,7 +363,7 @@ func (m *Manager) readSys(ctx context.Context, key string) ([]byte, error) {
 // the version read: the one a compare-and-swap update must replace. The
 // read is conditioned on etag (from a listing; "": the current one, from
 // a Stat), so the bytes are that version's. A SUCCEEDED task's outputs
-// are summarised (t.files) from the catalogue, or else from its plan.
+// are outlined (t.outline) from the catalogue, or else from its plan.
 func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string, error) {
 	data, etag, err := m.readVersion(ctx, key, etag)
 	if err != nil {
@@ -369,7 +377,7 @@ func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string
 		return nil, "", fmt.Errorf("task record does not match its name")
 	}
 	if t.rec.Status == Succeeded {
-		if t.files, err = m.planFiles(ctx, &t.rec); err != nil {
+		if t.outline, err = m.planOutline(ctx, &t.rec); err != nil {
 			return nil, "", err
 		}
 	}
@@ -380,27 +388,27 @@ func (m *Manager) readTask(ctx context.Context, key, etag string) (*task, string
 	return t, etag, nil
 }
 
-// planFiles summarises a SUCCEEDED record's outputs: as the catalogue
+// planOutline outlines a SUCCEEDED record's outputs: as the catalogue
 // already has them (a plan never changes once SUCCEEDED), from a plan the
 // record holds (saved before plans were kept apart), or from its plan
 // object.
-func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error) {
+func (m *Manager) planOutline(ctx context.Context, rec *record) (*outline, error) {
 	m.mu.Lock()
 	s := m.catalog.get(rec.TaskID)
 	m.mu.Unlock()
 	// Which names are served depends on the output folder too (a record
 	// saved before names were checked): reused only for the same folder.
 	same := func(s *summary) bool {
-		return s != nil && s.Files != nil && s.OutBucket == rec.Output.Bucket && s.OutObject == rec.Output.Object
+		return s != nil && s.Status == Succeeded && s.OutBucket == rec.Output.Bucket && s.OutObject == rec.Output.Object
 	}
 	if same(s) {
-		return s.Files, nil
+		return &s.Outline, nil
 	}
 	m.mu.Lock()
 	hint := m.filesHint[rec.TaskID]
 	m.mu.Unlock()
 	if same(hint) {
-		return hint.Files, nil
+		return &hint.Outline, nil
 	}
 	plan := rec.Plan
 	if plan == nil {
@@ -409,7 +417,8 @@ func (m *Manager) planFiles(ctx context.Context, rec *record) (*fileList, error)
 			return nil, err
 		}
 	}
-	return filesOf(rec.TaskID, rec.Output.Object, plan), nil
+	ol := outlineOf(filesOf(rec.TaskID, rec.Output.Object, plan))
+	return &ol, nil
 }
 
 // loadServed reads what serving a task's outputs needs (Outputs, on the
@@ -557,7 +566,7 @@ func (m *Manager) adopt(nt *task, etag string, load bool) (isNew bool) {
 			m.tasks[id] = nt
 			gone = m.syncLocked(nt)
 		} else {
-			s := summarize(&nt.rec, etag, nt.files)
+			s := summarize(&nt.rec, etag, nt.outline)
 			gone = m.setSummaryLocked(s, s)
 		}
 		m.mu.Unlock()

@@ -75,8 +75,8 @@ type task struct {
 	etag string
 	// withdrawn hides a SUCCEEDED task's outputs while it is being canceled.
 	withdrawn bool
-	// files summarises a SUCCEEDED task's plan (under Manager.mu).
-	files *fileList
+	// outline outlines a SUCCEEDED task's outputs (under Manager.mu).
+	outline *outline
 }
 
 // timeFormat is MPC's yyyymmddhhmmss, in UTC.

@@ -166,8 +166,8 @@ func (m *Manager) mergeLocked(t, nt *task, etag string, takeETag bool) (bool, []
 	}
 	changed := nt.rec.Status != t.rec.Status
 	t.rec = nt.rec
-	if nt.files != nil {
-		t.files = nt.files
+	if nt.outline != nil {
+		t.outline = nt.outline
 	}
 	if t.key == nil {
 		t.key = nt.key
@@ -179,7 +179,7 @@ func (m *Manager) mergeLocked(t, nt *task, etag string, takeETag bool) (bool, []
 // outputs in the index (none while it is being withdrawn). Called with
 // m.mu held; it returns the outputs withdrawn, for Outputs.notify.
 func (m *Manager) syncLocked(t *task) []withdrawn {
-	s := summarize(&t.rec, t.etag, t.files)
+	s := summarize(&t.rec, t.etag, t.outline)
 	show := s
 	if t.withdrawn {
 		show = nil

@@ -64,7 +64,7 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 	var entries []fuse.DirEntry
 	hide := b.opts.hidesSources(ctx)
 	for _, n := range names {
-		if hide && len(b.opts.Manager.Outputs().Children(n, "")) == 0 {
+		if hide && !b.opts.Manager.Outputs().HasOutputs(n) {
 			continue
 		}
 		if n != b.opts.SysBucket {
@@ -75,7 +75,7 @@ func (b *bucketsNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Er
 }
 
 func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && len(b.opts.Manager.Outputs().Children(name, "")) == 0) {
+	if name == b.opts.SysBucket || (b.opts.hidesSources(ctx) && !b.opts.Manager.Outputs().HasOutputs(name)) {
 		return nil, syscall.ENOENT
 	}
 	if b.opts.Manager.Outputs().HasOutputs(name) || b.opts.Manager.BucketSeen(name) {
@@ -181,7 +181,11 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
-	outputs := d.opts.Manager.Outputs().Children(d.bucket, d.prefix)
+	outputs, err := d.opts.Manager.Outputs().Children(ctx, d.bucket, d.prefix)
+	if err != nil {
+		d.opts.Log.Printf("listing the outputs in %s/%s: %v", d.bucket, d.prefix, err)
+		return nil, errno(err)
+	}
 	l, err := d.opts.Store.List(ctx, d.bucket, d.prefix)
 	if err != nil && !isNotExist(err) {
 		if len(outputs) == 0 || !errors.Is(err, store.ErrUnavailable) {
@@ -229,7 +233,14 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	key := d.prefix + name
-	if o := d.opts.Manager.Outputs().Lookup(d.bucket, key); o != nil {
+	octx, stop := d.opts.metaContext(ctx)
+	o, err := d.opts.Manager.Outputs().Find(octx, d.bucket, key)
+	stop()
+	if err != nil {
+		d.opts.Log.Printf("looking up output %s/%s: %v", d.bucket, key, err)
+		return nil, syscall.EIO
+	}
+	if o != nil {
 		return d.newOutput(ctx, o, out), 0
 	}
 	if d.opts.Manager.Outputs().IsDir(d.bucket, key) {
@@ -361,7 +372,14 @@ func (n *outputNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	// The kernel may still hold this name for a moment after the task was
 	// canceled or replaced: a withdrawn output must not open.
 	outs := n.opts.Manager.Outputs()
-	if cur := outs.Lookup(n.output.Bucket, n.output.Key); cur == nil || cur.Ino != n.output.Ino {
+	octx, cancel := n.opts.metaContext(ctx)
+	cur, err := outs.Find(octx, n.output.Bucket, n.output.Key)
+	cancel()
+	if err != nil {
+		n.opts.Log.Printf("opening output %s/%s: %v", n.output.Bucket, n.output.Key, err)
+		return nil, 0, syscall.EIO
+	}
+	if cur == nil || cur.Ino != n.output.Ino {
 		return nil, 0, syscall.ENOENT
 	}
 	if n.output.IsPlaylist() {

@@ -211,8 +211,8 @@ func TestSpeculationChangedSource(t *testing.T) {
 
 // TestSpeculationUnusedIsClosed: a speculative GET nobody reads is
 // closed after Tuning.SpeculationHold when its file is never read; one a
-// reader took is closed with the file. A
-// listing with every name stat'ed (ls -l) starts none.
+// reader took is closed with the file. A listing with every name stat'ed
+// (ls -l) starts none, nor an open after it (the listing loaded the plan).
 func TestSpeculationUnusedIsClosed(t *testing.T) {
 	ls, f, rel, _, want := speculationSetup(t)
 	mid := int64(len(want)/2) &^ 4095
@@ -231,16 +231,26 @@ func TestSpeculationUnusedIsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if started, _, _ := g.mgr.Outputs().SpeculationCounts(); started != 0 {
-		t.Errorf("ls -l of %d outputs started %d speculative GETs, want none", len(ents), started)
-	}
-
+	// The listing loaded the task's file list with its record and plan:
+	// an open then knows its source and needs no speculation.
 	fd, err := os.Open(g.path(rel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fd.Close()
-	if started, _, _ := g.mgr.Outputs().SpeculationCounts(); started != 1 {
+	if started, _, _ := g.mgr.Outputs().SpeculationCounts(); started != 0 {
+		t.Errorf("ls -l of %d outputs and an open started %d speculative GETs, want none", len(ents), started)
+	}
+
+	// A mount whose first question is the open (its lookup): one
+	// speculation, never read.
+	g2 := newFixtureOpts(t, ls, "mpcfs-system", mountOpts{masterKey: f.masterKey})
+	fd, err = os.Open(g2.path(rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd.Close()
+	if started, _, _ := g2.mgr.Outputs().SpeculationCounts(); started != 1 {
 		t.Fatalf("an open started %d speculative GETs, want 1", started)
 	}
 	// SpeculationHold (1 s by default) and a loaded machine's slack.

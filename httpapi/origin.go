@@ -65,7 +65,12 @@ func (s *Server) origin(w http.ResponseWriter, r *http.Request, reqID string) {
 		originError(w, http.StatusNotFound, "not found")
 		return
 	}
-	o := s.mgr.Outputs().Lookup(bucket, key)
+	o, err := s.mgr.Outputs().Find(r.Context(), bucket, key)
+	if err != nil {
+		s.log.Printf("origin: looking up %s/%s: %v", bucket, key, err)
+		originError(w, http.StatusServiceUnavailable, "the task store did not answer: try again")
+		return
+	}
 	if o == nil {
 		originError(w, http.StatusNotFound, "not found")
 		return

@@ -186,6 +186,12 @@ type Tuning struct {
 	// their outputs (least recently used dropped first); a plan is read
 	// from the task store when one of its outputs is first opened.
 	PlanCache int
+	// FileListCache bounds the output file lists (names, sizes, inode
+	// numbers; about 50 bytes a file) kept loaded, in files: the
+	// catalogue holds no names (docs/scale.md), so a task's list is read
+	// with its plan when a lookup or listing first needs it. 200,000
+	// files are about 10 MB: 4,600 titles of 43 outputs.
+	FileListCache int
 	// Speculations bounds the source GETs started ahead of their plan:
 	// the first open of a segment output whose task's plan is not loaded
 	// starts the GET of the source its name most likely comes from at
@@ -264,6 +270,7 @@ func Default() Tuning {
 		BucketCacheTTL:  10 * time.Second,
 		PlanReadsAtOnce: 8,
 		PlanCache:       256,
+		FileListCache:   200000,
 		Speculations:    8,
 		SpeculationHold: time.Second,
 		IndexDelay:      200 * time.Millisecond,
@@ -298,7 +305,7 @@ func (t Tuning) Validate() error {
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanReadsAtOnce >= 0, "PlanReadsAtOnce", "must be >= 0")
-	check(t.PlanCache >= 1 && t.StartupReaders >= 1, "PlanCache/StartupReaders", "must be at least 1")
+	check(t.PlanCache >= 1 && t.StartupReaders >= 1 && t.FileListCache >= 1, "PlanCache/StartupReaders/FileListCache", "must be at least 1")
 	check(t.IndexDelay >= 0 && t.StartupWait >= 0, "IndexDelay/StartupWait", "must be >= 0")
 	check(t.Speculations >= 0 && t.SpeculationHold > 0, "Speculations/SpeculationHold", "must be >= 0 and > 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
