@@ -55,6 +55,7 @@ type Outputs struct {
 
 	fmu        sync.Mutex
 	files      map[uint64]openOutput // by inode
+	sweepAt    int                   // len(files) at which idle ones are dropped (Tuning.OutputsKept)
 	plans      planCache
 	stale      map[string]map[string]bool // task id -> sources reported changed
 	onWithdraw func(bucket, key string)
@@ -140,7 +141,7 @@ func (x *Outputs) search(k string) int {
 
 func newOutputs(st store.Store, lg *log.Logger, tun tuning.Tuning) *Outputs {
 	return &Outputs{st: st, log: lg, tun: tun, lists: newListCache(tun.FileListCache), loading: map[string]*listLoad{},
-		files: map[uint64]openOutput{}, plans: newPlanCache(tun.PlanCache),
+		files: map[uint64]openOutput{}, sweepAt: tun.OutputsKept, plans: newPlanCache(tun.PlanCache),
 		stale: map[string]map[string]bool{}, specs: map[string]*speculation{}}
 }
 
@@ -898,6 +899,10 @@ func (x *Outputs) Open(o *Output) (*crypto.File, error) {
 		return prev.f, nil // another opener was first: share its checkpoints
 	}
 	x.files[o.Ino] = openOutput{f, o.TaskID}
+	if len(x.files) >= x.sweepAt {
+		go x.sweep(o.Ino)
+		x.sweepAt = 2 * len(x.files) // one sweep at a time
+	}
 	return f, nil
 }
 
@@ -998,4 +1003,39 @@ func (x *Outputs) keepFiles(id string, fl *fileList) {
 	x.lmu.Lock()
 	defer x.lmu.Unlock()
 	x.lists.put(id, fl)
+}
+
+// sweep drops the shared state of opened outputs nobody reads or warms
+// (but the one just opened, ino, whose reader is on its way), and sets
+// the size at which to sweep again: twice what is left, at least
+// Tuning.OutputsKept, so sweeps cost O(1) an open.
+func (x *Outputs) sweep(ino uint64) {
+	x.fmu.Lock()
+	held := make(map[uint64]*crypto.File, len(x.files))
+	for i, of := range x.files {
+		held[i] = of.f
+	}
+	x.fmu.Unlock()
+	var idle []uint64
+	for i, f := range held { // outside fmu: Idle takes the File's locks
+		if i != ino && f.Idle() {
+			idle = append(idle, i)
+		}
+	}
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	for _, i := range idle {
+		if x.files[i].f == held[i] {
+			delete(x.files, i)
+		}
+	}
+	x.sweepAt = max(x.tun.OutputsKept, 2*len(x.files))
+}
+
+// KeptOutputs is how many opened outputs keep their shared state (for
+// tests).
+func (x *Outputs) KeptOutputs() int {
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	return len(x.files)
 }

@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/mpcfs/mpcfs/crypto"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
@@ -324,5 +327,43 @@ func TestFileListsLoadedWhenNeeded(t *testing.T) {
 	x.mu.Unlock()
 	if o, err := x.Find(context.Background(), "public", "vod/t1/v1/a.ts"); err == nil || !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("a list the store cannot give: %+v, %v; want the store's error", o, err)
+	}
+}
+
+// TestOpenedOutputsBounded: opened segment outputs keep their shared
+// state between opens only up to Tuning.OutputsKept; beyond it, those
+// nobody reads are dropped, and one with a reader is kept (its readers
+// and the next opener share it). The control is the same opens under a
+// bound they do not reach: all are kept.
+func TestOpenedOutputsBounded(t *testing.T) {
+	run := func(kept int) (*testIndex, *crypto.File) {
+		x := testOutputs(nil)
+		x.tun.OutputsKept, x.sweepAt = kept, kept
+		plan := &Plan{}
+		for i := range 40 {
+			plan.Files = append(plan.Files, OutFile{Name: fmt.Sprintf("s%02d.ts", i), Size: 100, Parts: []OutPart{{Key: "in", Len: 100}}})
+		}
+		x.serve("1", 1, "out", plan)
+		var busy *crypto.File
+		for i := range 40 {
+			f, err := x.Open(x.Lookup("public", fmt.Sprintf("out/s%02d.ts", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				busy = f
+				r := f.NewReader()
+				t.Cleanup(func() { r.Close() })
+			}
+		}
+		return x, busy
+	}
+	x, busy := run(4)
+	testutil.Eventually(t, 2*time.Second, "idle opened outputs dropped beyond OutputsKept", func() bool { return x.KeptOutputs() < 20 })
+	if f, err := x.Open(x.Lookup("public", "out/s00.ts")); err != nil || f != busy {
+		t.Errorf("the output being read was dropped: a new open got %p, want %p (%v)", f, busy, err)
+	}
+	if x, _ := run(1000); x.KeptOutputs() != 40 {
+		t.Errorf("under a bound of 1000, %d of 40 opened outputs kept", x.KeptOutputs())
 	}
 }

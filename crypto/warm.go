@@ -151,6 +151,9 @@ var warmEvictions atomic.Int64
 func WarmEvictions() int64 { return warmEvictions.Load() }
 
 // Warming reports whether f has a warm stream waiting for its reader.
+// Idle reports whether nobody reads f: no Reader open, no warm stream.
+func (f *File) Idle() bool { return f.open.Load() == 0 && !f.Warming() }
+
 func (f *File) Warming() bool {
 	f.warm.mu.Lock()
 	defer f.warm.mu.Unlock()

@@ -192,6 +192,12 @@ type Tuning struct {
 	// with its plan when a lookup or listing first needs it. 200,000
 	// files are about 10 MB: 4,600 titles of 43 outputs.
 	FileListCache int
+	// OutputsKept is how many opened segment outputs keep their shared
+	// state (key schedule, CBC checkpoints: about 1 KB each) between
+	// opens; beyond it, those nobody reads or warms are dropped (a later
+	// open makes them again). Without a bound a mount serving a catalogue
+	// kept one per segment ever opened.
+	OutputsKept int
 	// Speculations bounds the source GETs started ahead of their plan:
 	// the first open of a segment output whose task's plan is not loaded
 	// starts the GET of the source its name most likely comes from at
@@ -271,6 +277,7 @@ func Default() Tuning {
 		PlanReadsAtOnce: 8,
 		PlanCache:       256,
 		FileListCache:   200000,
+		OutputsKept:     4096,
 		Speculations:    8,
 		SpeculationHold: time.Second,
 		IndexDelay:      200 * time.Millisecond,
@@ -305,7 +312,7 @@ func (t Tuning) Validate() error {
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
 	check(t.PlanReadsAtOnce >= 0, "PlanReadsAtOnce", "must be >= 0")
-	check(t.PlanCache >= 1 && t.StartupReaders >= 1 && t.FileListCache >= 1, "PlanCache/StartupReaders/FileListCache", "must be at least 1")
+	check(t.PlanCache >= 1 && t.StartupReaders >= 1 && t.FileListCache >= 1 && t.OutputsKept >= 1, "PlanCache/StartupReaders/FileListCache/OutputsKept", "must be at least 1")
 	check(t.IndexDelay >= 0 && t.StartupWait >= 0, "IndexDelay/StartupWait", "must be >= 0")
 	check(t.Speculations >= 0 && t.SpeculationHold > 0, "Speculations/SpeculationHold", "must be >= 0 and > 0")
 	check(t.WarmNext >= 0 && t.ReadAheadKB >= 0, "WarmNext/ReadAheadKB", "must be >= 0")
