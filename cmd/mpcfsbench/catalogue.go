@@ -47,8 +47,9 @@ type catalogueResult struct {
 	tasks         int       // records in the task store when measured
 	bulkSecs      float64   // writing the clones straight into the store
 	readySecs     []float64 // process start to mounted and an output found, per start
-	allListedSecs float64   // after the last start: ready to every task listed
+	listedSecs    []float64 // per start: ready to every task listed
 	rssMB         []float64 // VmRSS when ready, per start
+	rssEndMB      float64   // VmRSS after the lookups, requests and creations
 	lookupMs      []float64 // stat of distinct outputs, the mount warm
 	createN       int       // tasks created through control/encryptions by the writers
 	createSecs    float64   // the time they took (request written to 202 read back)
@@ -118,27 +119,30 @@ func (b *bench) catalogue() error {
 		c.readySecs = append(c.readySecs, time.Since(t).Seconds())
 		c.rssMB = append(c.rssMB, vmRSS(m.proc))
 		fmt.Fprintf(os.Stderr, "  catalogue: mount ready in %.2f s, RSS %.0f MB\n", c.readySecs[i], c.rssMB[i])
+		// A start serves the index shards at once and checks them against
+		// the records behind the mount (Tuning.StartupWait): tasks the
+		// shards lacked appear as their records are read. Each start is
+		// waited for until every task is listed, so the next one finds
+		// the shards this one wrote (the clones come without any: the
+		// first start reads every record, as over a store from before the
+		// index). Lookups are timed once every task is listed.
+		t = time.Now()
+		for {
+			ents, err := os.ReadDir(filepath.Join(m.dir, "control", "tasks"))
+			if err == nil && len(ents) >= c.tasks {
+				break
+			}
+			if time.Since(t) > catalogueTaskWait {
+				b.stopMount(m.proc, m.dir)
+				return fmt.Errorf("catalogue: %d of %d tasks listed after %v", len(ents), c.tasks, catalogueTaskWait)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		c.listedSecs = append(c.listedSecs, time.Since(t).Seconds())
+		fmt.Fprintf(os.Stderr, "  catalogue: every task listed %.1f s after the mount was ready\n", c.listedSecs[i])
 	}
 	defer b.stopMount(m.proc, m.dir)
 	m.taskWait = catalogueTaskWait
-
-	// A start serves the index shards at once and checks them against
-	// the records behind the mount (Tuning.StartupWait): tasks the shards
-	// lacked appear as their records are read. Lookups are timed once
-	// every task is listed.
-	t = time.Now()
-	for {
-		ents, err := os.ReadDir(filepath.Join(m.dir, "control", "tasks"))
-		if err == nil && len(ents) >= c.tasks {
-			break
-		}
-		if time.Since(t) > catalogueTaskWait {
-			return fmt.Errorf("catalogue: %d of %d tasks listed after %v", len(ents), c.tasks, catalogueTaskWait)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	c.allListedSecs = time.Since(t).Seconds()
-	fmt.Fprintf(os.Stderr, "  catalogue: every task listed %.1f s after the mount was ready\n", c.allListedSecs)
 
 	c.lookupMs, err = lookupTimes(m.dir, tmpl.segment, max(clones, 0), 1000)
 	if err != nil {
@@ -163,7 +167,12 @@ func (b *bench) catalogue() error {
 		c.requestMs = append(c.requestMs, float64(d.Microseconds())/1000)
 	}
 	fmt.Fprintf(os.Stderr, "  catalogue: request -> SUCCEEDED p50 %.0f ms (runs: %s)\n", median(c.requestMs), runList(c.requestMs))
-	return b.creationThroughput(m, c)
+	if err := b.creationThroughput(m, c); err != nil {
+		return err
+	}
+	c.rssEndMB = vmRSS(m.proc)
+	fmt.Fprintf(os.Stderr, "  catalogue: RSS %.0f MB after the lookups, requests and creations\n", c.rssEndMB)
+	return nil
 }
 
 // creationThroughput: TaskWriters writers submit requests through
@@ -468,7 +477,13 @@ func (b *bench) catalogueTable(s *strings.Builder) {
 	}
 	fmt.Fprintf(s, "| mount ready, s | %.2f | %s |\n", median(c.readySecs), spreadF(c.readySecs, 2))
 	fmt.Fprintf(s, "| RSS when ready, MB | %.0f | %s |\n", median(c.rssMB), spreadF(c.rssMB, 0))
-	fmt.Fprintf(s, "| after the last start: every task listed, s after ready | %.1f | the index's check against the records, behind the mount |\n", c.allListedSecs)
+	if c.rssEndMB > 0 {
+		fmt.Fprintf(s, "| RSS after the lookups, requests and creations, MB | %.0f | |\n", c.rssEndMB)
+	}
+	if n := len(c.listedSecs); n > 0 {
+		fmt.Fprintf(s, "| every task listed, s after ready | %.1f | per start: %s (a start without the shards it needs reads the records behind the mount) |\n",
+			c.listedSecs[n-1], runList(c.listedSecs))
+	}
 	fmt.Fprintf(s, "| output lookup, ms (p50 / p99) | %.3f | p99 %.3f |\n", percentile(c.lookupMs, 50), percentile(c.lookupMs, 99))
 	fmt.Fprintf(s, "| request -> SUCCEEDED, one at a time, ms | %.0f | %s |\n", median(c.requestMs), spreadF(c.requestMs, 0))
 	if c.createSecs > 0 {
@@ -501,7 +516,7 @@ func (b *bench) catalogueTargets(check func(name string, got, want float64, less
 	if c.mountFail != "" {
 		return // nothing else was measured
 	}
-	check(fmt.Sprintf("%d tasks: RSS < 150 MB", c.tasks), median(c.rssMB), 150, true, " MB")
+	check(fmt.Sprintf("%d tasks: RSS < 150 MB (when ready, and after the lookups and creations)", c.tasks), max(median(c.rssMB), c.rssEndMB), 150, true, " MB")
 	check(fmt.Sprintf("%d tasks: output lookup p50 < 1 ms warm", c.tasks), percentile(c.lookupMs, 50), 1, true, " ms")
 	check(fmt.Sprintf("%d tasks: request -> SUCCEEDED p50 < 30 ms (2 variants)", c.tasks), median(c.requestMs), 30, true, " ms")
 	if c.createSecs > 0 {
