@@ -194,16 +194,18 @@ func (x *Outputs) set(prev, s *summary) []withdrawn {
 	}
 	x.mu.Unlock()
 	if at >= 0 {
+		// prev's outputs are gone or not the same: nothing loaded for
+		// them may serve s (lists and plans are kept by task id).
 		x.prune(prev)
+		x.fmu.Lock()
+		x.plans.drop(prev.ID)
 		if !served(s) {
-			x.fmu.Lock()
-			x.plans.drop(prev.ID)
 			delete(x.stale, prev.ID)
-			x.fmu.Unlock()
-			x.lmu.Lock()
-			x.lists.drop(prev.ID)
-			x.lmu.Unlock()
 		}
+		x.fmu.Unlock()
+		x.lmu.Lock()
+		x.lists.drop(prev.ID)
+		x.lmu.Unlock()
 	}
 	return gone
 }
@@ -376,7 +378,7 @@ const maxWalks = 4
 // walk runs fn under the index's read lock until it ran with every file
 // list it asked for. fn must start afresh each time.
 func (x *Outputs) walk(ctx context.Context, fn func(v *view)) error {
-	v := &view{x: x, got: map[string]*fileList{}}
+	v := &view{x: x}
 	for v.pass = 1; ; v.pass++ {
 		v.missing = v.missing[:0]
 		x.mu.RLock()
@@ -401,6 +403,9 @@ func (x *Outputs) walk(ctx context.Context, fn func(v *view)) error {
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			return err
+		}
+		if v.got == nil {
+			v.got = map[string]*fileList{}
 		}
 		for i, s := range v.missing {
 			v.got[s.ID] = lists[i]
