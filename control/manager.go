@@ -49,6 +49,7 @@ type Manager struct {
 	// the records has ended (startupErr: how); load may return before.
 	reconciled chan struct{}
 	startupErr error
+	checkTook  time.Duration // that check, for the spacing of full refreshes
 	responses  map[string]response // request file name -> its 202/400 body
 	cancels    []byte              // what control/cancel reads back
 	cancelFns  map[string]context.CancelFunc

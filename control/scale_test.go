@@ -598,3 +598,51 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// slowRecordList holds each listing of the task records (a large
+// catalogue's) and counts them.
+type slowRecordList struct {
+	store.Store
+	hold  time.Duration
+	lists atomic.Int64
+}
+
+func (s *slowRecordList) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
+	if strings.HasPrefix(prefix, tasksPrefix) {
+		s.lists.Add(1)
+		time.Sleep(s.hold)
+	}
+	return s.Store.List(ctx, bucket, prefix)
+}
+
+// TestFullRefreshSpaced: when listing the records takes long (a large
+// catalogue), full refreshes are spaced so that they take at most
+// Tuning.FullRefreshShare of the time, however short Tuning.FullRefresh
+// is. The control is a share of 1 (back to back).
+func TestFullRefreshSpaced(t *testing.T) {
+	count := func(share float64) int64 {
+		st := &slowRecordList{Store: taskStore(t), hold: 40 * time.Millisecond}
+		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t), Log: log.New(io.Discard, "", 0),
+			Tuning: tuningWith(func(t *tuning.Tuning) {
+				t.Refresh, t.FullRefresh, t.FullRefreshShare = 5*time.Millisecond, 10*time.Millisecond, share
+			})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-m.reconciled
+		before := st.lists.Load()
+		time.Sleep(time.Second)
+		m.Close()
+		return (st.lists.Load() - before) / 9 // nine listings a full refresh
+	}
+	// A full refresh takes ~40 ms: at most a tenth of the time is one
+	// every 400 ms or more.
+	if n := count(0.1); n > 3 {
+		t.Errorf("%d full refreshes in 1 s with FullRefreshShare 0.1 and listings of 40 ms, want at most 3", n)
+	}
+	n1 := count(1)
+	t.Logf("full refreshes in 1 s: %d at share 1", n1)
+	if n := n1; n < 6 {
+		t.Errorf("%d full refreshes in 1 s with FullRefreshShare 1: the check cannot fail", n)
+	}
+}

@@ -58,7 +58,9 @@ func (m *Manager) load() error {
 		// bench's MinIO), each read bounded by StoreOpTimeout (syncTask).
 		ctx, cancel := context.WithTimeout(m.ctx, startupCheckLimit)
 		defer cancel()
+		checkBegan := time.Now()
 		err := m.sync(ctx, &startupIndex{idx: idx, began: began, took: idxTook})
+		m.checkTook = time.Since(checkBegan)
 		if err == nil {
 			// Shards of an older version are written again in this one
 			// (now that the catalogue holds every task), so the next start
@@ -142,9 +144,9 @@ func (m *Manager) refresher() {
 	tick := time.NewTicker(m.cfg.Tuning.Refresh)
 	defer tick.Stop()
 	failing := false // log when refreshing starts and stops failing, not every tick
-	lastFull := time.Now()
+	nextFull := time.Now().Add(m.fullRefreshGap(m.checkTook))
 	if m.startupErr != nil {
-		lastFull = time.Time{} // that check failed: list the records at the first tick
+		nextFull = time.Time{} // that check failed: list the records at the first tick
 	}
 	for {
 		select {
@@ -153,9 +155,10 @@ func (m *Manager) refresher() {
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 			var err error
-			if time.Since(lastFull) >= m.cfg.Tuning.FullRefresh {
-				lastFull = time.Now()
+			if !time.Now().Before(nextFull) {
+				began := time.Now()
 				err = m.sync(ctx, nil)
+				nextFull = time.Now().Add(m.fullRefreshGap(time.Since(began)))
 			} else {
 				err = m.syncShards(ctx)
 			}
@@ -169,6 +172,16 @@ func (m *Manager) refresher() {
 			failing = err != nil
 		}
 	}
+}
+
+// fullRefreshGap is the wait before the next full refresh after one that
+// took d: Tuning.FullRefresh, or longer when listing the records takes
+// long, so that full refreshes keep the store busy at most
+// Tuning.FullRefreshShare of the time (100,000 records took 20-30 s to
+// list on the bench's MinIO: every minute, that was the store's and the
+// daemon's CPU a third of the time, and requests waited behind it).
+func (m *Manager) fullRefreshGap(d time.Duration) time.Duration {
+	return max(m.cfg.Tuning.FullRefresh, time.Duration(float64(d)/m.cfg.Tuning.FullRefreshShare))
 }
 
 // sync reads the task records that changed in the store since they were

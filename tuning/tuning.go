@@ -162,6 +162,9 @@ type Tuning struct {
 	// finding changes whose index shard another mount never wrote (it was
 	// killed in between).
 	FullRefresh time.Duration
+	// FullRefreshShare is the most of the time full refreshes may take:
+	// after one that took d, the next waits at least d/FullRefreshShare.
+	FullRefreshShare float64
 	// StoreOpTimeout bounds one task-store write or a creation's store
 	// checks.
 	StoreOpTimeout time.Duration
@@ -241,49 +244,50 @@ type Tuning struct {
 // Default returns the defaults mpcfs runs with.
 func Default() Tuning {
 	return Tuning{
-		FirstWindow:     1 << 20,
-		MaxWindow:       16 << 20,
-		ChunkSize:       512 << 10,
-		MaxHeldChunks:   12,
-		SkipAhead:       4 << 20,
-		IdleSkip:        256 << 10,
-		LateBehind:      4 << 20,
-		CheckpointEvery: 64 << 10,
-		BufferMemory:    40 << 20,
-		WarmBudget:      24 << 20,
-		MaxWarmStreams:  8,
-		WarmTTL:         30 * time.Second,
-		WarmEvictAfter:  500 * time.Millisecond,
-		LaneSlice:       64 << 10,
-		LaneLinger:      300 * time.Microsecond,
-		LaneGateWait:    10 * time.Millisecond,
-		EntryTTL:        time.Second,
-		OutputEntryTTL:  time.Hour,
-		ListingTTL:      5 * time.Second,
-		StoreTimeout:    5 * time.Second,
-		WarmAfter:       1 << 20,
-		WarmLead:        4 << 20,
-		WarmNext:        4,
-		ReadAheadKB:     1024,
-		OriginStreams:   16,
-		OriginQueueWait: time.Second,
-		Refresh:         2 * time.Second,
-		FullRefresh:     time.Minute,
-		StoreOpTimeout:  30 * time.Second,
-		LookupTimeout:   10 * time.Second,
-		PlanRetries:     []time.Duration{time.Second, 3 * time.Second},
-		Workers:         2,
-		BucketCacheTTL:  10 * time.Second,
-		PlanReadsAtOnce: 8,
-		PlanCache:       256,
-		FileListCache:   200000,
-		OutputsKept:     4096,
-		Speculations:    8,
-		SpeculationHold: time.Second,
-		IndexDelay:      200 * time.Millisecond,
-		StartupReaders:  32,
-		StartupWait:     time.Second,
-		MemoryLimit:     88 << 20,
+		FirstWindow:      1 << 20,
+		MaxWindow:        16 << 20,
+		ChunkSize:        512 << 10,
+		MaxHeldChunks:    12,
+		SkipAhead:        4 << 20,
+		IdleSkip:         256 << 10,
+		LateBehind:       4 << 20,
+		CheckpointEvery:  64 << 10,
+		BufferMemory:     40 << 20,
+		WarmBudget:       24 << 20,
+		MaxWarmStreams:   8,
+		WarmTTL:          30 * time.Second,
+		WarmEvictAfter:   500 * time.Millisecond,
+		LaneSlice:        64 << 10,
+		LaneLinger:       300 * time.Microsecond,
+		LaneGateWait:     10 * time.Millisecond,
+		EntryTTL:         time.Second,
+		OutputEntryTTL:   time.Hour,
+		ListingTTL:       5 * time.Second,
+		StoreTimeout:     5 * time.Second,
+		WarmAfter:        1 << 20,
+		WarmLead:         4 << 20,
+		WarmNext:         4,
+		ReadAheadKB:      1024,
+		OriginStreams:    16,
+		OriginQueueWait:  time.Second,
+		Refresh:          2 * time.Second,
+		FullRefresh:      time.Minute,
+		FullRefreshShare: 0.1,
+		StoreOpTimeout:   30 * time.Second,
+		LookupTimeout:    10 * time.Second,
+		PlanRetries:      []time.Duration{time.Second, 3 * time.Second},
+		Workers:          2,
+		BucketCacheTTL:   10 * time.Second,
+		PlanReadsAtOnce:  8,
+		PlanCache:        256,
+		FileListCache:    200000,
+		OutputsKept:      4096,
+		Speculations:     8,
+		SpeculationHold:  time.Second,
+		IndexDelay:       200 * time.Millisecond,
+		StartupReaders:   32,
+		StartupWait:      time.Second,
+		MemoryLimit:      88 << 20,
 	}
 }
 
@@ -311,6 +315,7 @@ func (t Tuning) Validate() error {
 	check(t.LaneLinger >= 0 && t.LaneGateWait >= 0, "LaneLinger/LaneGateWait", "must be >= 0")
 	check(t.StoreTimeout > 0 && t.StoreOpTimeout > 0 && t.LookupTimeout > 0, "StoreTimeout/StoreOpTimeout/LookupTimeout", "must be > 0")
 	check(t.Workers >= 1, "Workers", "must be at least 1")
+	check(t.FullRefreshShare > 0 && t.FullRefreshShare <= 1, "FullRefreshShare", "must be in (0, 1]")
 	check(t.PlanReadsAtOnce >= 0, "PlanReadsAtOnce", "must be >= 0")
 	check(t.PlanCache >= 1 && t.StartupReaders >= 1 && t.FileListCache >= 1 && t.OutputsKept >= 1, "PlanCache/StartupReaders/FileListCache/OutputsKept", "must be at least 1")
 	check(t.IndexDelay >= 0 && t.StartupWait >= 0, "IndexDelay/StartupWait", "must be >= 0")
