@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/mpcfs/mpcfs/control"
 	"github.com/mpcfs/mpcfs/crypto"
 	"github.com/mpcfs/mpcfs/fs"
+	"github.com/mpcfs/mpcfs/internal/heaplimit"
 	"github.com/mpcfs/mpcfs/internal/metrics"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
@@ -221,7 +223,7 @@ func runMount(args []string) error {
 		return err
 	}
 	defer closeLog()
-	setMemoryLimit(c.Tuning)
+	setMemoryLimit(c.Tuning, lg)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
 	web, err := c.HTTP.listen(stdLogger(lg))
@@ -274,12 +276,23 @@ func runMount(args []string) error {
 // Tuning.MemoryLimit, unless GOMEMLIMIT is set: the buffers live outside
 // the heap with their own bound (Tuning.BufferMemory), and the heap's
 // soft limit is what they leave (Tuning.HeapLimit). With Go's default
-// pacing many requests let RSS grow well past what is live.
-func setMemoryLimit(t tuning.Tuning) {
-	if os.Getenv("GOMEMLIMIT") == "" && t.HeapLimit() > 0 {
-		debug.SetMemoryLimit(t.HeapLimit())
+// pacing many requests let RSS grow well past what is live. The limit
+// follows the live heap up when a large catalogue needs more than it
+// (Tuning.HeapLiveShare, package heaplimit).
+func setMemoryLimit(t tuning.Tuning, lg *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" || t.HeapLimit() <= 0 {
+		return
 	}
+	debug.SetMemoryLimit(t.HeapLimit())
+	followHeap.Do(func() {
+		go heaplimit.Follow(context.Background(), t.HeapLimit(), t.HeapLiveShare, time.Second, func(limit, live int64) {
+			lg.Info("heap soft limit raised: the live heap outgrew its share of it", "limit_mib", limit>>20, "live_mib", live>>20)
+		})
+	})
 }
+
+// followHeap starts heaplimit.Follow once a process.
+var followHeap sync.Once
 
 // mounted is a running mount.
 type mounted struct {

@@ -59,10 +59,10 @@ type catalogueResult struct {
 	requestMs     []float64 // one request at a time: open(2) to SUCCEEDED
 	// CPU used while those ran, in cores: MinIO's and the daemon's.
 	requestMinioCPU, requestDaemonCPU float64
-	lsSecs        []float64 // os.ReadDir(control/tasks)
-	lsEntries     int
-	writers       int
-	mountFail     string // why the mount did not come up, when it did not
+	lsSecs                            []float64 // os.ReadDir(control/tasks)
+	lsEntries                         int
+	writers                           int
+	mountFail                         string // why the mount did not come up, when it did not
 }
 
 // daemonLogSummary condenses a daemon log: how many "skipping" lines
