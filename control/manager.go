@@ -49,7 +49,7 @@ type Manager struct {
 	// the records has ended (startupErr: how); load may return before.
 	reconciled chan struct{}
 	startupErr error
-	checkTook  time.Duration // that check, for the spacing of full refreshes
+	checkTook  time.Duration       // that check, for the spacing of full refreshes
 	responses  map[string]response // request file name -> its 202/400 body
 	cancels    []byte              // what control/cancel reads back
 	cancelFns  map[string]context.CancelFunc
@@ -665,6 +665,13 @@ func (m *Manager) TaskJSON(id string) ([]byte, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return t.viewJSON(), true
+}
+
+// TaskCount is how many tasks the catalogue holds.
+func (m *Manager) TaskCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.catalog.n
 }
 
 // TaskIDs lists control/tasks/, sorted.

@@ -239,11 +239,11 @@ type Tuning struct {
 	// the time: a heap grown into their room while they were idle is not
 	// given back to the system as fast as readers map them again.
 	MemoryLimit int64
-	// HeapLiveShare is the most of the heap's soft limit the live heap
-	// may fill: past it (a large catalogue holds more than the limit was
-	// set for) the limit is raised to live/HeapLiveShare, as a limit at or
-	// under the live heap makes the GC run back to back.
-	HeapLiveShare float64
+	// HeapPerTask is the room the heap's soft limit gets on top of
+	// HeapLimit for each task in the catalogue (whose summaries stay live:
+	// about 400 bytes a task), so a large catalogue does not leave the GC
+	// running back to back under a limit set for readers.
+	HeapPerTask int64
 }
 
 // Default returns the defaults mpcfs runs with.
@@ -293,7 +293,7 @@ func Default() Tuning {
 		StartupReaders:   32,
 		StartupWait:      time.Second,
 		MemoryLimit:      88 << 20,
-		HeapLiveShare:    0.6,
+		HeapPerTask:      600,
 	}
 }
 
@@ -316,7 +316,7 @@ func (t Tuning) Validate() error {
 		fmt.Sprintf("must hold WarmBudget and %d chunks more", minSpareChunks))
 	check(t.MemoryLimit <= 0 || t.MemoryLimit > t.BufferMemory, "MemoryLimit", "must be more than BufferMemory (or 0: no limit)")
 	check(t.WarmTTL > 0, "WarmTTL", "must be > 0")
-	check(t.MemoryLimit <= 0 || (t.HeapLiveShare > 0 && t.HeapLiveShare < 1), "HeapLiveShare", "must be in (0, 1)")
+	check(t.HeapPerTask >= 0, "HeapPerTask", "must be >= 0")
 	check(t.WarmEvictAfter >= 0 && t.ListingTTL >= 0, "WarmEvictAfter/ListingTTL", "must be >= 0")
 	check(t.LaneSlice >= 16 && t.LaneSlice%16 == 0, "LaneSlice", "must be a positive multiple of 16")
 	check(t.LaneLinger >= 0 && t.LaneGateWait >= 0, "LaneLinger/LaneGateWait", "must be >= 0")

@@ -16,7 +16,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -223,7 +222,7 @@ func runMount(args []string) error {
 		return err
 	}
 	defer closeLog()
-	setMemoryLimit(c.Tuning, lg)
+	setMemoryLimit(c.Tuning)
 	// The HTTP side is set up (credentials read, address bound) before
 	// mounting, so a bad flag fails before anything is mounted.
 	web, err := c.HTTP.listen(stdLogger(lg))
@@ -276,23 +275,23 @@ func runMount(args []string) error {
 // Tuning.MemoryLimit, unless GOMEMLIMIT is set: the buffers live outside
 // the heap with their own bound (Tuning.BufferMemory), and the heap's
 // soft limit is what they leave (Tuning.HeapLimit). With Go's default
-// pacing many requests let RSS grow well past what is live. The limit
-// follows the live heap up when a large catalogue needs more than it
-// (Tuning.HeapLiveShare, package heaplimit).
-func setMemoryLimit(t tuning.Tuning, lg *slog.Logger) {
+// pacing many requests let RSS grow well past what is live.
+func setMemoryLimit(t tuning.Tuning) {
+	if os.Getenv("GOMEMLIMIT") == "" && t.HeapLimit() > 0 {
+		debug.SetMemoryLimit(t.HeapLimit())
+	}
+}
+
+// followCatalogue gives the heap's soft limit Tuning.HeapPerTask of room
+// for each task in mgr's catalogue (package heaplimit), until ctx ends.
+func followCatalogue(ctx context.Context, t tuning.Tuning, mgr *control.Manager, lg *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" || t.HeapLimit() <= 0 {
 		return
 	}
-	debug.SetMemoryLimit(t.HeapLimit())
-	followHeap.Do(func() {
-		go heaplimit.Follow(context.Background(), t.HeapLimit(), t.HeapLiveShare, time.Second, func(limit, live int64) {
-			lg.Info("heap soft limit raised: the live heap outgrew its share of it", "limit_mib", limit>>20, "live_mib", live>>20)
-		})
+	go heaplimit.Follow(ctx, t.HeapLimit(), func() int64 { return int64(mgr.TaskCount()) * t.HeapPerTask }, time.Second, func(limit int64) {
+		lg.Info("heap soft limit set for the catalogue", "limit_mib", limit>>20, "tasks", mgr.TaskCount())
 	})
 }
-
-// followHeap starts heaplimit.Follow once a process.
-var followHeap sync.Once
 
 // mounted is a running mount.
 type mounted struct {
@@ -303,6 +302,7 @@ type mounted struct {
 	metrics *http.Server
 	web     *web            // the HTTP side (--listen), or nil
 	webDone <-chan struct{} // closed when the HTTP side has stopped
+	stopGC  context.CancelFunc
 }
 
 // startMount checks the mount point, opens the store, the master key and
@@ -325,6 +325,9 @@ func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
 	phases.mark("master key and task store")
 	stdlog := stdLogger(lg)
 	m := &mounted{mgr: mgr, log: lg, dir: c.Mountpoint}
+	var gcCtx context.Context
+	gcCtx, m.stopGC = context.WithCancel(context.Background())
+	followCatalogue(gcCtx, c.Tuning, mgr, lg)
 	if c.MetricsAddr != "" {
 		if m.metrics, err = serveMetrics(c.MetricsAddr, lg); err != nil {
 			mgr.Close()
@@ -423,6 +426,7 @@ func (m *mounted) stopServices() {
 	if m.metrics != nil {
 		m.metrics.Close()
 	}
+	m.stopGC()
 	m.mgr.Close()
 }
 

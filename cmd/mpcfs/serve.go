@@ -192,7 +192,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(c.Tuning, slg)
+	setMemoryLimit(c.Tuning)
 	defer closeLog()
 	lg := stdLogger(slg)
 	w, err := c.HTTP.listen(lg)
@@ -209,6 +209,9 @@ func runServe(args []string) error {
 		w.closeListener()
 		return err
 	}
+	gcCtx, stopGC := context.WithCancel(context.Background())
+	defer stopGC()
+	followCatalogue(gcCtx, c.Tuning, mgr, slg)
 	slg.Info("serving", "listen", c.HTTP.Listen, "store", c.describe(), "system_bucket", c.SysBucket,
 		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region, "version", versionString())
 	done := w.serve(mgr)

@@ -2,71 +2,58 @@ package heaplimit
 
 import (
 	"context"
-	"runtime"
 	"runtime/debug"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// TestNext: the limit stays while the live heap is within the share of
-// it, and is raised to live/share (rounded up to 8 MiB) past it.
-func TestNext(t *testing.T) {
+// TestLimit: the limit is the budget plus the room asked, rounded up to
+// 8 MiB; no room, or no budget (no limit), leaves it as it is.
+func TestLimit(t *testing.T) {
 	const mib = 1 << 20
-	for _, c := range []struct {
-		limit, live int64
-		want        int64
-	}{
-		{48 * mib, 20 * mib, 48 * mib},
-		{48 * mib, 28 * mib, 48 * mib}, // 58%: within 0.6
-		{48 * mib, 40 * mib, 72 * mib}, // 40/0.6 = 66.7 -> 72
-		{0, 400 * mib, 0},              // no limit: none set
+	for _, c := range []struct{ base, extra, want int64 }{
+		{48 * mib, 0, 48 * mib},
+		{48 * mib, 1, 56 * mib},
+		{48 * mib, 60e6, 48*mib + 64*mib}, // 100,000 tasks at 600 B
+		{0, 60e6, 0},
 	} {
-		if got := Next(c.limit, c.live, 0.6); got != c.want {
-			t.Errorf("Next(%d MiB, %d MiB live) = %d MiB, want %d MiB", c.limit/mib, c.live/mib, got/mib, c.want/mib)
+		if got := Limit(c.base, c.extra); got != c.want {
+			t.Errorf("Limit(%d, %d) = %d, want %d", c.base, c.extra, got, c.want)
 		}
 	}
 }
 
-// TestFollowRaisesTheLimit: with 64 MiB held live under a soft limit of
-// 32 MiB, Follow raises the limit past the live heap; the control is a
-// live heap within the share, where the limit is left alone.
-func TestFollowRaisesTheLimit(t *testing.T) {
+// TestFollowSetsTheLimit: Follow sets the runtime's soft limit as the
+// room asked for grows and shrinks; the control is no room, where the
+// limit stays the budget.
+func TestFollowSetsTheLimit(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(prev)
-	run := func(hold int) (int64, int64) {
-		const base = 32 << 20
-		debug.SetMemoryLimit(base)
-		held := make([][]byte, hold)
-		for i := range held {
-			held[i] = make([]byte, 1<<20)
+	const base = 32 << 20
+	debug.SetMemoryLimit(base)
+	var room atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Follow(ctx, base, room.Load, 5*time.Millisecond, nil)
+	}()
+	defer func() { cancel(); <-done }()
+	wait := func(want int64) {
+		t.Helper()
+		for end := time.Now().Add(2 * time.Second); debug.SetMemoryLimit(-1) != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("soft limit %d MiB, want %d MiB", debug.SetMemoryLimit(-1)>>20, want>>20)
+			}
 		}
-		runtime.GC()
-		ctx, cancel := context.WithCancel(context.Background())
-		var mu sync.Mutex
-		var got int64 = base
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			Follow(ctx, base, 0.6, 10*time.Millisecond, func(limit, live int64) {
-				mu.Lock()
-				got = limit
-				mu.Unlock()
-			})
-		}()
-		time.Sleep(100 * time.Millisecond)
-		cancel()
-		<-done
-		live := Live()
-		runtime.KeepAlive(held)
-		mu.Lock()
-		defer mu.Unlock()
-		return got, live
 	}
-	if limit, live := run(64); float64(live) > 0.6*float64(limit) {
-		t.Errorf("%d MiB live under a soft limit of %d MiB after Follow: not raised", live>>20, limit>>20)
+	time.Sleep(20 * time.Millisecond)
+	if got := debug.SetMemoryLimit(-1); got != base {
+		t.Errorf("no room asked: soft limit %d MiB, want the budget, %d MiB", got>>20, base>>20)
 	}
-	if limit, live := run(2); limit != 32<<20 {
-		t.Errorf("%d MiB live: the limit moved to %d MiB, want it left at 32", live>>20, limit>>20)
-	}
+	room.Store(20 << 20)
+	wait(base + 24<<20)
+	room.Store(0)
+	wait(base)
 }
