@@ -187,7 +187,8 @@ type Tuning struct {
 	BucketCacheTTL time.Duration
 	// PlanCache is how many tasks' plans are kept loaded for serving
 	// their outputs (least recently used dropped first); a plan is read
-	// from the task store when one of its outputs is first opened.
+	// from the task store when one of its outputs is first looked up (with
+	// its file list) or opened.
 	PlanCache int
 	// FileListCache bounds the output file lists (names, sizes, inode
 	// numbers; about 50 bytes a file) kept loaded, in files: the
@@ -202,18 +203,18 @@ type Tuning struct {
 	// kept one per segment ever opened.
 	OutputsKept int
 	// Speculations bounds the source GETs started ahead of their plan:
-	// the first open of a segment output whose task's plan is not loaded
-	// starts the GET of the source its name most likely comes from at
-	// once, beside the reads of the task's record and plan (which it
-	// would otherwise wait for: a round trip at S3 latency). Used only
-	// when the plan confirms the object and its ETag. Only opens start
-	// one (lookups and listings never do), and at most this many wait at
-	// once; 0 turns speculation off.
+	// the first lookup or open of a segment output whose task's plan is
+	// not loaded starts the GET of the source its name most likely comes
+	// from at once, beside the reads of the task's record and plan (which
+	// it would otherwise wait for: a round trip at S3 latency). Used only
+	// when the plan confirms the object and its ETag. Listings and
+	// lookups of tasks already loaded never start one, and at most this
+	// many wait at once; 0 turns speculation off.
 	Speculations int
-	// SpeculationHold is how long a speculative GET whose file opened
-	// waits for the file's first read before it is closed (a reader
-	// normally reads at once; an open without a read must not hold a
-	// connection).
+	// SpeculationHold is how long a speculative GET waits, from its start
+	// and again from its file's open, for the file's first read before it
+	// is closed (a reader normally reads at once; a lookup or open without
+	// a read must not hold a connection).
 	SpeculationHold time.Duration
 	// IndexDelay is how long after a task changes its index shard is
 	// written, so a burst of changes writes each shard once.
