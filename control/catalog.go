@@ -454,7 +454,9 @@ func decodeOutline(next func() (string, bool)) (outline, error) {
 	nd, ok2 := next()
 	n, err1 := strconv.Atoi(outs)
 	d, err2 := strconv.Atoi(nd)
-	if !ok1 || !ok2 || err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles || d < 0 || d > n {
+	// A folder may hold no file of its own (a/b/ of a/b/c/x.ts): there
+	// can be more folders than outputs, never more than the tokens left.
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || n < 0 || n > maxOutputFiles || d < 0 || d > maxOutputFiles*8 {
 		return outline{}, bad
 	}
 	var b strings.Builder
