@@ -38,8 +38,9 @@ type env struct {
 	srv  *httptest.Server
 	mgr  *control.Manager
 	api  *Server
-	root string            // local store
-	src  map[string][]byte // media/vod/* contents
+	root   string            // local store
+	src    map[string][]byte // media/vod/* contents
+	master *keywrap.Master
 }
 
 // newEnv serves a Manager over a local store holding a small clear HLS
@@ -70,6 +71,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.master = master
 	e.mgr, err = control.NewManager(control.Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: master,
 		Log: log.New(io.Discard, "", 0), Tuning: noRefresh()})
 	if err != nil {
@@ -669,5 +671,59 @@ func TestOriginStreamsBounded(t *testing.T) {
 	e.api.admit(ctx)()
 	if d := time.Since(start); d >= wait {
 		t.Fatalf("a request whose client went away waited %v for a turn", d)
+	}
+}
+
+// downSysStore fails every read of the task store's objects while down
+// is set, as a store that stopped answering.
+type downSysStore struct {
+	store.Store
+	down bool
+}
+
+func (s *downSysStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
+	if s.down && bucket == ".mpcfs" {
+		return nil, fmt.Errorf("%s/%s: %w", bucket, key, store.ErrUnavailable)
+	}
+	return s.Store.Open(ctx, bucket, key, off, n)
+}
+
+// TestOriginStoreDownIsNot404: on a server that has not loaded the task
+// of an output (its file list comes from the task store), a store that
+// does not answer gives 503, not 404: the output may well exist. The
+// control is the same server once the store answers: 200.
+func TestOriginStoreDownIsNot404(t *testing.T) {
+	e := newEnv(t, Config{})
+	id := e.create("out")
+	e.waitStatus(id, control.Succeeded)
+	st, err := store.NewLocal(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := &downSysStore{Store: st}
+	m, err := control.NewManager(control.Config{Store: down, Region: "region1", SysBucket: ".mpcfs", Master: e.master,
+		Log: log.New(io.Discard, "", 0), Tuning: noRefresh()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	srv := httptest.NewServer(New(Config{Manager: m, Credentials: Credentials{testCred.AccessKey: testCred}}))
+	defer srv.Close()
+	get := func() int {
+		resp, err := http.Get(srv.URL + "/buckets/public/out/seg0.ts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	down.down = true
+	if code := get(); code != http.StatusServiceUnavailable {
+		t.Errorf("GET of an output while the task store is down: %d, want 503", code)
+	}
+	down.down = false
+	if code := get(); code != http.StatusOK {
+		t.Errorf("GET of the same output once the store answers: %d, want 200", code)
 	}
 }
