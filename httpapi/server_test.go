@@ -34,10 +34,10 @@ const (
 )
 
 type env struct {
-	t    testing.TB
-	srv  *httptest.Server
-	mgr  *control.Manager
-	api  *Server
+	t      testing.TB
+	srv    *httptest.Server
+	mgr    *control.Manager
+	api    *Server
 	root   string            // local store
 	src    map[string][]byte // media/vod/* contents
 	master *keywrap.Master
