@@ -21,17 +21,18 @@ import (
 	"time"
 )
 
-// step rounds the extra room, so the limit moves in steps, not per task.
+// step rounds the extra room down, so the limit moves in steps, not per
+// task, and a small catalogue leaves it as it was.
 const step = 8 << 20
 
 // Limit is the soft limit for a base budget and extra bytes of room:
-// base plus extra rounded up to 8 MiB (base alone when there is no
+// base plus extra rounded down to 8 MiB (base alone when there is no
 // limit, base <= 0).
 func Limit(base, extra int64) int64 {
 	if base <= 0 || extra <= 0 {
 		return base
 	}
-	return base + (extra+step-1)/step*step
+	return base + extra/step*step
 }
 
 // Follow sets the soft limit to Limit(base, extra()) every period until

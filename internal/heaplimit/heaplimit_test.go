@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-// TestLimit: the limit is the budget plus the room asked, rounded up to
+// TestLimit: the limit is the budget plus the room asked, rounded down to
 // 8 MiB; no room, or no budget (no limit), leaves it as it is.
 func TestLimit(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct{ base, extra, want int64 }{
 		{48 * mib, 0, 48 * mib},
-		{48 * mib, 1, 56 * mib},
-		{48 * mib, 60e6, 48*mib + 64*mib}, // 100,000 tasks at 600 B
+		{48 * mib, 1200, 48 * mib},         // 2 tasks at 600 B
+		{48 * mib, 60e6, 48*mib + 56*mib}, // 100,000 tasks
 		{0, 60e6, 0},
 	} {
 		if got := Limit(c.base, c.extra); got != c.want {
@@ -53,7 +53,7 @@ func TestFollowSetsTheLimit(t *testing.T) {
 		t.Errorf("no room asked: soft limit %d MiB, want the budget, %d MiB", got>>20, base>>20)
 	}
 	room.Store(20 << 20)
-	wait(base + 24<<20)
+	wait(base + 16<<20)
 	room.Store(0)
 	wait(base)
 }
