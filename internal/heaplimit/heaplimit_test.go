@@ -14,7 +14,7 @@ func TestLimit(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct{ base, extra, want int64 }{
 		{48 * mib, 0, 48 * mib},
-		{48 * mib, 1200, 48 * mib},         // 2 tasks at 600 B
+		{48 * mib, 1200, 48 * mib},        // 2 tasks at 600 B
 		{48 * mib, 60e6, 48*mib + 56*mib}, // 100,000 tasks
 		{0, 60e6, 0},
 	} {
