@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mpcfs/mpcfs/crypto/keywrap"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
@@ -553,7 +554,7 @@ func TestOldShardsRewritten(t *testing.T) {
 	}
 	path := func(k int) string { return filepath.Join(dir, ".mpcfs", shardKey(k)) }
 	for k := range shards {
-		cur, err := decodeShard(mustRead(t, path(k)))
+		cur, err := decodeShard(testutil.ReadFile(t, path(k)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -582,7 +583,7 @@ func TestOldShardsRewritten(t *testing.T) {
 	}
 	start()
 	for k := range shards {
-		if data := mustRead(t, path(k)); !strings.HasPrefix(string(data), shardHeader) {
+		if data := testutil.ReadFile(t, path(k)); !strings.HasPrefix(string(data), shardHeader) {
 			t.Fatalf("shard %d still starts %q after a start", k, data[:14])
 		}
 	}
@@ -597,15 +598,6 @@ func TestOldShardsRewritten(t *testing.T) {
 			t.Errorf("a start over current shards wrote shard %d again", k)
 		}
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // slowRecordList holds each listing of the task records (a large

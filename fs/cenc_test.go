@@ -19,6 +19,7 @@ import (
 	"github.com/mpcfs/mpcfs/control/dash"
 	"github.com/mpcfs/mpcfs/control/hls"
 	"github.com/mpcfs/mpcfs/internal/sample"
+	"github.com/mpcfs/mpcfs/internal/testutil"
 	"github.com/mpcfs/mpcfs/store/miniotest"
 )
 
@@ -101,8 +102,8 @@ func TestMultiDRM(t *testing.T) {
 		drm := map[string]any{"emi": 16418, "streaming_mode": "DASH", "drm_list": []string{"PLAYREADY", "CLEARKEY"}}
 		f.runShape("single", shapeRequest("", s, "src/single/manifest.mpd", "drm/single", map[string]any{"multidrm": drm}))
 		out := f.path("buckets", "public", "drm", "single")
-		srcMPD, _ := dash.Parse(mustRead(t, filepath.Join(srcDir, "single", single.MPD)))
-		outMPD, err := dash.Parse(mustRead(t, filepath.Join(out, single.MPD)))
+		srcMPD, _ := dash.Parse(testutil.ReadFile(t, filepath.Join(srcDir, "single", single.MPD)))
+		outMPD, err := dash.Parse(testutil.ReadFile(t, filepath.Join(out, single.MPD)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,8 +111,8 @@ func TestMultiDRM(t *testing.T) {
 		outReps, _ := outMPD.Representations(func(string) bool { return true })
 		for i, sr := range srcReps {
 			or := outReps[i]
-			srcFile := mustRead(t, filepath.Join(srcDir, "single", sr.File))
-			outFile := mustRead(t, filepath.Join(out, or.File))
+			srcFile := testutil.ReadFile(t, filepath.Join(srcDir, "single", sr.File))
+			outFile := testutil.ReadFile(t, filepath.Join(out, or.File))
 			cut := func(b []byte, r *dash.RangeAttr) []byte { return b[r.First : r.Last+1] }
 			for j := 1; j < len(sr.Ranges); j++ {
 				if sr.Ranges[j].Attr == "indexRange" {
@@ -184,14 +185,14 @@ func TestMultiDRM(t *testing.T) {
 		drm := map[string]any{"streaming_mode": "DASH", "drm_list": []string{"WIDEVINE"}}
 		f.runShape("timeline", shapeRequest("", s, "src/timeline/manifest.mpd", "drm/timeline", map[string]any{"multidrm": drm}))
 		out := f.path("buckets", "public", "drm", "timeline")
-		mpd := mustRead(t, filepath.Join(out, dtl.MPD))
+		mpd := testutil.ReadFile(t, filepath.Join(out, dtl.MPD))
 		if !bytes.Contains(mpd, []byte("<SegmentTimeline")) || bytes.Count(mpd, []byte("<ContentProtection ")) != 2 {
 			t.Fatalf("want a SegmentTimeline and 2 ContentProtection (video only):\n%s", mpd)
 		}
 		for _, r := range dtl.Reps {
 			for i, seg := range r.Segments {
 				if !r.Video {
-					if !bytes.Equal(mustRead(t, filepath.Join(srcDir, "timeline", seg)), mustRead(t, filepath.Join(out, seg))) {
+					if !bytes.Equal(testutil.ReadFile(t, filepath.Join(srcDir, "timeline", seg)), testutil.ReadFile(t, filepath.Join(out, seg))) {
 						t.Fatalf("audio segment %s changed though encrypt_audio is absent", seg)
 					}
 					continue
@@ -206,8 +207,8 @@ func TestMultiDRM(t *testing.T) {
 		drm := map[string]any{"streaming_mode": "HLS", "drm_list": []string{"PLAYREADY", "CLEARKEY"}, "encrypt_audio": 1}
 		f.runShape("sf-hls", shapeRequest("", s, "src/sfhls/index.m3u8", "drm/sfhls", map[string]any{"multidrm": drm}))
 		out := f.path("buckets", "public", "drm", "sfhls")
-		srcPl, _ := hls.Parse(mustRead(t, filepath.Join(srcDir, "sfhls", "index.m3u8")))
-		outData := mustRead(t, filepath.Join(out, "index.m3u8"))
+		srcPl, _ := hls.Parse(testutil.ReadFile(t, filepath.Join(srcDir, "sfhls", "index.m3u8")))
+		outData := testutil.ReadFile(t, filepath.Join(out, "index.m3u8"))
 		outPl, err := hls.Parse(outData)
 		if err == nil && strings.Count(string(outData), "#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,") != 2 {
 			err = fmt.Errorf("want 2 EXT-X-KEY lines")
@@ -215,8 +216,8 @@ func TestMultiDRM(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v:\n%s", err, outData)
 		}
-		srcFile := mustRead(t, filepath.Join(srcDir, "sfhls", srcPl.Maps[0].URI))
-		outFile := mustRead(t, filepath.Join(out, outPl.Maps[0].URI))
+		srcFile := testutil.ReadFile(t, filepath.Join(srcDir, "sfhls", srcPl.Maps[0].URI))
+		outFile := testutil.ReadFile(t, filepath.Join(out, outPl.Maps[0].URI))
 		cut := func(b []byte, r *hls.ByteRange) []byte { return b[r.Off : r.Off+r.Len] }
 		for i := range srcPl.Segments {
 			var negative []byte
@@ -276,8 +277,8 @@ func TestMultiDRM(t *testing.T) {
 // its frames with the source's; negative: with a wrong key they differ.
 func checkCENCSegment(t *testing.T, srcDir, outDir, init, seg string, key []byte, negative bool, wrong []byte) {
 	t.Helper()
-	srcInit, srcSeg := mustRead(t, filepath.Join(srcDir, init)), mustRead(t, filepath.Join(srcDir, seg))
-	outInit, outSeg := mustRead(t, filepath.Join(outDir, init)), mustRead(t, filepath.Join(outDir, seg))
+	srcInit, srcSeg := testutil.ReadFile(t, filepath.Join(srcDir, init)), testutil.ReadFile(t, filepath.Join(srcDir, seg))
+	outInit, outSeg := testutil.ReadFile(t, filepath.Join(outDir, init)), testutil.ReadFile(t, filepath.Join(outDir, seg))
 	if bytes.Equal(bytes.Join([][]byte{srcInit, srcSeg}, nil), bytes.Join([][]byte{outInit, outSeg}, nil)) {
 		t.Fatalf("%s: output equals the source", seg)
 	}
@@ -365,15 +366,6 @@ func checkWholeFileDecrypts(t *testing.T, srcPath string, out []byte, key []byte
 	}
 }
 
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // checkPreads: random preads of a fresh CENC output through the mount
 // equal the same bytes of a whole sequential read.
 func checkPreads(t *testing.T, p string) {
@@ -397,7 +389,7 @@ func checkPreads(t *testing.T, p string) {
 		}
 		reads = append(reads, read{off, b})
 	}
-	whole := mustRead(t, p)
+	whole := testutil.ReadFile(t, p)
 	if int64(len(whole)) != st.Size() {
 		t.Fatalf("read %d bytes, stat says %d", len(whole), st.Size())
 	}
@@ -413,11 +405,11 @@ func checkPreads(t *testing.T, p string) {
 // mp4protection with the KID, one per DRM with a pssh.
 func checkMPD(t *testing.T, srcPath, outPath, scheme, kid string) {
 	t.Helper()
-	src, err := dash.Parse(mustRead(t, srcPath))
+	src, err := dash.Parse(testutil.ReadFile(t, srcPath))
 	if err != nil {
 		t.Fatal(err)
 	}
-	outData := mustRead(t, outPath)
+	outData := testutil.ReadFile(t, outPath)
 	out, err := dash.Parse(outData)
 	if err != nil {
 		t.Fatalf("output MPD: %v", err)

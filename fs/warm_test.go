@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mpcfs/mpcfs/internal/testutil"
 )
 
 // TestWarmReadReachesNoDaemon: a file read again while its page cache is
@@ -36,11 +38,11 @@ func TestWarmReadReachesNoDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ct := readFileOK(t, out) // cold: through the daemon
+	ct := testutil.ReadFile(t, out) // cold: through the daemon
 	if got := opensslDecrypt(t, "aes-128-cbc", s.key, iv, ct); !bytes.Equal(got, plain) {
 		t.Fatal("the output does not decrypt to the source")
 	}
-	if got := readFileOK(t, obj); !bytes.Equal(got, plain) {
+	if got := testutil.ReadFile(t, obj); !bytes.Equal(got, plain) {
 		t.Fatal("the object does not read as the source")
 	}
 
@@ -52,7 +54,7 @@ func TestWarmReadReachesNoDaemon(t *testing.T) {
 		want       []byte
 	}{{"output", out, ct}, {"object", obj, plain}} {
 		untilNoDrop(t, func() func() {
-			readFileOK(t, c.name) // warm again, should the page cache have been dropped
+			testutil.ReadFile(t, c.name) // warm again, should the page cache have been dropped
 			mark := f.logMark()
 			data := readFile(c.name)
 			got := f.requestsSince(mark)
@@ -69,7 +71,7 @@ func TestWarmReadReachesNoDaemon(t *testing.T) {
 	// Negative control: a read past the page cache shows in the count.
 	dropPageCache(t, out)
 	mark := f.logMark()
-	if !bytes.Equal(readFileOK(t, out), ct) {
+	if !bytes.Equal(testutil.ReadFile(t, out), ct) {
 		t.Fatal("re-read after dropping the page cache returned other bytes")
 	}
 	if got := f.requestsSince(mark); got["READ"] == 0 {
@@ -82,8 +84,8 @@ func TestWarmReadReachesNoDaemon(t *testing.T) {
 			srv.Restart(t)
 		}
 		first = false
-		readFileOK(t, out)
-		readFileOK(t, obj)
+		testutil.ReadFile(t, out)
+		testutil.ReadFile(t, obj)
 		srv.Stop()
 		outData, objData := readFile(out), readFile(obj)
 		return func() {
@@ -172,17 +174,6 @@ func dropCount(t *testing.T) string {
 // readFile is the whole file, or nil when it does not read.
 func readFile(name string) []byte {
 	data, _ := os.ReadFile(name)
-	return data
-}
-
-// readFileOK opens, reads and closes name (one open per call: a warm read
-// is a new open of a file whose pages are cached).
-func readFileOK(t *testing.T, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return data
 }
 

@@ -81,7 +81,7 @@ func TestFFmpegPlaysRewritten(t *testing.T) {
 	} {
 		i, c := i, c
 		t.Run(c.name, func(t *testing.T) {
-			src := readFile(t, filepath.Join(dir, c.playlist))
+			src := testutil.ReadFile(t, filepath.Join(dir, c.playlist))
 			p := mustParse(t, src)
 			mapKeys := allKeys(len(p.Maps), c.mapKey)
 			enc := fmt.Sprintf("enc/%d/%s", i, c.playlist)
@@ -130,7 +130,7 @@ func comboPlaylist(t *testing.T, dir string) []byte {
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n")
 	for i, sub := range []string{"fm1", "fm2"} {
-		p := mustParse(t, readFile(t, filepath.Join(dir, sub, "index.m3u8")))
+		p := mustParse(t, testutil.ReadFile(t, filepath.Join(dir, sub, "index.m3u8")))
 		if i > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
@@ -155,7 +155,7 @@ type piece struct {
 // encryptCopy writes under dir/dst the playlist dir/src rewritten, the
 // media it references encrypted as asked, and the keys.
 func encryptCopy(t *testing.T, dir, src, dst string, segKeys, mapKeys []*KeyTag) {
-	data := readFile(t, filepath.Join(dir, src))
+	data := testutil.ReadFile(t, filepath.Join(dir, src))
 	p := mustParse(t, data)
 	outs := make([]SegmentOut, len(p.Segments))
 	maps := make([]MapOut, len(p.Maps))
@@ -211,7 +211,7 @@ func writePieces(t *testing.T, dir, src, dst string, pieces []piece) {
 		byFile[pc.file] = append(byFile[pc.file], pc)
 	}
 	for file, ps := range byFile {
-		in := readFile(t, filepath.Join(dir, file))
+		in := testutil.ReadFile(t, filepath.Join(dir, file))
 		sort.SliceStable(ps, func(a, b int) bool { return off(ps[a]) < off(ps[b]) })
 		var outb []byte
 		var pos int64
@@ -274,15 +274,6 @@ func diffHead(got, want string) string {
 		}
 	}
 	return fmt.Sprintf("%d lines vs %d", len(g), len(w))
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func writeFile(t *testing.T, name string, b []byte) {

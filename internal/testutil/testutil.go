@@ -33,6 +33,16 @@ func Need(t testing.TB, what string, ok bool) {
 	t.Skipf("%s is missing", what)
 }
 
+// ReadFile reads the file at path whole, failing the test if it cannot.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // HaveCmd reports whether name is on PATH.
 func HaveCmd(name string) bool { _, err := exec.LookPath(name); return err == nil }
 
