@@ -107,14 +107,30 @@ func (ol *outline) eachDir(fn func(dir string)) {
 
 // outlineOf outlines a file list.
 func outlineOf(fl *fileList) outline {
+	return outlineNames(fl.len(), func(i int) (string, bool) { return fl.name(i), fl.kinds[i] != 'x' })
+}
+
+// outlineOfPlan outlines a plan's outputs in folder object, as
+// outlineOf(filesOf(...)) does without hashing every file's inode number
+// (a start over records without shards outlines every plan).
+func outlineOfPlan(object string, plan *Plan) outline {
+	return outlineNames(len(plan.Files), func(i int) (string, bool) {
+		name := plan.Files[i].Name
+		return name, validateKeyPath(object+"/"+name) == nil
+	})
+}
+
+// outlineNames outlines n outputs: nameOf(i) is the i-th one's name and
+// whether it can be served.
+func outlineNames(n int, nameOf func(i int) (string, bool)) outline {
 	var ol outline
 	dirs := map[string]bool{}
-	for i := 0; i < fl.len(); i++ {
-		if fl.kinds[i] == 'x' {
+	for i := range n {
+		name, ok := nameOf(i)
+		if !ok {
 			continue
 		}
 		ol.Outs++
-		name := fl.name(i)
 		for j := strings.LastIndexByte(name, '/'); j > 0; j = strings.LastIndexByte(name[:j], '/') {
 			if dirs[name[:j+1]] {
 				break // its parents are in too

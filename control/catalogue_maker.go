@@ -121,7 +121,7 @@ func makeTask(st *store.Local, dir, sys string, master *keywrap.Master, key []by
 	if err != nil {
 		return err
 	}
-	ol := outlineOf(filesOf(id, object, plan))
+	ol := outlineOfPlan(object, plan)
 	s := summarize(&rec, info.ETag, &ol)
 	mu.Lock()
 	shards[shardOf(id)] = append(shards[shardOf(id)], s)

@@ -405,6 +405,18 @@ func TestShardRoundTrip(t *testing.T) {
 	if deepOl.Outs != 1 || deepOl.Dirs != "a/\x00a/b/\x00a/b/c/\x00" {
 		t.Fatalf("outline of a/b/c/x.ts: %+v", deepOl)
 	}
+	// A plan is outlined as its file list is, names that could never be
+	// opened left out.
+	_, object, plan := CatalogueTask(3)
+	plan.Files = append(plan.Files, OutFile{Name: "p//q", Playlist: []byte("#EXTM3U\n")})
+	for _, c := range []struct {
+		object string
+		plan   *Plan
+	}{{object, plan}, {"deep", deep}} {
+		if got, want := outlineOfPlan(c.object, c.plan), outlineOf(filesOf("1000000000000096", c.object, c.plan)); got != want || got.Outs == 0 {
+			t.Errorf("outline of a plan in %s: %+v, its file list's: %+v", c.object, got, want)
+		}
+	}
 	waiting := &summary{ID: "1000000000000099", ETag: "w", Status: Waiting, CreateTime: "20260101000000", OutBucket: "public", OutObject: "w"}
 	bad := &summary{ID: "1000000000000098", ETag: "a\x00b", Status: Failed, OutBucket: "public", OutObject: "x"}
 	data := encodeShard(append(append(sums, waiting), bad))

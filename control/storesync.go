@@ -430,7 +430,7 @@ func (m *Manager) planOutline(ctx context.Context, rec *record) (*outline, error
 			return nil, err
 		}
 	}
-	ol := outlineOf(filesOf(rec.TaskID, rec.Output.Object, plan))
+	ol := outlineOfPlan(rec.Output.Object, plan)
 	return &ol, nil
 }
 
