@@ -188,11 +188,11 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(c.Tuning)
 	slg, closeLog, err := newLogger(c.LogLevel, c.LogFormat, c.LogFile, false)
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(c.Tuning)
 	defer closeLog()
 	lg := stdLogger(slg)
 	w, err := c.HTTP.listen(lg)
