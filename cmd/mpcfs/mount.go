@@ -348,7 +348,7 @@ func startMount(c *mountConfig, lg *slog.Logger) (*mounted, error) {
 		return nil, fmt.Errorf("mounting %s: %w", c.Mountpoint, err)
 	}
 	lg.Info("mounted", "mountpoint", c.Mountpoint, "store", c.describe(), "system_bucket", c.SysBucket,
-		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region,
+		"master_key_file", c.MasterKey, "tasks_loaded", mgr.TaskCount(), "region", c.Region,
 		"allow_other", c.AllowOther, "others_see", c.OthersSee, "version", versionString(),
 		"startup", time.Since(processStart).Round(time.Millisecond), "startup_phases", phases.mark("FUSE mount"))
 	return m, nil

@@ -213,7 +213,7 @@ func runServe(args []string) error {
 	defer stopGC()
 	followCatalogue(gcCtx, c.Tuning, mgr, slg)
 	slg.Info("serving", "listen", c.HTTP.Listen, "store", c.describe(), "system_bucket", c.SysBucket,
-		"master_key_file", c.MasterKey, "tasks_loaded", len(mgr.TaskIDs()), "region", c.Region, "version", versionString())
+		"master_key_file", c.MasterKey, "tasks_loaded", mgr.TaskCount(), "region", c.Region, "version", versionString())
 	done := w.serve(mgr)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
