@@ -390,25 +390,23 @@ func (x *Outputs) walk(ctx context.Context, fn func(v *view)) error {
 		if v.pass == maxWalks {
 			return fmt.Errorf("the outputs of task %s changed while being looked up", v.missing[0].ID)
 		}
-		lists := make([]*fileList, len(v.missing))
-		errs := make([]error, len(v.missing))
-		var wg sync.WaitGroup
-		for i, s := range v.missing {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				lists[i], errs[i] = x.filesOf(ctx, s)
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return err
+		loads := make([]*listLoad, len(v.missing))
+		for i, s := range v.missing { // all at once
+			loads[i] = x.loadFiles(s)
 		}
 		if v.got == nil {
 			v.got = map[string]*fileList{}
 		}
-		for i, s := range v.missing {
-			v.got[s.ID] = lists[i]
+		for i, ld := range loads {
+			select {
+			case <-ld.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if ld.err != nil {
+				return ld.err
+			}
+			v.got[v.missing[i].ID] = ld.fl
 		}
 	}
 }
@@ -420,40 +418,37 @@ type listLoad struct {
 	err  error
 }
 
-// filesOf returns a task's file list, loading it once however many ask
-// at the same time. The load is bounded by Tuning.LookupTimeout, not by
-// the asker's ctx (another may be waiting for it).
-func (x *Outputs) filesOf(ctx context.Context, s *summary) (*fileList, error) {
+// loadFiles starts the load of a task's file list, or joins the one
+// under way (however many ask at the same time, it is read once); a list
+// held comes back loaded. The load is bounded by Tuning.LookupTimeout, not
+// by an asker's context (others may be waiting for it).
+func (x *Outputs) loadFiles(s *summary) *listLoad {
 	x.lmu.Lock()
+	defer x.lmu.Unlock()
 	if fl := x.lists.get(s.ID); fl != nil {
+		ld := &listLoad{done: make(chan struct{}), fl: fl}
+		close(ld.done)
+		return ld
+	}
+	if ld := x.loading[s.ID]; ld != nil {
+		return ld
+	}
+	ld := &listLoad{done: make(chan struct{})}
+	x.loading[s.ID] = ld
+	go func() {
+		lctx, cancel := context.WithTimeout(context.Background(), x.tun.LookupTimeout)
+		defer cancel()
+		fl, err := x.readFiles(lctx, s)
+		x.lmu.Lock()
+		delete(x.loading, s.ID)
+		if err == nil {
+			x.lists.put(s.ID, fl)
+		}
+		ld.fl, ld.err = fl, err
 		x.lmu.Unlock()
-		return fl, nil
-	}
-	ld := x.loading[s.ID]
-	if ld == nil {
-		ld = &listLoad{done: make(chan struct{})}
-		x.loading[s.ID] = ld
-		go func() {
-			lctx, cancel := context.WithTimeout(context.Background(), x.tun.LookupTimeout)
-			defer cancel()
-			fl, err := x.readFiles(lctx, s)
-			x.lmu.Lock()
-			delete(x.loading, s.ID)
-			if err == nil {
-				x.lists.put(s.ID, fl)
-			}
-			ld.fl, ld.err = fl, err
-			x.lmu.Unlock()
-			close(ld.done)
-		}()
-	}
-	x.lmu.Unlock()
-	select {
-	case <-ld.done:
-		return ld.fl, ld.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+		close(ld.done)
+	}()
+	return ld
 }
 
 // readFiles lists a task's outputs from its plan: the one held for
