@@ -67,7 +67,7 @@ type summary struct {
 // outline is what the catalogue keeps of a SUCCEEDED task's outputs:
 // how many can be opened and the folders they lie in, not their names.
 // Names and sizes are loaded with the task's plan when first needed
-// (Outputs.files): a title of 43 outputs held 2.5 KB of names, sizes and
+// (Outputs.loadFiles): a title of 43 outputs held 2.5 KB of names, sizes and
 // inode numbers in every mount, 250 MB at 100,000 tasks, and a title of
 // 3,600 segments 100 KB. The folders answer, without the names, whether
 // a path below the output folder is a folder of the task, which is what
@@ -150,7 +150,7 @@ func outlineNames(n int, nameOf func(i int) (string, bool)) outline {
 
 // fileList holds a plan's output files without their content: names,
 // exact sizes and inode numbers, in the plan's order, packed. Lists are
-// loaded when first needed and kept in a bounded cache (Outputs.files).
+// loaded when first needed and kept in a bounded cache (Outputs.loadFiles).
 type fileList struct {
 	names string   // every name, back to back
 	ends  []uint32 // where each name ends in names
