@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -678,11 +679,11 @@ func TestOriginStreamsBounded(t *testing.T) {
 // is set, as a store that stopped answering.
 type downSysStore struct {
 	store.Store
-	down bool
+	down atomic.Bool // read by GETs that may outlive a request (speculative ones)
 }
 
 func (s *downSysStore) Open(ctx context.Context, bucket, key string, off, n int64) (io.ReadCloser, error) {
-	if s.down && bucket == ".mpcfs" {
+	if s.down.Load() && bucket == ".mpcfs" {
 		return nil, fmt.Errorf("%s/%s: %w", bucket, key, store.ErrUnavailable)
 	}
 	return s.Store.Open(ctx, bucket, key, off, n)
@@ -718,11 +719,11 @@ func TestOriginStoreDownIsNot404(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	down.down = true
+	down.down.Store(true)
 	if code := get(); code != http.StatusServiceUnavailable {
 		t.Errorf("GET of an output while the task store is down: %d, want 503", code)
 	}
-	down.down = false
+	down.down.Store(false)
 	if code := get(); code != http.StatusOK {
 		t.Errorf("GET of the same output once the store answers: %d, want 200", code)
 	}
