@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -160,12 +161,17 @@ func (d *dirNode) recall(name string) (info store.ObjectInfo, folder, ok bool) {
 }
 
 var (
-	_ fusefs.NodeLookuper  = (*dirNode)(nil)
-	_ fusefs.NodeReaddirer = (*dirNode)(nil)
-	_ fusefs.NodeGetattrer = (*dirNode)(nil)
+	_ fusefs.NodeLookuper       = (*dirNode)(nil)
+	_ fusefs.NodeOpendirHandler = (*dirNode)(nil)
+	_ fusefs.NodeGetattrer      = (*dirNode)(nil)
 )
 
+// foldersAnswered counts the folder nodes made for the kernel (lookups
+// answered with a folder); tests read it.
+var foldersAnswered atomic.Int64
+
 func newDir(ctx context.Context, parent *fusefs.Inode, opts *Options, bucket, prefix string, out *fuse.EntryOut) *fusefs.Inode {
+	foldersAnswered.Add(1)
 	d := &dirNode{opts: opts, bucket: bucket, prefix: prefix}
 	d.fill(&out.Attr)
 	return parent.NewInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(bucket, prefix)})
@@ -178,7 +184,90 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 	return 0
 }
 
-func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+// OpendirHandle lists the folder through a folderHandle, whose Lookup
+// answers the kernel's READDIRPLUS.
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	return &folderHandle{dir: d}, 0, 0
+}
+
+// folderHandle is an open bucket folder. The kernel lists with
+// READDIRPLUS, which looks up every entry as it is listed. A file's
+// attributes come from the listing or the task's outline and `ls -l`
+// wants them, so files are looked up as usual, and so are the folders of
+// a listing that holds at most Tuning.FolderAttrsMax of them. Beyond, a
+// folder is answered without attributes (as control/tasks answers every
+// entry): looking it up makes a node the kernel keeps until it forgets
+// it, about 600 B of the daemon's heap per folder, for a name that `ls`
+// and `find` only print or descend into. A catalogue's output folder
+// holds one folder per title: a plain `ls` of 100,000 of them raised the
+// daemon's RSS by ~50 MB. A stat, `ls -l` or a path through such a folder
+// looks it up then.
+type folderHandle struct {
+	dir     *dirNode
+	entries []fuse.DirEntry // listed at the first read
+	listed  bool
+	bare    bool // too many folders: give them without attributes
+	next    int  // entries[next-1] was the last given out
+}
+
+var (
+	_ fusefs.FileReaddirenter = (*folderHandle)(nil)
+	_ fusefs.FileSeekdirer    = (*folderHandle)(nil)
+	_ fusefs.FileLookuper     = (*folderHandle)(nil)
+)
+
+func (h *folderHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !h.listed {
+		entries, errno := h.dir.list(ctx)
+		if errno != 0 {
+			return nil, errno
+		}
+		folders := 0
+		for _, e := range entries {
+			if e.Mode == syscall.S_IFDIR {
+				folders++
+			}
+		}
+		h.entries, h.listed = entries, true
+		h.bare = folders > h.dir.opts.Tuning.FolderAttrsMax
+	}
+	if h.next >= len(h.entries) {
+		return nil, 0
+	}
+	h.next++
+	e := h.entries[h.next-1]
+	e.Off = uint64(h.next)
+	return &e, 0
+}
+
+// Seekdir goes back to an entry (offsets are entry numbers); 0 lists the
+// folder anew (rewinddir).
+func (h *folderHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		h.entries, h.listed = nil, false
+	}
+	h.next = int(off)
+	return 0
+}
+
+// Lookup answers READDIRPLUS for the entry just given out (go-fuse asks
+// for that one): in a listing with too many folders, a folder with no
+// entry (an errno leaves its node id 0, which the kernel takes as "no
+// attributes given", not as ENOENT); anything else as dirNode.Lookup
+// does. A name that is not the last one given out (a listing the kernel
+// interrupted and asks again) is looked up as usual.
+func (h *folderHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if h.bare && h.next > 0 && h.next <= len(h.entries) {
+		if e := h.entries[h.next-1]; e.Name == name && e.Mode == syscall.S_IFDIR {
+			return nil, syscall.ENOENT
+		}
+	}
+	return h.dir.Lookup(ctx, name, out)
+}
+
+// list is what the folder holds: the task outputs in it, then (unless
+// sources are hidden) the store's objects and sub-folders.
+func (d *dirNode) list(ctx context.Context) ([]fuse.DirEntry, syscall.Errno) {
 	ctx, cancel := d.opts.metaContext(ctx)
 	defer cancel()
 	outputs, err := d.opts.Manager.Outputs().Children(ctx, d.bucket, d.prefix)
@@ -219,7 +308,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 		}
 	}
 	if d.opts.hidesSources(ctx) {
-		return fusefs.NewListDirStream(entries), 0
+		return entries, 0
 	}
 	d.remember(l)
 	for _, p := range l.Prefixes {
@@ -228,7 +317,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	for _, o := range l.Objects {
 		add(strings.TrimPrefix(o.Key, d.prefix), syscall.S_IFREG)
 	}
-	return fusefs.NewListDirStream(entries), 0
+	return entries, 0
 }
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpcfs/mpcfs/fs"
 	"github.com/mpcfs/mpcfs/store"
 	"github.com/mpcfs/mpcfs/tuning"
 )
@@ -173,5 +174,66 @@ func TestListingAnswersLookups(t *testing.T) {
 	g := newFixtureOpts(t, &requestLog{Store: st}, ".mpcfs", mountOpts{tune: func(tu *tuning.Tuning) { tu.ListingTTL = 0 }})
 	if _, reqs := lsl(g); perEntry(reqs) < objects {
 		t.Errorf("with ListingTTL 0, ls -l asked the store %d times per entry (%q): the control should ask for each", perEntry(reqs), reqs)
+	}
+}
+
+// TestManyFoldersListedBare: a listing with more sub-folders than
+// Tuning.FolderAttrsMax gives the kernel their names without attributes,
+// so a plain listing makes no folder node (each is kept by the kernel
+// until it forgets it: ~600 B of the daemon's heap, ~50 MB for a
+// catalogue's 100,000 title folders). Files keep their attributes (ls -l
+// shows their sizes), and a folder is looked up when a path goes through
+// it. The negative control is the same listing with the limit above the
+// folder count: every folder is made a node as it is listed.
+func TestManyFoldersListedBare(t *testing.T) {
+	st, _ := localStore(t, "media")
+	ctx := context.Background()
+	const folders, files = 30, 5
+	for i := range folders {
+		if err := st.Put(ctx, "media", fmt.Sprintf("cat/t%02d/a.ts", i), []byte("title")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range files {
+		if err := st.Put(ctx, "media", fmt.Sprintf("cat/f%d.ts", i), []byte("12345678")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(f *fixture) (dirs, made int64) {
+		t.Helper()
+		before := fs.FoldersAnswered()
+		entries, err := os.ReadDir(f.path("buckets", "media", "cat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs++
+			}
+		}
+		return dirs, fs.FoldersAnswered() - before
+	}
+
+	f := newFixtureOpts(t, st, ".mpcfs", mountOpts{tune: func(tu *tuning.Tuning) { tu.FolderAttrsMax = 10 }})
+	if _, err := os.Stat(f.path("buckets", "media", "cat")); err != nil {
+		t.Fatal(err)
+	}
+	if dirs, made := list(f); dirs != folders || made != 0 {
+		t.Errorf("a listing of %d folders (limit 10): %d listed as folders, %d folder nodes made; want %d and 0", folders, dirs, made, folders)
+	}
+	out, err := exec.Command("ls", "-l", f.path("buckets", "media", "cat")).CombinedOutput()
+	if err != nil || strings.Count(string(out), " 8 ") != files || strings.Count(string(out), "\nd") != folders {
+		t.Errorf("ls -l: %v\n%s\nwant %d files of 8 bytes and %d folders", err, out, files, folders)
+	}
+	if b, err := os.ReadFile(f.path("buckets", "media", "cat", "t07", "a.ts")); err != nil || string(b) != "title" {
+		t.Errorf("a file in a folder listed bare: %q, %v", b, err)
+	}
+
+	g := newFixtureOpts(t, st, ".mpcfs", mountOpts{tune: func(tu *tuning.Tuning) { tu.FolderAttrsMax = folders }})
+	if _, err := os.Stat(g.path("buckets", "media", "cat")); err != nil {
+		t.Fatal(err)
+	}
+	if dirs, made := list(g); dirs != folders || made < folders {
+		t.Errorf("control, limit %d: %d listed as folders, %d folder nodes made; want %d and %d", folders, dirs, made, folders, folders)
 	}
 }

@@ -61,6 +61,9 @@ type catalogueResult struct {
 	requestMinioCPU, requestDaemonCPU float64
 	lsSecs                            []float64 // os.ReadDir(control/tasks)
 	lsEntries                         int
+	lsTitlesSecs                      []float64 // os.ReadDir of the folder of every title's output folder
+	lsTitles                          int
+	lsTitlesRSSMB                     [2]float64 // the daemon's VmRSS before and after those listings
 	writers                           int
 	mountFail                         string // why the mount did not come up, when it did not
 }
@@ -183,6 +186,21 @@ func (b *bench) catalogue() error {
 		c.lsEntries = len(ents)
 	}
 	fmt.Fprintf(os.Stderr, "  catalogue: ls control/tasks %.2f s, %d entries\n", median(c.lsSecs), c.lsEntries)
+	// The output folder every title's folder lies in: an admin's ls of it
+	// must not keep a node per title in the daemon (docs/scale.md).
+	c.lsTitlesRSSMB[0] = vmRSS(m.proc)
+	for range b.cfg.Runs {
+		t := time.Now()
+		ents, err := os.ReadDir(filepath.Join(m.dir, "buckets", outBucket, catalogueOutDir))
+		if err != nil {
+			return fmt.Errorf("listing the catalogue's output folder: %w", err)
+		}
+		c.lsTitlesSecs = append(c.lsTitlesSecs, time.Since(t).Seconds())
+		c.lsTitles = len(ents)
+	}
+	c.lsTitlesRSSMB[1] = vmRSS(m.proc)
+	fmt.Fprintf(os.Stderr, "  catalogue: ls of the %d title folders %.2f s, RSS %.0f -> %.0f MB\n",
+		c.lsTitles, median(c.lsTitlesSecs), c.lsTitlesRSSMB[0], c.lsTitlesRSSMB[1])
 	// Where the CPU goes while the requests run: MinIO shares the two
 	// cores (its background scanner walks every object of the store).
 	minio0, daemon0, wall0 := procCPU(b.minio.Pid()), procCPU(m.proc.cmd.Process.Pid), time.Now()
@@ -542,6 +560,10 @@ func (b *bench) catalogueTable(s *strings.Builder) {
 			c.writers, float64(c.createN)/c.createSecs, c.createN, c.createSecs, done)
 	}
 	fmt.Fprintf(s, "| ls control/tasks, s (%d entries) | %.2f | %s |\n", c.lsEntries, median(c.lsSecs), spreadF(c.lsSecs, 2))
+	if c.lsTitles > 0 {
+		fmt.Fprintf(s, "| ls buckets/%s/%s, s (%d title folders) | %.2f | %s; daemon RSS %.0f MB before, %.0f MB after |\n",
+			outBucket, catalogueOutDir, c.lsTitles, median(c.lsTitlesSecs), spreadF(c.lsTitlesSecs, 2), c.lsTitlesRSSMB[0], c.lsTitlesRSSMB[1])
+	}
 }
 
 func spreadF(xs []float64, prec int) string {
