@@ -61,6 +61,10 @@ type Manager struct {
 	// filesHint holds, during a start, the summaries of SUCCEEDED tasks
 	// in the index that are older than their record: their outlines.
 	filesHint map[string]*summary
+	// nextResponses is when a refresh between full ones may list the
+	// responses again (syncResponses). Set and read by the start's check,
+	// then by the refresher only.
+	nextResponses time.Time
 
 	outs *Outputs
 

@@ -659,3 +659,53 @@ func TestFullRefreshSpaced(t *testing.T) {
 		t.Errorf("%d full refreshes in 1 s with FullRefreshShare 1: the check cannot fail", n)
 	}
 }
+
+// slowResponseList is a store whose listing of control/encryptions/
+// responses takes hold, counted.
+type slowResponseList struct {
+	store.Store
+	hold  time.Duration
+	lists atomic.Int64
+}
+
+func (s *slowResponseList) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
+	if strings.HasPrefix(prefix, responsesPrefix) {
+		s.lists.Add(1)
+		time.Sleep(s.hold)
+	}
+	return s.Store.List(ctx, bucket, prefix)
+}
+
+// TestResponseListingSpaced: the refreshes between full ones list the
+// control/encryptions/ responses (there is no index of them) at most
+// Tuning.FullRefreshShare of the time: a catalogue made through the
+// control folder has one response per task, and 100,000 of them were
+// listed at every refresh, every 2 s. The control is a share of 1 (a
+// listing at every refresh, as before).
+func TestResponseListingSpaced(t *testing.T) {
+	count := func(share float64) int64 {
+		st := &slowResponseList{Store: taskStore(t), hold: 40 * time.Millisecond}
+		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t), Log: log.New(io.Discard, "", 0),
+			Tuning: tuningWith(func(t *tuning.Tuning) {
+				t.Refresh, t.FullRefresh, t.FullRefreshShare = 5*time.Millisecond, time.Hour, share
+			})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-m.reconciled
+		before := st.lists.Load()
+		time.Sleep(time.Second)
+		m.Close()
+		return st.lists.Load() - before
+	}
+	// A listing takes ~40 ms: at most a tenth of the time is one every
+	// 400 ms or more.
+	if n := count(0.1); n > 3 {
+		t.Errorf("%d response listings in 1 s with FullRefreshShare 0.1 and listings of 40 ms, want at most 3", n)
+	}
+	n1 := count(1)
+	t.Logf("response listings in 1 s: %d at share 1", n1)
+	if n1 < 6 {
+		t.Errorf("%d response listings in 1 s with FullRefreshShare 1: the check cannot fail", n1)
+	}
+}

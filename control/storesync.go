@@ -292,6 +292,9 @@ func (m *Manager) syncShards(ctx context.Context) error {
 		m.mu.Unlock()
 	}
 	m.readChanged(ctx, changed, false)
+	if time.Now().Before(m.nextResponses) {
+		return nil
+	}
 	return m.syncResponses(ctx)
 }
 
@@ -599,8 +602,19 @@ func (m *Manager) adopt(nt *task, etag string, load bool) (isNew bool) {
 // syncResponses notes the changed control/encryptions/ responses and drops
 // the ones another mount deleted (only names once seen in a listing, so a
 // response this mount is saving right now is kept).
+//
+// Responses have no index: each call lists them all, a LIST page per
+// 1,000, and a catalogue made through the control folder has one per
+// task. Refreshes between full ones (syncShards, every Tuning.Refresh)
+// therefore list them only Tuning.FullRefreshShare of the time, as full
+// refreshes list the records: a listing of 5 ms still runs at every
+// refresh, so a request written on another mount is listed here within a
+// refresh or two; one of 100,000 responses taking 10 s runs every 100 s,
+// where it ran back to back.
 func (m *Manager) syncResponses(ctx context.Context) error {
+	began := time.Now()
 	objs, err := m.listAll(ctx, responsesPrefix)
+	m.nextResponses = time.Now().Add(time.Duration(float64(time.Since(began)) / m.cfg.Tuning.FullRefreshShare))
 	if err != nil {
 		return err
 	}
