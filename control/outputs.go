@@ -935,13 +935,21 @@ func (x *Outputs) parts(st *servedTask, f *OutFile, o *Output) ([]crypto.Part, e
 // default, so that the lane engine has up to four CBC chains to
 // interleave while the reader is served what was made ahead, and four
 // GETs overlap their latency (the README's bench section has the figures).
+//
+// Each warm stream is told o's File: the reader of o asked for it, and
+// while o is read the stream is not stopped to free the ahead budget for
+// another reader's (crypto.File.WarmFor).
 func (x *Outputs) WarmNext(o *Output) {
+	by, err := x.Open(o)
+	if err != nil {
+		by = nil
+	}
 	for n, i := o.Next(), 0; n != nil && i < x.tun.WarmNext; n, i = n.Next(), i+1 {
 		if cur := x.Lookup(n.Bucket, n.Key); cur == nil || cur.Ino != n.Ino {
 			return
 		}
 		if f, err := x.Open(n); err == nil {
-			f.Warm()
+			f.WarmFor(by)
 		}
 	}
 }

@@ -27,6 +27,16 @@ import (
 // One that has waited less is left alone: a fast reader adopts its warm
 // streams within a fraction of that, so two of them do not undo each
 // other's.
+//
+// The ahead budget fills the same way, with fewer streams: three left by
+// readers that stopped held all of it for WarmTTL, so a reader going
+// through a playlist after them adopted streams with nothing made, and
+// encrypted its chunks alone (the lane engine's steps of one lane: the
+// origin's CPU per GB went from 0.87 to 1.42 s). So a warm stream knows
+// the File whose reader asked for it (WarmFor), and when the budget is
+// full a new one stops those whose asker nobody reads any more and that
+// have waited WarmEvictAfter. The oldest stream alone would not do: a
+// player reading in real time has its own next segment as its oldest.
 var warmHeld atomic.Int32
 
 // warmOrder lists the Files holding a warm stream, oldest first.
@@ -50,20 +60,28 @@ type warmSlot struct {
 	r     *Reader
 	timer *time.Timer
 	since time.Time // when r was started
+	by    *File     // the File whose reader asked for it last (nil: none said)
 }
 
-// Warm starts reading f from its start in the background for a reader
-// expected to open it soon. It does nothing when f is already warm or
-// being read (a concurrent reader got there first), when
-// Tuning.MaxWarmStreams are held, or for an empty File.
-func (f *File) Warm() {
+// Warm is WarmFor(nil): a warm stream nobody in particular asked for.
+func (f *File) Warm() { f.WarmFor(nil) }
+
+// WarmFor starts reading f from its start in the background for a reader
+// expected to open it soon; by is the File being read by the reader that
+// asks (the segment before f), or nil. It does nothing when f is already
+// warm (by then becomes its asker) or being read (a concurrent reader got
+// there first), when Tuning.MaxWarmStreams are held, or for an empty File.
+func (f *File) WarmFor(by *File) {
 	if f.size == 0 || f.open.Load() > 0 {
 		return
 	}
-	if f.Warming() {
+	if f.rewarm(by) {
 		return
 	}
 	t := tun()
+	if by != nil && budgetFull(t) {
+		evictForsaken(f, t.WarmEvictAfter)
+	}
 	for warmHeld.Add(1) > int32(t.MaxWarmStreams) {
 		warmHeld.Add(-1)
 		if !evictWarm(f, t.WarmEvictAfter) {
@@ -82,7 +100,7 @@ func (f *File) Warm() {
 	r.startStream(0, true)
 	r.warm = true
 	r.mu.Unlock()
-	s.r, s.since = r, time.Now()
+	s.r, s.since, s.by = r, time.Now(), by
 	warmOrder.Lock()
 	warmOrder.files = append(warmOrder.files, f)
 	warmOrder.Unlock()
@@ -91,6 +109,49 @@ func (f *File) Warm() {
 			r.Close()
 		}
 	})
+}
+
+// rewarm reports whether f is warm already, and then makes by (if not
+// nil) its asker: the reader going on through the playlist still wants it.
+func (f *File) rewarm(by *File) bool {
+	f.warm.mu.Lock()
+	defer f.warm.mu.Unlock()
+	if f.warm.r != nil && by != nil {
+		f.warm.by = by
+	}
+	return f.warm.r != nil
+}
+
+// budgetFull reports whether the warm streams hold all of the ahead budget.
+func budgetFull(t *settings) bool {
+	return cap(t.aheadTokens) > 0 && len(t.aheadTokens) == cap(t.aheadTokens)
+}
+
+// evictForsaken stops the warm streams (not f's) whose asker nobody reads
+// any more (no Reader open, not warm itself) and that have waited at least
+// minAge (0: never).
+func evictForsaken(f *File, minAge time.Duration) {
+	if minAge <= 0 {
+		return
+	}
+	warmOrder.Lock()
+	held := append([]*File(nil), warmOrder.files...)
+	warmOrder.Unlock()
+	for _, g := range held {
+		if g == f {
+			continue
+		}
+		g.warm.mu.Lock()
+		by, waited := g.warm.by, g.warm.r != nil && time.Since(g.warm.since) >= minAge
+		g.warm.mu.Unlock()
+		if !waited || by == nil || !by.Idle() {
+			continue
+		}
+		if r := g.takeWarm(); r != nil {
+			r.Close()
+			warmEvictions.Add(1)
+		}
+	}
 }
 
 // evictWarm stops the oldest warm stream (not f's) if it has waited at
@@ -176,7 +237,7 @@ func (f *File) takeWarm() *Reader {
 	if r == nil {
 		return nil
 	}
-	s.r = nil
+	s.r, s.by = nil, nil
 	s.timer.Stop()
 	warmHeld.Add(-1)
 	warmOrder.Lock()
