@@ -33,10 +33,15 @@ import (
 // through a playlist after them adopted streams with nothing made, and
 // encrypted its chunks alone (the lane engine's steps of one lane: the
 // origin's CPU per GB went from 0.87 to 1.42 s). So a warm stream knows
-// the File whose reader asked for it (WarmFor), and when the budget is
-// full a new one stops those whose asker nobody reads any more and that
-// have waited WarmEvictAfter. The oldest stream alone would not do: a
-// player reading in real time has its own next segment as its oldest.
+// the File whose reader asked for it (WarmFor). When the budget is full,
+// a reader that holds no warm stream yet stops those whose asker nobody
+// reads any more and that have waited WarmEvictAfter. All of them: one
+// alone would free tokens the others, blocked on the budget, take at
+// once. Only a reader that holds none: players reading in real time are
+// idle between segments, and each would otherwise stop the other's
+// streams at every segment, their work then fetched and made again. The
+// oldest stream alone would not do either: a player's oldest is its own
+// next segment.
 var warmHeld atomic.Int32
 
 // warmOrder lists the Files holding a warm stream, oldest first.
@@ -79,7 +84,7 @@ func (f *File) WarmFor(by *File) {
 		return
 	}
 	t := tun()
-	if by != nil && budgetFull(t) {
+	if by != nil && budgetFull(t) && !asking(by) {
 		evictForsaken(f, t.WarmEvictAfter)
 	}
 	for warmHeld.Add(1) > int32(t.MaxWarmStreams) {
@@ -120,6 +125,23 @@ func (f *File) rewarm(by *File) bool {
 		f.warm.by = by
 	}
 	return f.warm.r != nil
+}
+
+// asking reports whether by's reader already holds a warm stream (it is
+// their asker).
+func asking(by *File) bool {
+	warmOrder.Lock()
+	held := append([]*File(nil), warmOrder.files...)
+	warmOrder.Unlock()
+	for _, g := range held {
+		g.warm.mu.Lock()
+		mine := g.warm.r != nil && g.warm.by == by
+		g.warm.mu.Unlock()
+		if mine {
+			return true
+		}
+	}
+	return false
 }
 
 // budgetFull reports whether the warm streams hold all of the ahead budget.

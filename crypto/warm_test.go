@@ -201,60 +201,68 @@ func TestWarmSkipsOpenFile(t *testing.T) {
 }
 
 // TestWarmForsakenGiveBudget: when warm streams hold all of the ahead
-// budget, a new one asked for by a reader stops those whose asker nobody
-// reads any more (once they have waited WarmEvictAfter), so its own can
-// run ahead. Streams whose asker is still being read are kept: a player
-// reading in real time keeps its next segments warm (the control, before
-// the asker is closed, is that nothing is stopped).
+// budget, a reader that holds no warm stream yet stops those whose asker
+// nobody reads any more (once they have waited WarmEvictAfter), so its
+// own can run ahead. Controls: nothing is stopped while their asker is
+// still being read; and a reader that already holds a warm stream stops
+// nothing (two players reading in real time, each idle between segments,
+// would otherwise stop each other's streams at every segment).
 func TestWarmForsakenGiveBudget(t *testing.T) {
 	const age = 50 * time.Millisecond
 	withTuning(t, func(tu *tuning.Tuning) { tu.WarmEvictAfter = age })
 	r := rand.New(rand.NewSource(27))
 	small := func() *File { f, _ := onePart(t, r, AES128CBC, 1<<20, testIV); return f }
-	a, b := small(), small()
+	a, b, e := small(), small(), small()
 	var stale []*File
 	for range 3 {
 		f, _ := onePart(t, r, AES128CBC, 12<<20, testIV)
 		stale = append(stale, f)
 	}
-	c, csrc := onePart(t, r, AES128CBC, 12<<20, testIV)
-	d := small()
+	c, d := small(), small()
+	g, gsrc := onePart(t, r, AES128CBC, 12<<20, testIV)
 	t.Cleanup(func() {
-		for _, f := range append(stale, c, d) {
+		for _, f := range append(stale, c, d, g) {
 			f.StopWarm()
 		}
 	})
-	rdA, rdB := a.NewReader(), b.NewReader()
+	rdA, rdB, rdE := a.NewReader(), b.NewReader(), e.NewReader()
 	defer rdB.Close()
+	defer rdE.Close()
 	for _, f := range stale {
 		f.WarmFor(a)
 	}
 	tokens := tun().aheadTokens
 	waitFor(t, "the warm streams to take all of the budget", func() bool { return len(tokens) == cap(tokens) })
 	time.Sleep(age)
+	stillWarm := func(what string) {
+		t.Helper()
+		for i, f := range stale {
+			if !f.Warming() {
+				t.Fatalf("%s: stale[%d] was stopped", what, i)
+			}
+		}
+	}
 
 	evictions := WarmEvictions()
 	c.WarmFor(b)
-	for i, f := range stale {
-		if !f.Warming() {
-			t.Fatalf("control: stale[%d] was stopped while its asker is still being read", i)
-		}
-	}
+	stillWarm("control: its asker is still being read")
 	rdA.Close()
 	d.WarmFor(b)
+	stillWarm("control: asked for by a reader that already holds a warm stream")
+	g.WarmFor(e)
 	for i, f := range stale {
 		if f.Warming() {
-			t.Fatalf("stale[%d] still holds the budget: its asker is closed and it waited %v", i, age)
+			t.Fatalf("stale[%d] still holds the budget: its asker is closed, it waited %v, and a new reader asked", i, age)
 		}
 	}
-	if !c.Warming() || !d.Warming() {
+	if !c.Warming() || !d.Warming() || !g.Warming() {
 		t.Fatal("a stream whose asker is being read was stopped")
 	}
 	if n := WarmEvictions() - evictions; n != 3 {
 		t.Fatalf("%d warm streams stopped, want the 3 whose asker is closed", n)
 	}
-	waitFor(t, "the new reader's warm stream to run ahead into the freed budget", func() bool { return csrc.read.Load() >= 4<<20 })
-	if got, want := readSeq(t, c, 1<<20), openssl(t, AES128CBC, testKey, testIV, csrc.data); !bytes.Equal(got, want) {
+	waitFor(t, "the new reader's warm stream to run ahead into the freed budget", func() bool { return gsrc.read.Load() >= 4<<20 })
+	if got, want := readSeq(t, g, 1<<20), openssl(t, AES128CBC, testKey, testIV, gsrc.data); !bytes.Equal(got, want) {
 		t.Fatal("ciphertext of the warm stream that ran into the freed budget differs from openssl's")
 	}
 }
