@@ -612,20 +612,40 @@ func TestOldShardsRewritten(t *testing.T) {
 	}
 }
 
-// slowRecordList holds each listing of the task records (a large
-// catalogue's) and counts them.
-type slowRecordList struct {
+// slowList holds each listing under prefix (of a large catalogue's task
+// records, or of its responses) and counts them.
+type slowList struct {
 	store.Store
-	hold  time.Duration
-	lists atomic.Int64
+	prefix string // the listings slowed: tasksPrefix, responsesPrefix
+	hold   time.Duration
+	lists  atomic.Int64
 }
 
-func (s *slowRecordList) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
-	if strings.HasPrefix(prefix, tasksPrefix) {
+func (s *slowList) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
+	if strings.HasPrefix(prefix, s.prefix) {
 		s.lists.Add(1)
 		time.Sleep(s.hold)
 	}
 	return s.Store.List(ctx, bucket, prefix)
+}
+
+// listingsInASecond runs a Manager refreshing every 5 ms over a store
+// whose listings under prefix take 40 ms, and counts those listings in
+// the second after its start's check.
+func listingsInASecond(t *testing.T, prefix string, fullRefresh time.Duration, share float64) int64 {
+	st := &slowList{Store: taskStore(t), prefix: prefix, hold: 40 * time.Millisecond}
+	m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t), Log: log.New(io.Discard, "", 0),
+		Tuning: tuningWith(func(t *tuning.Tuning) {
+			t.Refresh, t.FullRefresh, t.FullRefreshShare = 5*time.Millisecond, fullRefresh, share
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-m.reconciled
+	before := st.lists.Load()
+	time.Sleep(time.Second)
+	m.Close()
+	return st.lists.Load() - before
 }
 
 // TestFullRefreshSpaced: when listing the records takes long (a large
@@ -634,19 +654,7 @@ func (s *slowRecordList) List(ctx context.Context, bucket, prefix string) (store
 // is. The control is a share of 1 (back to back).
 func TestFullRefreshSpaced(t *testing.T) {
 	count := func(share float64) int64 {
-		st := &slowRecordList{Store: taskStore(t), hold: 40 * time.Millisecond}
-		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t), Log: log.New(io.Discard, "", 0),
-			Tuning: tuningWith(func(t *tuning.Tuning) {
-				t.Refresh, t.FullRefresh, t.FullRefreshShare = 5*time.Millisecond, 10*time.Millisecond, share
-			})})
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-m.reconciled
-		before := st.lists.Load()
-		time.Sleep(time.Second)
-		m.Close()
-		return (st.lists.Load() - before) / 9 // nine listings a full refresh
+		return listingsInASecond(t, tasksPrefix, 10*time.Millisecond, share) / 9 // nine listings a full refresh
 	}
 	// A full refresh takes ~40 ms: at most a tenth of the time is one
 	// every 400 ms or more.
@@ -660,22 +668,6 @@ func TestFullRefreshSpaced(t *testing.T) {
 	}
 }
 
-// slowResponseList is a store whose listing of control/encryptions/
-// responses takes hold, counted.
-type slowResponseList struct {
-	store.Store
-	hold  time.Duration
-	lists atomic.Int64
-}
-
-func (s *slowResponseList) List(ctx context.Context, bucket, prefix string) (store.Listing, error) {
-	if strings.HasPrefix(prefix, responsesPrefix) {
-		s.lists.Add(1)
-		time.Sleep(s.hold)
-	}
-	return s.Store.List(ctx, bucket, prefix)
-}
-
 // TestResponseListingSpaced: the refreshes between full ones list the
 // control/encryptions/ responses (there is no index of them) at most
 // Tuning.FullRefreshShare of the time: a catalogue made through the
@@ -684,19 +676,7 @@ func (s *slowResponseList) List(ctx context.Context, bucket, prefix string) (sto
 // listing at every refresh, as before).
 func TestResponseListingSpaced(t *testing.T) {
 	count := func(share float64) int64 {
-		st := &slowResponseList{Store: taskStore(t), hold: 40 * time.Millisecond}
-		m, err := NewManager(Config{Store: st, Region: "region1", SysBucket: ".mpcfs", Master: testMaster(t), Log: log.New(io.Discard, "", 0),
-			Tuning: tuningWith(func(t *tuning.Tuning) {
-				t.Refresh, t.FullRefresh, t.FullRefreshShare = 5*time.Millisecond, time.Hour, share
-			})})
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-m.reconciled
-		before := st.lists.Load()
-		time.Sleep(time.Second)
-		m.Close()
-		return st.lists.Load() - before
+		return listingsInASecond(t, responsesPrefix, time.Hour, share)
 	}
 	// A listing takes ~40 ms: at most a tenth of the time is one every
 	// 400 ms or more.
