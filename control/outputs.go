@@ -938,19 +938,32 @@ func (x *Outputs) parts(st *servedTask, f *OutFile, o *Output) ([]crypto.Part, e
 //
 // Each warm stream is told o's File: the reader of o asked for it, and
 // while o is read the stream is not stopped to free the ahead budget for
-// another reader's (crypto.File.WarmFor).
+// another reader's (crypto.File.WarmFor). The streams already warm are
+// told first, then the missing ones started: a reader whose window has
+// a gap (a stream stopped for its place) would otherwise look like a new
+// reader when starting it, and stop its own streams further on, still
+// told of the segment it has closed.
 func (x *Outputs) WarmNext(o *Output) {
 	by, err := x.Open(o)
 	if err != nil {
 		by = nil
 	}
+	var next []*crypto.File
 	for n, i := o.Next(), 0; n != nil && i < x.tun.WarmNext; n, i = n.Next(), i+1 {
 		if cur := x.Lookup(n.Bucket, n.Key); cur == nil || cur.Ino != n.Ino {
-			return
+			break
 		}
 		if f, err := x.Open(n); err == nil {
-			f.WarmFor(by)
+			next = append(next, f)
 		}
+	}
+	for _, f := range next {
+		if f.Warming() {
+			f.WarmFor(by) // only tells it by
+		}
+	}
+	for _, f := range next {
+		f.WarmFor(by)
 	}
 }
 

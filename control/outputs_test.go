@@ -222,6 +222,78 @@ func TestWithdrawStopsWarm(t *testing.T) {
 	}
 }
 
+// TestWarmNextKeepsOwnStreams: with the warm budget full, a reader whose
+// warm window has a gap (a stream stopped for its place) fills it without
+// stopping its own streams further on, which are still told of the
+// segment it has closed. The negative control is the gap filled before
+// those streams are told of the segment now read: they are stopped.
+func TestWarmNextKeepsOwnStreams(t *testing.T) {
+	old := crypto.Tuning()
+	tu := old
+	tu.WarmBudget, tu.WarmEvictAfter = 2<<20, 20*time.Millisecond // four chunks: full at once
+	if err := crypto.SetTuning(tu); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { crypto.SetTuning(old) })
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "media", "in"), 0o755)
+	var files []OutFile
+	for i := range 7 {
+		name := fmt.Sprintf("s%d.ts", i)
+		data := make([]byte, 3<<20)
+		if err := os.WriteFile(filepath.Join(dir, "media", "in", name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: int64(len(data)), Encrypt: true, IV: make([]byte, 16)}},
+			Size: int64(len(data)) + 16})
+	}
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := testOutputs(st)
+	s := x.serve("1", 0, "out", &Plan{Files: files})
+	t.Cleanup(func() { x.set(s, nil) })
+	seg := func(i int) (*Output, *crypto.File) {
+		o := x.Lookup("public", fmt.Sprintf("out/s%d.ts", i))
+		f, err := x.Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o, f
+	}
+	run := func(fillFirst bool) (stopped int64) {
+		o0, f0 := seg(0)
+		rd0 := f0.NewReader()
+		x.WarmNext(o0) // s1-s4, told of s0
+		_, f2 := seg(2)
+		f2.StopWarm() // the gap
+		time.Sleep(100 * time.Millisecond)
+		rd0.Close()
+		o1, f1 := seg(1)
+		rd1 := f1.NewReader() // adopts s1's stream
+		defer rd1.Close()
+		time.Sleep(2 * tu.WarmEvictAfter)
+		before := crypto.WarmEvictions()
+		if fillFirst {
+			f2.WarmFor(f1) // the control: the gap first, as WarmNext did
+		}
+		x.WarmNext(o1)
+		stopped = crypto.WarmEvictions() - before
+		for i := 2; i < 7; i++ {
+			_, f := seg(i)
+			f.StopWarm()
+		}
+		return stopped
+	}
+	if n := run(false); n != 0 {
+		t.Errorf("%d of the reader's own streams (s3, s4) stopped when it filled a gap before them, want none", n)
+	}
+	if n := run(true); n != 2 {
+		t.Errorf("control: with the gap filled first, %d streams stopped, want s3 and s4 (told of the closed s0)", n)
+	}
+}
+
 // TestSearchedNames: a task with more files than are scanned has its
 // names searched; folders of many tasks list each folder once; folders
 // whose names sort around "/" ("a-b", "a.b") are told apart.
