@@ -177,11 +177,14 @@ func equalStrings(a, b []string) bool {
 // TestWithdrawStopsWarm: reading a segment warms the ones after it; when
 // the task's outputs are withdrawn (cancel), their warm streams stop,
 // rather than reading a source nobody can open any more.
-func TestWithdrawStopsWarm(t *testing.T) {
+// servedSegments serves task "1" with one encrypted 3 MiB segment
+// output per name, in public/out/, each read from a local store.
+func servedSegments(t *testing.T, names ...string) (*testIndex, *summary) {
+	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "media", "in"), 0o755)
 	var files []OutFile
-	for _, name := range []string{"a.ts", "b.ts", "c.ts"} {
+	for _, name := range names {
 		data := make([]byte, 3<<20)
 		if err := os.WriteFile(filepath.Join(dir, "media", "in", name), data, 0o644); err != nil {
 			t.Fatal(err)
@@ -194,7 +197,11 @@ func TestWithdrawStopsWarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := testOutputs(st)
-	s := x.serve("1", 0, "out", &Plan{Files: files})
+	return x, x.serve("1", 0, "out", &Plan{Files: files})
+}
+
+func TestWithdrawStopsWarm(t *testing.T) {
+	x, s := servedSegments(t, "a.ts", "b.ts", "c.ts")
 	a := x.Lookup("public", "out/a.ts")
 	x.WarmNext(a)
 	var warm []interface{ Warming() bool }
@@ -235,24 +242,11 @@ func TestWarmNextKeepsOwnStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { crypto.SetTuning(old) })
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "media", "in"), 0o755)
-	var files []OutFile
+	var names []string
 	for i := range 7 {
-		name := fmt.Sprintf("s%d.ts", i)
-		data := make([]byte, 3<<20)
-		if err := os.WriteFile(filepath.Join(dir, "media", "in", name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, OutFile{Name: name, Parts: []OutPart{{Key: "in/" + name, Len: int64(len(data)), Encrypt: true, IV: make([]byte, 16)}},
-			Size: int64(len(data)) + 16})
+		names = append(names, fmt.Sprintf("s%d.ts", i))
 	}
-	st, err := store.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := testOutputs(st)
-	s := x.serve("1", 0, "out", &Plan{Files: files})
+	x, s := servedSegments(t, names...)
 	t.Cleanup(func() { x.set(s, nil) })
 	seg := func(i int) (*Output, *crypto.File) {
 		o := x.Lookup("public", fmt.Sprintf("out/s%d.ts", i))
